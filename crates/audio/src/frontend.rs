@@ -1,0 +1,313 @@
+//! The model's frontend: the parameters every voxswap model is trained with, and the log-mel
+//! spectrogram they define, offline ([`LogMel`]) and streaming ([`StreamingLogMel`]).
+//!
+//! # Why these parameters
+//! - 16 kHz: speech content lives below 8 kHz; every doubling of the rate doubles the cost of
+//!   everything after the frontend.
+//! - 25 ms window (`n_fft = win_length = 400`), 10 ms hop (160): the analysis window is pure
+//!   latency in live use (a frame cannot be computed before its last sample arrives), so it is
+//!   kept at the short end of what resolves speech harmonics; 25 ms / 10 ms is the long-standing
+//!   speech front-end (the same framing as Whisper's), and it leaves most of the 60 ms live budget
+//!   to the model and the vocoder. Streaming, a centred frame needs 200 samples (12.5 ms) beyond
+//!   its centre.
+//! - 80 mel bands, Slaney scale and norm, 0–8 kHz, magnitude (not power), natural log floored at
+//!   1e-5: the features of the AdaIN-VC re-implementations and of the neural vocoders that read
+//!   80-band log-magnitude mels.
+
+use realfft::num_complex::Complex32;
+use serde::{Deserialize, Serialize};
+
+use crate::mel::{MelFilterbank, MelNorm, MelScale};
+use crate::stft::{Spectrogram, Stft, StftConfig, StreamingStft};
+use crate::{Error, Result};
+
+/// Everything that turns audio into the model's features. Saved inside a model's config, so a
+/// checkpoint always carries the frontend it was trained with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontendConfig {
+    /// Sample rate in Hz the features are computed at.
+    pub sample_rate: u32,
+    /// FFT size in samples.
+    pub n_fft: usize,
+    /// Analysis window in samples.
+    pub win_length: usize,
+    /// Frame step in samples.
+    pub hop_length: usize,
+    /// Mel bands.
+    pub n_mels: usize,
+    /// Lowest filter edge in Hz.
+    pub fmin: f64,
+    /// Highest filter edge in Hz.
+    pub fmax: f64,
+    /// Hz-to-mel mapping.
+    pub mel_scale: MelScale,
+    /// Filter normalisation.
+    pub mel_norm: MelNorm,
+    /// Floor applied before the log.
+    pub log_floor: f32,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        Self::speech_16k()
+    }
+}
+
+impl FrontendConfig {
+    /// 16 kHz, 25 ms window, 10 ms hop, 80 Slaney mel bands over 0–8 kHz.
+    pub fn speech_16k() -> Self {
+        Self {
+            sample_rate: 16_000,
+            n_fft: 400,
+            win_length: 400,
+            hop_length: 160,
+            n_mels: 80,
+            fmin: 0.0,
+            fmax: 8_000.0,
+            mel_scale: MelScale::Slaney,
+            mel_norm: MelNorm::Slaney,
+            log_floor: 1e-5,
+        }
+    }
+
+    /// The STFT framing (always centred).
+    pub fn stft(&self) -> StftConfig {
+        StftConfig { n_fft: self.n_fft, win_length: self.win_length, hop_length: self.hop_length, center: true }
+    }
+
+    /// The mel filterbank.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid range or size.
+    pub fn filterbank(&self) -> Result<MelFilterbank> {
+        MelFilterbank::new(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax, self.mel_scale, self.mel_norm)
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the bad value.
+    pub fn validate(&self) -> Result<()> {
+        if !(8_000..=48_000).contains(&self.sample_rate) {
+            return Err(Error::Config(format!("frontend sample_rate {} Hz outside 8000..=48000", self.sample_rate)));
+        }
+        if !(self.log_floor > 0.0 && self.log_floor.is_finite()) {
+            return Err(Error::Config(format!("log_floor {} must be a positive number", self.log_floor)));
+        }
+        self.stft().validate()?;
+        self.filterbank().map(|_| ())
+    }
+
+    /// Frame step in milliseconds.
+    pub fn hop_ms(&self) -> f64 {
+        self.hop_length as f64 * 1000.0 / f64::from(self.sample_rate)
+    }
+
+    /// Analysis window in milliseconds.
+    pub fn window_ms(&self) -> f64 {
+        self.win_length as f64 * 1000.0 / f64::from(self.sample_rate)
+    }
+
+    /// Samples a streaming frame needs after its centre sample: the analysis lookahead.
+    pub fn lookahead_samples(&self) -> usize {
+        self.n_fft - self.n_fft / 2
+    }
+}
+
+/// A log-mel spectrogram, `[n_mels, frames]` row-major (channels first, as conv1d wants).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mel {
+    /// Bands.
+    pub n_mels: usize,
+    /// Frames.
+    pub frames: usize,
+    /// `data[m * frames + t]`.
+    pub data: Vec<f32>,
+}
+
+impl Mel {
+    /// Builds from frame-major values (`[frames, n_mels]`), transposing.
+    pub fn from_frames(n_mels: usize, frame_major: &[f32]) -> Self {
+        let frames = if n_mels == 0 { 0 } else { frame_major.len() / n_mels };
+        let mut data = vec![0.0; n_mels * frames];
+        for t in 0..frames {
+            for m in 0..n_mels {
+                data[m * frames + t] = frame_major[t * n_mels + m];
+            }
+        }
+        Self { n_mels, frames, data }
+    }
+
+    /// Value of band `m` at frame `t`.
+    pub fn at(&self, m: usize, t: usize) -> f32 {
+        self.data[m * self.frames + t]
+    }
+
+    /// Frame `t` as a column.
+    pub fn frame(&self, t: usize) -> Vec<f32> {
+        (0..self.n_mels).map(|m| self.at(m, t)).collect()
+    }
+}
+
+/// Offline log-mel: `ln(max(W · |STFT(x)|, floor))`.
+#[derive(Debug)]
+pub struct LogMel {
+    cfg: FrontendConfig,
+    stft: Stft,
+    fb: MelFilterbank,
+    spec: Spectrogram,
+    mag: Vec<f32>,
+}
+
+impl LogMel {
+    /// Builds the transforms.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration.
+    pub fn new(cfg: &FrontendConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self {
+            stft: Stft::new(cfg.stft())?,
+            fb: cfg.filterbank()?,
+            cfg: cfg.clone(),
+            spec: Spectrogram { n_bins: 0, frames: 0, data: Vec::new() },
+            mag: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FrontendConfig {
+        &self.cfg
+    }
+
+    /// The filterbank.
+    pub fn filterbank(&self) -> &MelFilterbank {
+        &self.fb
+    }
+
+    /// The log-mel spectrogram of `x` (at the configured sample rate).
+    pub fn compute(&mut self, x: &[f32]) -> Mel {
+        self.stft.forward_into(x, &mut self.spec);
+        let (n_mels, n_bins) = (self.cfg.n_mels, self.spec.n_bins);
+        let mut frame_major = vec![0.0f32; self.spec.frames * n_mels];
+        self.mag.resize(n_bins, 0.0);
+        for (t, out) in frame_major.chunks_exact_mut(n_mels).enumerate() {
+            log_mel_frame(&self.fb, self.spec.frame(t), &mut self.mag, out, self.cfg.log_floor);
+        }
+        Mel::from_frames(n_mels, &frame_major)
+    }
+}
+
+fn log_mel_frame(fb: &MelFilterbank, frame: &[Complex32], mag: &mut [f32], out: &mut [f32], floor: f32) {
+    for (m, c) in mag.iter_mut().zip(frame) {
+        *m = (c.re * c.re + c.im * c.im).sqrt();
+    }
+    fb.apply(mag, out);
+    for v in out.iter_mut() {
+        *v = v.max(floor).ln();
+    }
+}
+
+/// Streaming log-mel: push samples, receive mel frames equal to [`LogMel`]'s. Real-time safe
+/// after construction.
+#[derive(Debug)]
+pub struct StreamingLogMel {
+    cfg: FrontendConfig,
+    stft: StreamingStft,
+    fb: MelFilterbank,
+    mag: Vec<f32>,
+    frame: Vec<f32>,
+}
+
+impl StreamingLogMel {
+    /// Builds the transforms.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration.
+    pub fn new(cfg: &FrontendConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self {
+            stft: StreamingStft::new(cfg.stft())?,
+            fb: cfg.filterbank()?,
+            mag: vec![0.0; cfg.n_fft / 2 + 1],
+            frame: vec![0.0; cfg.n_mels],
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Algorithmic latency of the analysis in samples (the lookahead past a frame's centre).
+    pub fn latency_samples(&self) -> usize {
+        self.stft.lookahead_samples()
+    }
+
+    /// Feeds samples; `emit` receives each finished frame (`n_mels` values).
+    pub fn push(&mut self, x: &[f32], mut emit: impl FnMut(&[f32])) {
+        let Self { stft, fb, mag, frame, cfg } = self;
+        stft.push(x, |f| {
+            log_mel_frame(fb, f, mag, frame, cfg.log_floor);
+            emit(frame);
+        });
+    }
+
+    /// Ends the stream (trailing padding), emitting the last frames.
+    pub fn finish(&mut self, mut emit: impl FnMut(&[f32])) {
+        let Self { stft, fb, mag, frame, cfg } = self;
+        stft.finish(|f| {
+            log_mel_frame(fb, f, mag, frame, cfg.log_floor);
+            emit(frame);
+        });
+    }
+
+    /// Back to the start of a new stream.
+    pub fn reset(&mut self) {
+        self.stft.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sine_has_its_mel_peak_where_the_filterbank_says() {
+        let cfg = FrontendConfig::speech_16k();
+        let x: Vec<f32> =
+            (0..16000).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16000.0).sin()).collect();
+        let mel = LogMel::new(&cfg).unwrap().compute(&x);
+        assert_eq!((mel.n_mels, mel.frames), (80, 101));
+        let col = mel.frame(50);
+        let peak = col.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap();
+        // The band whose filter weighs bin 25 (1000 Hz) most.
+        let dense = cfg.filterbank().unwrap().dense();
+        let want = (0..80).max_by(|&a, &b| dense[a * 201 + 25].total_cmp(&dense[b * 201 + 25])).unwrap();
+        assert_eq!(peak, want);
+    }
+
+    #[test]
+    fn streaming_equals_offline() {
+        let cfg = FrontendConfig::speech_16k();
+        let x: Vec<f32> = (0..12_345).map(|i| ((i as f32) * 0.37).sin() * ((i as f32) * 0.0011).cos()).collect();
+        let offline = LogMel::new(&cfg).unwrap().compute(&x);
+        for chunk in [1, 160, 999] {
+            let mut s = StreamingLogMel::new(&cfg).unwrap();
+            let mut frames = Vec::new();
+            for c in x.chunks(chunk) {
+                s.push(c, |f| frames.extend_from_slice(f));
+            }
+            s.finish(|f| frames.extend_from_slice(f));
+            assert_eq!(Mel::from_frames(80, &frames), offline, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn config_round_trips_and_rejects_unknown_fields() {
+        let cfg = FrontendConfig::speech_16k();
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(serde_json::from_str::<FrontendConfig>(&json).unwrap(), cfg);
+        let bad = json.replace("\"n_mels\"", "\"n_mel\"");
+        assert!(serde_json::from_str::<FrontendConfig>(&bad).is_err());
+        assert!(FrontendConfig { fmax: 9000.0, ..cfg.clone() }.validate().is_err());
+        assert!(FrontendConfig { sample_rate: 1, ..cfg }.validate().is_err());
+    }
+}

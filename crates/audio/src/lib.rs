@@ -1,0 +1,35 @@
+//! voxswap's audio frontend: everything between a file and the model's features, and back.
+//!
+//! - [`decode`]: WAV (hound), FLAC, MP3 and Ogg Vorbis (Symphonia) to mono `f32`, chunked.
+//! - [`write`]: atomic WAV output, 16-bit PCM with clipping counted, or 32-bit float.
+//! - [`resample`]: rubato, offline and streaming with its delay reported.
+//! - [`stft`], [`mel`], [`frontend`]: STFT/iSTFT, librosa-equal mel filterbanks, the log-mel
+//!   features every voxswap model is trained with, offline and streaming.
+//! - [`griffinlim`]: fast Griffin-Lim and mel-to-wave resynthesis.
+//!
+//! ```
+//! use voxswap_audio::{FrontendConfig, LogMel};
+//! let cfg = FrontendConfig::speech_16k();
+//! let tone: Vec<f32> = (0..16_000).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
+//! let mel = LogMel::new(&cfg)?.compute(&tone);
+//! assert_eq!((mel.n_mels, mel.frames), (80, 101));
+//! # Ok::<(), voxswap_audio::Error>(())
+//! ```
+
+pub mod decode;
+mod error;
+pub mod frontend;
+pub mod griffinlim;
+pub mod mel;
+pub mod resample;
+pub mod stft;
+pub mod write;
+
+pub use decode::{read_mono, Audio, AudioInfo, AudioReader, ChannelMix};
+pub use error::{Error, Result};
+pub use frontend::{FrontendConfig, LogMel, Mel, StreamingLogMel};
+pub use griffinlim::{griffin_lim, mel_to_audio, spectral_convergence, GriffinLimConfig};
+pub use mel::{MelFilterbank, MelNorm, MelScale};
+pub use resample::{resample, StreamResampler};
+pub use stft::{Spectrogram, Stft, StftConfig, StreamingStft};
+pub use write::{write_wav, WavFormat, WavWriter, WriteReport};

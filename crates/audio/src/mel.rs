@@ -1,0 +1,228 @@
+//! Mel filterbanks, equal to librosa's `filters.mel` (Slaney scale and area norm by default,
+//! HTK scale as an option), stored sparsely: each filter spans only a few FFT bins.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The Hz-to-mel mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MelScale {
+    /// Slaney's Auditory Toolbox: linear below 1 kHz, logarithmic above (librosa's default).
+    #[default]
+    Slaney,
+    /// HTK: `2595 * log10(1 + f / 700)`.
+    Htk,
+}
+
+/// Normalisation of each triangular filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MelNorm {
+    /// Divide by the filter's width in Hz, so each has equal area (librosa's `norm="slaney"`).
+    #[default]
+    Slaney,
+    /// Peak 1.
+    None,
+}
+
+/// Hz to mel.
+pub fn hz_to_mel(hz: f64, scale: MelScale) -> f64 {
+    match scale {
+        MelScale::Htk => 2595.0 * (1.0 + hz / 700.0).log10(),
+        MelScale::Slaney => {
+            let f_sp = 200.0 / 3.0;
+            let min_log_hz = 1000.0;
+            let min_log_mel = min_log_hz / f_sp;
+            let logstep = 6.4f64.ln() / 27.0;
+            if hz >= min_log_hz {
+                min_log_mel + (hz / min_log_hz).ln() / logstep
+            } else {
+                hz / f_sp
+            }
+        }
+    }
+}
+
+/// Mel to Hz.
+pub fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
+    match scale {
+        MelScale::Htk => 700.0 * (10f64.powf(mel / 2595.0) - 1.0),
+        MelScale::Slaney => {
+            let f_sp = 200.0 / 3.0;
+            let min_log_hz = 1000.0;
+            let min_log_mel = min_log_hz / f_sp;
+            let logstep = 6.4f64.ln() / 27.0;
+            if mel >= min_log_mel {
+                min_log_hz * (logstep * (mel - min_log_mel)).exp()
+            } else {
+                f_sp * mel
+            }
+        }
+    }
+}
+
+/// A mel filterbank over the bins of an `n_fft`-point real FFT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MelFilterbank {
+    n_mels: usize,
+    n_bins: usize,
+    /// Per filter: first non-zero bin and its weights.
+    filters: Vec<(usize, Vec<f32>)>,
+}
+
+impl MelFilterbank {
+    /// Builds the filterbank as librosa does (weights computed in f64, stored as f32).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for zero sizes or a frequency range outside `0..=sample_rate/2`.
+    pub fn new(
+        sample_rate: u32,
+        n_fft: usize,
+        n_mels: usize,
+        fmin: f64,
+        fmax: f64,
+        scale: MelScale,
+        norm: MelNorm,
+    ) -> Result<Self> {
+        let nyquist = f64::from(sample_rate) / 2.0;
+        if n_mels == 0 || n_fft < 2 {
+            return Err(Error::Config(format!("mel filterbank needs n_mels ≥ 1 and n_fft ≥ 2 ({n_mels}, {n_fft})")));
+        }
+        if !(0.0 <= fmin && fmin < fmax && fmax <= nyquist) {
+            return Err(Error::Config(format!("mel range {fmin}..{fmax} Hz must lie within 0..={nyquist} Hz")));
+        }
+        let n_bins = n_fft / 2 + 1;
+        let fftfreqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * nyquist / (n_bins - 1) as f64).collect();
+        let (lo, hi) = (hz_to_mel(fmin, scale), hz_to_mel(fmax, scale));
+        let mel_f: Vec<f64> =
+            (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64, scale)).collect();
+        let mut filters = Vec::with_capacity(n_mels);
+        for i in 0..n_mels {
+            let (f0, f1, f2) = (mel_f[i], mel_f[i + 1], mel_f[i + 2]);
+            let enorm = match norm {
+                MelNorm::Slaney => 2.0 / (f2 - f0),
+                MelNorm::None => 1.0,
+            };
+            let weights: Vec<f32> = fftfreqs
+                .iter()
+                .map(|&f| {
+                    let lower = (f - f0) / (f1 - f0);
+                    let upper = (f2 - f) / (f2 - f1);
+                    (lower.min(upper).max(0.0) * enorm) as f32
+                })
+                .collect();
+            let start = weights.iter().position(|&w| w != 0.0).unwrap_or(0);
+            let end = weights.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
+            filters.push((start, weights[start..end].to_vec()));
+        }
+        Ok(Self { n_mels, n_bins, filters })
+    }
+
+    /// Number of mel bands.
+    pub fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    /// Number of FFT bins the filterbank reads.
+    pub fn n_bins(&self) -> usize {
+        self.n_bins
+    }
+
+    /// The dense `[n_mels, n_bins]` matrix, row-major.
+    pub fn dense(&self) -> Vec<f32> {
+        let mut m = vec![0.0; self.n_mels * self.n_bins];
+        for (i, (start, w)) in self.filters.iter().enumerate() {
+            m[i * self.n_bins + start..i * self.n_bins + start + w.len()].copy_from_slice(w);
+        }
+        m
+    }
+
+    /// `out[m] = Σ_k W[m, k] · spectrum[k]` for one frame. No allocation.
+    pub fn apply(&self, spectrum: &[f32], out: &mut [f32]) {
+        for ((start, w), o) in self.filters.iter().zip(out.iter_mut()) {
+            *o = w.iter().zip(&spectrum[*start..]).map(|(a, b)| a * b).sum();
+        }
+    }
+
+    /// `out[k] = Σ_m W[m, k] · mel[m]` (the transpose), for one frame.
+    pub fn apply_transpose(&self, mel: &[f32], out: &mut [f32]) {
+        out.iter_mut().for_each(|v| *v = 0.0);
+        for ((start, w), &m) in self.filters.iter().zip(mel) {
+            for (o, &wk) in out[*start..].iter_mut().zip(w) {
+                *o += wk * m;
+            }
+        }
+    }
+
+    /// A non-negative spectrum `s` with `W s ≈ mel`, by multiplicative NNLS updates
+    /// (Lee & Seung), the role librosa's `mel_to_stft` gives to NNLS. Bins no filter covers
+    /// come out 0.
+    pub fn invert(&self, mel: &[f32], iterations: usize, out: &mut [f32]) {
+        let mut colsum = vec![0.0f32; self.n_bins];
+        self.apply_transpose(&vec![1.0; self.n_mels], &mut colsum);
+        // Start from the transpose, normalised so that a flat spectrum maps back to itself.
+        self.apply_transpose(mel, out);
+        let mut rowsum = vec![0.0f32; self.n_mels];
+        self.apply(&vec![1.0; self.n_bins], &mut rowsum);
+        let mut wts = vec![0.0f32; self.n_bins];
+        let scaled: Vec<f32> = mel.iter().zip(&rowsum).map(|(m, r)| if *r > 0.0 { m / r } else { 0.0 }).collect();
+        self.apply_transpose(&scaled, &mut wts);
+        for ((o, w), c) in out.iter_mut().zip(&wts).zip(&colsum) {
+            *o = if *c > 0.0 { w / c } else { 0.0 };
+        }
+        let mut ws = vec![0.0f32; self.n_mels];
+        let mut wtws = vec![0.0f32; self.n_bins];
+        let mut wty = vec![0.0f32; self.n_bins];
+        self.apply_transpose(mel, &mut wty);
+        for _ in 0..iterations {
+            self.apply(out, &mut ws);
+            self.apply_transpose(&ws, &mut wtws);
+            for ((o, &num), &den) in out.iter_mut().zip(&wty).zip(&wtws) {
+                if den > 1e-30 {
+                    *o *= num / den;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_invert() {
+        for scale in [MelScale::Slaney, MelScale::Htk] {
+            for hz in [0.0, 100.0, 999.0, 1000.0, 4321.0, 8000.0] {
+                let back = mel_to_hz(hz_to_mel(hz, scale), scale);
+                assert!((back - hz).abs() < 1e-9, "{scale:?} {hz} -> {back}");
+            }
+        }
+        // Slaney is linear below 1 kHz: 15 mel at 1 kHz.
+        assert!((hz_to_mel(1000.0, MelScale::Slaney) - 15.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn invert_recovers_a_smooth_spectrum() {
+        let fb = MelFilterbank::new(16000, 400, 80, 0.0, 8000.0, MelScale::Slaney, MelNorm::Slaney).unwrap();
+        let spec: Vec<f32> = (0..201).map(|k| 1.0 + (k as f32 * 0.05).sin().abs()).collect();
+        let mut mel = vec![0.0; 80];
+        fb.apply(&spec, &mut mel);
+        let mut back = vec![0.0; 201];
+        fb.invert(&mel, 50, &mut back);
+        let mut mel2 = vec![0.0; 80];
+        fb.apply(&back, &mut mel2);
+        let rel = mel.iter().zip(&mel2).map(|(a, b)| ((a - b) / a).abs()).fold(0.0, f32::max);
+        assert!(rel < 0.05, "mel of the inverted spectrum differs by {rel}");
+        assert!(back.iter().all(|v| *v >= 0.0));
+    }
+
+    #[test]
+    fn bad_ranges_are_rejected() {
+        assert!(MelFilterbank::new(16000, 400, 80, 0.0, 9000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
+        assert!(MelFilterbank::new(16000, 400, 0, 0.0, 8000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
+        assert!(MelFilterbank::new(16000, 400, 80, 500.0, 100.0, MelScale::Htk, MelNorm::None).is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Sample-rate conversion with rubato's synchronous FFT resampler.
+//!
+//! [`resample`] converts a whole clip and trims the resampler's delay, so the output lines up
+//! with the input. [`StreamResampler`] takes fixed input chunks, writes into caller-owned
+//! buffers without allocating, and reports its delay for latency accounting.
+
+use rubato::audioadapter_buffers::direct::SequentialSlice;
+use rubato::{Fft, FixedSync, Resampler};
+
+use crate::{Error, Result};
+
+fn rerr(e: impl std::fmt::Display) -> Error {
+    Error::Resample(e.to_string())
+}
+
+/// Converts mono `samples` from `from_hz` to `to_hz` (high quality, allocating).
+///
+/// # Errors
+/// [`Error::Resample`] for a zero rate.
+pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
+    if from_hz == 0 || to_hz == 0 {
+        return Err(Error::Config(format!("sample rates must be positive ({from_hz} -> {to_hz})")));
+    }
+    if from_hz == to_hz || samples.is_empty() {
+        return Ok(samples.to_vec());
+    }
+    let mut r = Fft::<f32>::new(from_hz as usize, to_hz as usize, 1024, 1, FixedSync::Both).map_err(rerr)?;
+    let input = SequentialSlice::new(samples, 1, samples.len()).map_err(rerr)?;
+    let out = r.process_all(&input, samples.len(), None).map_err(rerr)?;
+    Ok(out.take_data())
+}
+
+/// A streaming resampler: fixed-size input chunks in, variable-size output out.
+pub struct StreamResampler {
+    inner: Fft<f32>,
+    from_hz: u32,
+    to_hz: u32,
+}
+
+impl std::fmt::Debug for StreamResampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamResampler").field("from_hz", &self.from_hz).field("to_hz", &self.to_hz).finish()
+    }
+}
+
+impl StreamResampler {
+    /// A resampler taking `chunk_samples` input samples per call.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero rate or chunk size.
+    pub fn new(from_hz: u32, to_hz: u32, chunk_samples: usize) -> Result<Self> {
+        if from_hz == 0 || to_hz == 0 || chunk_samples == 0 {
+            return Err(Error::Config(format!(
+                "resampler needs positive rates and chunk size ({from_hz} -> {to_hz}, chunk {chunk_samples})"
+            )));
+        }
+        let inner = Fft::<f32>::new(from_hz as usize, to_hz as usize, chunk_samples, 1, FixedSync::Input)
+            .map_err(rerr)?;
+        Ok(Self { inner, from_hz, to_hz })
+    }
+
+    /// Input samples every call to [`process`](Self::process) takes.
+    pub fn input_chunk(&self) -> usize {
+        self.inner.input_frames_next()
+    }
+
+    /// The most output samples one call writes; size the output buffer to this.
+    pub fn output_max(&self) -> usize {
+        self.inner.output_frames_max()
+    }
+
+    /// Delay in output samples: output sample `n + delay` corresponds to input time `n`.
+    pub fn delay_samples(&self) -> usize {
+        self.inner.output_delay()
+    }
+
+    /// Delay in milliseconds.
+    pub fn delay_ms(&self) -> f64 {
+        self.delay_samples() as f64 * 1000.0 / f64::from(self.to_hz)
+    }
+
+    /// Resamples one chunk of exactly [`input_chunk`](Self::input_chunk) samples into `output`,
+    /// returning how many samples were written. Real-time safe: no allocation.
+    ///
+    /// # Errors
+    /// [`Error::Resample`] when `input` or `output` has the wrong size.
+    pub fn process(&mut self, input: &[f32], output: &mut [f32]) -> Result<usize> {
+        let need = self.input_chunk();
+        if input.len() != need {
+            return Err(Error::Resample(format!("chunk of {} samples, expected {need}", input.len())));
+        }
+        let inp = SequentialSlice::new(input, 1, input.len()).map_err(rerr)?;
+        let frames = output.len();
+        let mut out = SequentialSlice::new_mut(output, 1, frames).map_err(rerr)?;
+        let (_, written) = self.inner.process_into_buffer(&inp, &mut out, None).map_err(rerr)?;
+        Ok(written)
+    }
+
+    /// Forgets all state, as if new.
+    pub fn reset(&mut self) {
+        self.inner.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(freq: f64, rate: u32, n: usize, amp: f32) -> Vec<f32> {
+        (0..n).map(|i| amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin() as f32).collect()
+    }
+
+    /// Frequency and amplitude of a sine by least squares against sin/cos at candidate
+    /// frequencies (fine grid around the expected one).
+    fn fit_sine(x: &[f32], rate: u32, around: f64) -> (f64, f64) {
+        let mut best = (0.0, 0.0);
+        for k in -200..=200 {
+            let f = around + k as f64 * 0.05;
+            let w = 2.0 * std::f64::consts::PI * f / f64::from(rate);
+            let (mut s, mut c) = (0.0, 0.0);
+            for (i, &v) in x.iter().enumerate() {
+                s += f64::from(v) * (w * i as f64).sin();
+                c += f64::from(v) * (w * i as f64).cos();
+            }
+            let amp = 2.0 * (s * s + c * c).sqrt() / x.len() as f64;
+            if amp > best.1 {
+                best = (f, amp);
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn offline_round_trip_keeps_a_sine() {
+        let x = sine(1000.0, 48000, 48000, 0.5);
+        let down = resample(&x, 48000, 16000).unwrap();
+        assert_eq!(down.len(), 16000);
+        let up = resample(&down, 16000, 48000).unwrap();
+        assert_eq!(up.len(), 48000);
+        // Away from the edges, the round trip is the input within 1e-3.
+        let err = x[4800..43200].iter().zip(&up[4800..43200]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(err < 1e-3, "max error {err}");
+        let (f, a) = fit_sine(&up[4800..43200], 48000, 1000.0);
+        assert!((f - 1000.0).abs() <= 0.1, "frequency {f}");
+        assert!((a - 0.5).abs() < 0.005, "amplitude {a}");
+    }
+
+    #[test]
+    fn streaming_round_trip_keeps_a_sine_once_delay_is_compensated() {
+        let x = sine(1000.0, 48000, 96000, 0.5);
+        let mut down = StreamResampler::new(48000, 16000, 480).unwrap();
+        let mut up = StreamResampler::new(16000, 48000, 160).unwrap();
+        let mut mid = Vec::new();
+        let mut buf = vec![0.0; down.output_max()];
+        for chunk in x.chunks_exact(down.input_chunk()) {
+            let n = down.process(chunk, &mut buf).unwrap();
+            mid.extend_from_slice(&buf[..n]);
+        }
+        let mut y = Vec::new();
+        let mut buf = vec![0.0; up.output_max()];
+        for chunk in mid.chunks_exact(up.input_chunk()) {
+            let n = up.process(chunk, &mut buf).unwrap();
+            y.extend_from_slice(&buf[..n]);
+        }
+        // Total delay at 48 kHz: the first stage's, scaled by 3, plus the second's.
+        let delay = down.delay_samples() * 3 + up.delay_samples();
+        assert!(delay > 0 && delay < 4800, "delay {delay}");
+        let aligned = &y[delay..];
+        let n = aligned.len().min(x.len());
+        let err = x[9600..n - 9600].iter().zip(&aligned[9600..n - 9600]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(err < 2e-3, "max error {err} after compensating {delay} samples");
+        let (f, a) = fit_sine(&aligned[9600..n - 9600], 48000, 1000.0);
+        assert!((f - 1000.0).abs() <= 0.1, "frequency {f}");
+        assert!((a - 0.5).abs() < 0.005, "amplitude {a}");
+    }
+
+    #[test]
+    fn wrong_chunk_is_an_error_not_a_panic() {
+        let mut r = StreamResampler::new(48000, 16000, 480).unwrap();
+        let mut out = vec![0.0; r.output_max()];
+        assert!(r.process(&[0.0; 100], &mut out).is_err());
+        assert!(StreamResampler::new(0, 16000, 480).is_err());
+    }
+}
