@@ -1,6 +1,8 @@
-//! Griffin-Lim phase reconstruction, the fast variant with momentum (Perraudin, Balazs &
-//! Søndergaard 2013), as librosa's `griffinlim` runs it; and mel-to-wave resynthesis built on it.
+//! Griffin-Lim phase reconstruction: the fast variant with momentum (Perraudin, Balazs &
+//! Søndergaard 2013) as librosa's `griffinlim` runs it, and the accelerated variant (Peer et al.
+//! 2022) that voxswap uses by default; and mel-to-wave resynthesis built on it.
 
+use rand::{Rng, SeedableRng};
 use realfft::num_complex::Complex32;
 
 use crate::frontend::{FrontendConfig, Mel};
@@ -12,43 +14,120 @@ use crate::Result;
 pub struct GriffinLimConfig {
     /// Iterations (each is one inverse and one forward STFT).
     pub n_iter: usize,
-    /// Momentum; 0 gives the original Griffin-Lim, 0.99 is librosa's default.
-    pub momentum: f32,
+    /// The update rule.
+    pub method: GlMethod,
+    /// Starting phases.
+    pub init: PhaseInit,
+}
+
+/// The Griffin-Lim update rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GlMethod {
+    /// Fast Griffin-Lim (Perraudin et al. 2013) as librosa runs it; momentum 0 is the original
+    /// Griffin-Lim, 0.99 librosa's default.
+    Fast { momentum: f32 },
+    /// Accelerated Griffin-Lim (Peer, Welker & Gerkmann 2022, arXiv 2203.07902): the fast
+    /// variant's momentum plus a relaxed, extrapolated projection. With γ = 1 it is fast
+    /// Griffin-Lim; voxswap's default over-relaxes (α 0.99, β 1.1, γ 1.2), which on the test
+    /// clips converges further than librosa's fast Griffin-Lim at 32 and at 100 iterations
+    /// (γ 1.3 diverges: keep γ ≤ 1.2).
+    Accelerated { alpha: f32, beta: f32, gamma: f32 },
+}
+
+/// Where Griffin-Lim's phase estimate starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseInit {
+    /// Zero phase everywhere (librosa's `init=None`).
+    Zero,
+    /// Uniformly random phases from a seeded generator (librosa's default, `init="random"`):
+    /// it converges further than zero phase, whose frames all start aligned.
+    Random { seed: u64 },
+    /// The phase a stationary sinusoid at each bin's centre frequency would have:
+    /// `2π · k · hop · t / n_fft`. Frames start consistent with each other, as voiced speech is.
+    Linear,
 }
 
 impl Default for GriffinLimConfig {
     fn default() -> Self {
-        Self { n_iter: 32, momentum: 0.99 }
+        Self {
+            n_iter: 32,
+            method: GlMethod::Accelerated { alpha: 0.99, beta: 1.1, gamma: 1.2 },
+            init: PhaseInit::Random { seed: 0 },
+        }
     }
 }
 
 /// Reconstructs a signal of `length` samples whose STFT magnitude approaches `magnitude`
-/// (frame-major, `frames * n_bins`). Starts from zero phase, as librosa's `init=None`.
+/// (frame-major, `frames * n_bins`).
 pub fn griffin_lim(stft: &mut Stft, magnitude: &[f32], frames: usize, length: usize, cfg: GriffinLimConfig) -> Vec<f32> {
     let n_bins = stft.config().n_bins();
     debug_assert_eq!(magnitude.len(), frames * n_bins);
     let mut angles = vec![Complex32::new(1.0, 0.0); frames * n_bins];
+    match cfg.init {
+        PhaseInit::Zero => {}
+        PhaseInit::Random { seed } => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            for a in &mut angles {
+                *a = Complex32::from_polar(1.0, rng.random_range(0.0..std::f32::consts::TAU));
+            }
+        }
+        PhaseInit::Linear => {
+            let (n_fft, hop) = (stft.config().n_fft, stft.config().hop_length);
+            for (t, frame) in angles.chunks_exact_mut(n_bins).enumerate() {
+                for (k, a) in frame.iter_mut().enumerate() {
+                    // Reduce modulo n_fft in integers so the phase stays exact for long inputs.
+                    let cycles = (k * hop * t) % n_fft;
+                    *a = Complex32::from_polar(1.0, std::f32::consts::TAU * cycles as f32 / n_fft as f32);
+                }
+            }
+        }
+    }
     let mut spec = Spectrogram { n_bins, frames, data: vec![Complex32::default(); frames * n_bins] };
-    let mut rebuilt = Spectrogram { n_bins, frames, data: vec![Complex32::default(); frames * n_bins] };
-    let mut tprev = rebuilt.clone();
+    let mut rebuilt = spec.clone();
     let mut y = Vec::with_capacity(length);
-    let beta = cfg.momentum / (1.0 + cfg.momentum);
     let eps = 1e-16f32;
-    for _ in 0..cfg.n_iter {
-        std::mem::swap(&mut tprev, &mut rebuilt);
-        for ((s, &m), &a) in spec.data.iter_mut().zip(magnitude).zip(&angles) {
-            *s = a * m;
+    // The estimate projected onto the target magnitudes: S · c / |c|.
+    let project = |spec: &mut Spectrogram, c: &[Complex32]| {
+        for ((s, &m), &a) in spec.data.iter_mut().zip(magnitude).zip(c) {
+            *s = a * (m / (a.norm() + eps));
         }
-        stft.inverse_into(&spec, Some(length), &mut y);
-        stft.forward_into(&y, &mut rebuilt);
-        for ((a, &r), &p) in angles.iter_mut().zip(&rebuilt.data).zip(&tprev.data) {
-            let v = r - p * beta;
-            *a = v / (v.norm() + eps);
+    };
+    match cfg.method {
+        GlMethod::Fast { momentum } => {
+            let beta = momentum / (1.0 + momentum);
+            let mut tprev = rebuilt.clone();
+            for _ in 0..cfg.n_iter {
+                std::mem::swap(&mut tprev, &mut rebuilt);
+                project(&mut spec, &angles);
+                stft.inverse_into(&spec, Some(length), &mut y);
+                stft.forward_into(&y, &mut rebuilt);
+                for ((a, &r), &p) in angles.iter_mut().zip(&rebuilt.data).zip(&tprev.data) {
+                    *a = r - p * beta;
+                }
+            }
+        }
+        GlMethod::Accelerated { alpha, beta, gamma } => {
+            // c: the extrapolated estimate (`angles`), t: the relaxed projection, d: the
+            // second extrapolation that the relaxation starts from.
+            for (a, &m) in angles.iter_mut().zip(magnitude) {
+                *a *= m;
+            }
+            let mut t_prev = angles.clone();
+            let mut d = angles.clone();
+            for _ in 0..cfg.n_iter {
+                project(&mut spec, &angles);
+                stft.inverse_into(&spec, Some(length), &mut y);
+                stft.forward_into(&y, &mut rebuilt);
+                for (((c, dn), tp), &p) in angles.iter_mut().zip(&mut d).zip(&mut t_prev).zip(&rebuilt.data) {
+                    let t = *dn * (1.0 - gamma) + p * gamma;
+                    *c = t + (t - *tp) * alpha;
+                    *dn = t + (t - *tp) * beta;
+                    *tp = t;
+                }
+            }
         }
     }
-    for ((s, &m), &a) in spec.data.iter_mut().zip(magnitude).zip(&angles) {
-        *s = a * m;
-    }
+    project(&mut spec, &angles);
     stft.inverse_into(&spec, Some(length), &mut y);
     y
 }
@@ -109,8 +188,8 @@ mod tests {
         let x = chirp(16000);
         let spec = stft.forward(&x);
         let mag = spec.magnitude();
-        let few = griffin_lim(&mut stft, &mag, spec.frames, x.len(), GriffinLimConfig { n_iter: 4, momentum: 0.99 });
-        let many = griffin_lim(&mut stft, &mag, spec.frames, x.len(), GriffinLimConfig { n_iter: 64, momentum: 0.99 });
+        let few = griffin_lim(&mut stft, &mag, spec.frames, x.len(), GriffinLimConfig { n_iter: 4, ..Default::default() });
+        let many = griffin_lim(&mut stft, &mag, spec.frames, x.len(), GriffinLimConfig { n_iter: 64, ..Default::default() });
         let sc_few = spectral_convergence(&mut stft, &mag, &few);
         let sc_many = spectral_convergence(&mut stft, &mag, &many);
         assert!(sc_many < sc_few, "{sc_many} !< {sc_few}");

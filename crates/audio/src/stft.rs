@@ -9,11 +9,22 @@
 
 use std::sync::Arc;
 
-use realfft::num_complex::Complex32;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use realfft::num_complex::Complex;
+use realfft::num_traits::Float;
+use realfft::{ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
+
+/// The float type a transform computes in: `f32`, or `f64` where float32 rounding matters
+/// (the log-mel, whose quietest bands sit near the floor).
+pub trait Real: FftNum + Float + Default {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+fn real<T: Real>(v: f64) -> T {
+    T::from_f64(v).unwrap_or_else(T::zero)
+}
 
 /// Framing of the STFT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,12 +86,12 @@ impl StftConfig {
     }
 
     /// The periodic Hann window of `win_length`, zero-padded to `n_fft` and centred.
-    pub fn window(&self) -> Vec<f32> {
-        let mut w = vec![0.0f32; self.n_fft];
+    pub fn window<T: Real>(&self) -> Vec<T> {
+        let mut w = vec![T::zero(); self.n_fft];
         let off = (self.n_fft - self.win_length) / 2;
         for i in 0..self.win_length {
             let v = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / self.win_length as f64).cos();
-            w[off + i] = v as f32;
+            w[off + i] = real(v);
         }
         w
     }
@@ -88,44 +99,49 @@ impl StftConfig {
 
 /// A complex spectrogram, frame-major: `data[t * n_bins + k]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Spectrogram {
+pub struct Spectrogram<T = f32> {
     /// Bins per frame.
     pub n_bins: usize,
     /// Number of frames.
     pub frames: usize,
     /// `frames * n_bins` values.
-    pub data: Vec<Complex32>,
+    pub data: Vec<Complex<T>>,
 }
 
-impl Spectrogram {
+impl<T: Real> Spectrogram<T> {
+    /// An empty spectrogram, to be filled by [`Stft::forward_into`].
+    pub fn empty() -> Self {
+        Self { n_bins: 0, frames: 0, data: Vec::new() }
+    }
+
     /// Frame `t`.
-    pub fn frame(&self, t: usize) -> &[Complex32] {
+    pub fn frame(&self, t: usize) -> &[Complex<T>] {
         &self.data[t * self.n_bins..(t + 1) * self.n_bins]
     }
 
     /// Magnitudes, frame-major like `data`.
-    pub fn magnitude(&self) -> Vec<f32> {
+    pub fn magnitude(&self) -> Vec<T> {
         self.data.iter().map(|c| c.norm()).collect()
     }
 }
 
 /// Windows and transforms one frame at a time; owns its scratch buffers.
-struct FrameAnalyzer {
-    window: Vec<f32>,
-    fft: Arc<dyn RealToComplex<f32>>,
-    frame: Vec<f32>,
-    scratch: Vec<Complex32>,
+struct FrameAnalyzer<T: Real> {
+    window: Vec<T>,
+    fft: Arc<dyn RealToComplex<T>>,
+    frame: Vec<T>,
+    scratch: Vec<Complex<T>>,
 }
 
-impl FrameAnalyzer {
+impl<T: Real> FrameAnalyzer<T> {
     fn new(cfg: &StftConfig) -> Self {
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(cfg.n_fft);
+        let fft = RealFftPlanner::<T>::new().plan_fft_forward(cfg.n_fft);
         let scratch = fft.make_scratch_vec();
-        Self { window: cfg.window(), frame: vec![0.0; cfg.n_fft], scratch, fft }
+        Self { window: cfg.window(), frame: vec![T::zero(); cfg.n_fft], scratch, fft }
     }
 
     /// Transforms `samples` (exactly `n_fft` long) into `out` (`n_bins` long). No allocation.
-    fn analyse(&mut self, samples: &[f32], out: &mut [Complex32]) {
+    fn analyse(&mut self, samples: &[T], out: &mut [Complex<T>]) {
         for ((f, &s), &w) in self.frame.iter_mut().zip(samples).zip(&self.window) {
             *f = s * w;
         }
@@ -135,40 +151,42 @@ impl FrameAnalyzer {
 }
 
 /// Offline STFT and inverse STFT of one configuration (plans made once, buffers reused).
-pub struct Stft {
+pub struct Stft<T: Real = f32> {
     cfg: StftConfig,
-    analyzer: FrameAnalyzer,
-    ifft: Arc<dyn ComplexToReal<f32>>,
-    ibuf: Vec<Complex32>,
-    iframe: Vec<f32>,
-    iscratch: Vec<Complex32>,
-    padded: Vec<f32>,
+    analyzer: FrameAnalyzer<T>,
+    ifft: Arc<dyn ComplexToReal<T>>,
+    ibuf: Vec<Complex<T>>,
+    iframe: Vec<T>,
+    iscratch: Vec<Complex<T>>,
+    padded: Vec<T>,
+    acc: Vec<T>,
     /// Summed squared windows of the last inverse, kept while the frame count stays the same.
-    wsum: Vec<f32>,
+    wsum: Vec<T>,
     wsum_frames: usize,
 }
 
-impl std::fmt::Debug for Stft {
+impl<T: Real> std::fmt::Debug for Stft<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stft").field("cfg", &self.cfg).finish()
     }
 }
 
-impl Stft {
+impl<T: Real> Stft<T> {
     /// Plans the transforms.
     ///
     /// # Errors
     /// [`Error::Config`] for invalid sizes.
     pub fn new(cfg: StftConfig) -> Result<Self> {
         cfg.validate()?;
-        let ifft = RealFftPlanner::<f32>::new().plan_fft_inverse(cfg.n_fft);
+        let ifft = RealFftPlanner::<T>::new().plan_fft_inverse(cfg.n_fft);
         Ok(Self {
             analyzer: FrameAnalyzer::new(&cfg),
             iscratch: ifft.make_scratch_vec(),
-            ibuf: vec![Complex32::default(); cfg.n_bins()],
-            iframe: vec![0.0; cfg.n_fft],
+            ibuf: vec![Complex::default(); cfg.n_bins()],
+            iframe: vec![T::zero(); cfg.n_fft],
             ifft,
             padded: Vec::new(),
+            acc: Vec::new(),
             wsum: Vec::new(),
             wsum_frames: usize::MAX,
             cfg,
@@ -181,24 +199,24 @@ impl Stft {
     }
 
     /// The spectrogram of `x`.
-    pub fn forward(&mut self, x: &[f32]) -> Spectrogram {
-        let mut spec = Spectrogram { n_bins: self.cfg.n_bins(), frames: 0, data: Vec::new() };
+    pub fn forward(&mut self, x: &[f32]) -> Spectrogram<T> {
+        let mut spec = Spectrogram::empty();
         self.forward_into(x, &mut spec);
         spec
     }
 
     /// The spectrogram of `x` into `spec`, reusing its allocation.
-    pub fn forward_into(&mut self, x: &[f32], spec: &mut Spectrogram) {
+    pub fn forward_into(&mut self, x: &[f32], spec: &mut Spectrogram<T>) {
         let n_bins = self.cfg.n_bins();
         let frames = self.cfg.n_frames(x.len());
         let pad = self.cfg.pad();
         self.padded.clear();
-        self.padded.resize(pad, 0.0);
-        self.padded.extend_from_slice(x);
-        self.padded.resize(x.len() + 2 * pad, 0.0);
+        self.padded.resize(pad, T::zero());
+        self.padded.extend(x.iter().map(|&v| real::<T>(f64::from(v))));
+        self.padded.resize(x.len() + 2 * pad, T::zero());
         spec.n_bins = n_bins;
         spec.frames = frames;
-        spec.data.resize(frames * n_bins, Complex32::default());
+        spec.data.resize(frames * n_bins, Complex::default());
         let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
         for (t, out) in spec.data.chunks_exact_mut(n_bins).enumerate() {
             self.analyzer.analyse(&self.padded[t * hop..t * hop + n_fft], out);
@@ -208,52 +226,51 @@ impl Stft {
     /// The signal whose STFT is closest to `spec` (least squares, window-sum normalised).
     /// `length` trims or zero-pads the result; `None` gives `(frames - 1) * hop` samples when
     /// centred.
-    pub fn inverse(&mut self, spec: &Spectrogram, length: Option<usize>) -> Vec<f32> {
+    pub fn inverse(&mut self, spec: &Spectrogram<T>, length: Option<usize>) -> Vec<f32> {
         let mut y = Vec::new();
         self.inverse_into(spec, length, &mut y);
         y
     }
 
     /// [`inverse`](Self::inverse) into `y`, reusing its allocation.
-    pub fn inverse_into(&mut self, spec: &Spectrogram, length: Option<usize>, y: &mut Vec<f32>) {
+    pub fn inverse_into(&mut self, spec: &Spectrogram<T>, length: Option<usize>, y: &mut Vec<f32>) {
         let (n_fft, hop, pad) = (self.cfg.n_fft, self.cfg.hop_length, self.cfg.pad());
         let full = if spec.frames == 0 { 0 } else { n_fft + hop * (spec.frames - 1) };
         let window = &self.analyzer.window;
-        y.clear();
-        y.resize(full, 0.0);
+        let acc = &mut self.acc;
+        acc.clear();
+        acc.resize(full, T::zero());
         if self.wsum_frames != spec.frames {
             self.wsum.clear();
-            self.wsum.resize(full, 0.0);
+            self.wsum.resize(full, T::zero());
             for t in 0..spec.frames {
-                for (acc, w) in self.wsum[t * hop..t * hop + n_fft].iter_mut().zip(window) {
-                    *acc += w * w;
+                for (s, &w) in self.wsum[t * hop..t * hop + n_fft].iter_mut().zip(window) {
+                    *s = *s + w * w;
                 }
             }
             self.wsum_frames = spec.frames;
         }
-        let scale = 1.0 / n_fft as f32;
+        let scale = T::one() / real::<T>(n_fft as f64);
         for t in 0..spec.frames {
             self.ibuf.copy_from_slice(spec.frame(t));
             // A real signal's DC and Nyquist bins are real; realfft insists.
-            self.ibuf[0].im = 0.0;
+            self.ibuf[0].im = T::zero();
             if let Some(last) = self.ibuf.last_mut() {
-                last.im = 0.0;
+                last.im = T::zero();
             }
             let _ = self.ifft.process_with_scratch(&mut self.ibuf, &mut self.iframe, &mut self.iscratch);
             let start = t * hop;
-            for ((acc, &v), &w) in y[start..start + n_fft].iter_mut().zip(&self.iframe).zip(window) {
-                *acc += v * scale * w;
+            for ((a, &v), &w) in acc[start..start + n_fft].iter_mut().zip(&self.iframe).zip(window) {
+                *a = *a + v * scale * w;
             }
         }
-        let tiny = f32::MIN_POSITIVE;
-        for (v, &w) in y.iter_mut().zip(&self.wsum) {
-            if w > tiny {
-                *v /= w;
-            }
-        }
-        let start = pad.min(y.len());
-        y.drain(..start);
+        let tiny = T::min_positive_value();
         let want = length.unwrap_or_else(|| full.saturating_sub(2 * pad));
+        y.clear();
+        y.extend(acc.iter().zip(&self.wsum).skip(pad).take(want).map(|(&v, &w)| {
+            let v = if w > tiny { v / w } else { v };
+            v.to_f32().unwrap_or(0.0)
+        }));
         y.resize(want, 0.0);
     }
 }
@@ -261,23 +278,23 @@ impl Stft {
 /// A streaming STFT: push samples in any chunk sizes; it emits the same frames, in order, as
 /// [`Stft::forward`] does on the whole signal. Real-time safe after construction (`push` and
 /// `finish` do not allocate).
-pub struct StreamingStft {
+pub struct StreamingStft<T: Real = f32> {
     cfg: StftConfig,
-    analyzer: FrameAnalyzer,
-    /// Samples of the current and following frames: `n_fft` capacity plus one hop of slack.
-    buf: Vec<f32>,
+    analyzer: FrameAnalyzer<T>,
+    /// The samples of the frame being filled.
+    buf: Vec<T>,
     filled: usize,
-    out: Vec<Complex32>,
+    out: Vec<Complex<T>>,
     finished: bool,
 }
 
-impl std::fmt::Debug for StreamingStft {
+impl<T: Real> std::fmt::Debug for StreamingStft<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamingStft").field("cfg", &self.cfg).field("filled", &self.filled).finish()
     }
 }
 
-impl StreamingStft {
+impl<T: Real> StreamingStft<T> {
     /// A streaming STFT of one configuration.
     ///
     /// # Errors
@@ -286,9 +303,9 @@ impl StreamingStft {
         cfg.validate()?;
         let mut s = Self {
             analyzer: FrameAnalyzer::new(&cfg),
-            buf: vec![0.0; cfg.n_fft],
+            buf: vec![T::zero(); cfg.n_fft],
             filled: 0,
-            out: vec![Complex32::default(); cfg.n_bins()],
+            out: vec![Complex::default(); cfg.n_bins()],
             finished: false,
             cfg,
         };
@@ -298,7 +315,7 @@ impl StreamingStft {
 
     /// Back to the start of a new stream.
     pub fn reset(&mut self) {
-        self.buf.iter_mut().for_each(|v| *v = 0.0);
+        self.buf.iter_mut().for_each(|v| *v = T::zero());
         // The leading zero padding of a centred STFT is already "received".
         self.filled = self.cfg.pad();
         self.finished = false;
@@ -310,11 +327,13 @@ impl StreamingStft {
     }
 
     /// Feeds samples; calls `emit` with each completed frame (`n_bins` complex values).
-    pub fn push(&mut self, mut x: &[f32], mut emit: impl FnMut(&[Complex32])) {
+    pub fn push(&mut self, mut x: &[f32], mut emit: impl FnMut(&[Complex<T>])) {
         let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
         while !x.is_empty() {
             let take = (n_fft - self.filled).min(x.len());
-            self.buf[self.filled..self.filled + take].copy_from_slice(&x[..take]);
+            for (b, &v) in self.buf[self.filled..self.filled + take].iter_mut().zip(x) {
+                *b = real(f64::from(v));
+            }
             self.filled += take;
             x = &x[take..];
             if self.filled == n_fft {
@@ -328,7 +347,7 @@ impl StreamingStft {
 
     /// Ends the stream: feeds the trailing padding and emits the last frames, so the total
     /// equals the offline frame count. Call [`reset`](Self::reset) before reuse.
-    pub fn finish(&mut self, mut emit: impl FnMut(&[Complex32])) {
+    pub fn finish(&mut self, mut emit: impl FnMut(&[Complex<T>])) {
         if self.finished {
             return;
         }
@@ -337,7 +356,7 @@ impl StreamingStft {
         let mut pad = self.cfg.pad();
         while pad > 0 {
             let take = (n_fft - self.filled).min(pad);
-            self.buf[self.filled..self.filled + take].iter_mut().for_each(|v| *v = 0.0);
+            self.buf[self.filled..self.filled + take].iter_mut().for_each(|v| *v = T::zero());
             self.filled += take;
             pad -= take;
             if self.filled == n_fft {
@@ -370,7 +389,7 @@ mod tests {
             StftConfig { n_fft: 1024, win_length: 1024, hop_length: 256, center: true },
         ] {
             let x = noise(16_037, 1);
-            let mut stft = Stft::new(cfg).unwrap();
+            let mut stft = Stft::<f32>::new(cfg).unwrap();
             let spec = stft.forward(&x);
             assert_eq!(spec.frames, 1 + x.len() / cfg.hop_length);
             let y = stft.inverse(&spec, Some(x.len()));
@@ -382,17 +401,17 @@ mod tests {
     #[test]
     fn streaming_equals_offline_frame_for_frame() {
         let x = noise(8_123, 2);
-        let mut stft = Stft::new(CFG).unwrap();
+        let mut stft = Stft::<f64>::new(CFG).unwrap();
         let offline = stft.forward(&x);
         for chunk in [1usize, 7, 160, 333, 5000] {
-            let mut s = StreamingStft::new(CFG).unwrap();
-            let mut frames: Vec<Complex32> = Vec::new();
+            let mut s = StreamingStft::<f64>::new(CFG).unwrap();
+            let mut frames: Vec<Complex<f64>> = Vec::new();
             for c in x.chunks(chunk) {
                 s.push(c, |f| frames.extend_from_slice(f));
             }
             s.finish(|f| frames.extend_from_slice(f));
             assert_eq!(frames.len(), offline.data.len(), "chunk {chunk}");
-            let err = frames.iter().zip(&offline.data).map(|(a, b)| (a - b).norm()).fold(0.0, f32::max);
+            let err = frames.iter().zip(&offline.data).map(|(a, b)| (a - b).norm()).fold(0.0, f64::max);
             assert!(err == 0.0, "chunk {chunk}: max difference {err}");
         }
     }
@@ -400,7 +419,7 @@ mod tests {
     #[test]
     fn sine_peaks_at_its_bin() {
         let x: Vec<f32> = (0..16000).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16000.0).sin()).collect();
-        let spec = Stft::new(CFG).unwrap().forward(&x);
+        let spec = Stft::<f32>::new(CFG).unwrap().forward(&x);
         let mag = spec.magnitude();
         let frame = &mag[50 * 201..51 * 201];
         let peak = frame.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap();
@@ -411,8 +430,8 @@ mod tests {
 
     #[test]
     fn bad_configs_are_rejected() {
-        assert!(Stft::new(StftConfig { n_fft: 401, ..CFG }).is_err());
-        assert!(Stft::new(StftConfig { win_length: 500, ..CFG }).is_err());
-        assert!(Stft::new(StftConfig { hop_length: 0, ..CFG }).is_err());
+        assert!(Stft::<f32>::new(StftConfig { n_fft: 401, ..CFG }).is_err());
+        assert!(Stft::<f32>::new(StftConfig { win_length: 500, ..CFG }).is_err());
+        assert!(Stft::<f32>::new(StftConfig { hop_length: 0, ..CFG }).is_err());
     }
 }
