@@ -1,1 +1,57 @@
-fn main() {}
+//! `voxswap`: one-shot voice conversion from the command line.
+//!
+//! Thin by design: argument parsing, validation into ready-built objects, and wiring of the
+//! library crates. Errors print as one line with their whole chain.
+
+mod info;
+mod io;
+mod plot;
+mod resynth;
+mod spectrogram;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// voxswap converts speech into another voice (AdaIN-VC), offline from files and live.
+///
+/// Audio in: WAV (8/16/24/32-bit integer, 32-bit float), FLAC, MP3 and Ogg Vorbis, at any sample
+/// rate, 1 to 8 channels (mixed to mono unless --channel picks one).
+#[derive(Debug, Parser)]
+#[command(name = "voxswap", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show an audio file's format, sample rate, channels, duration, peak and RMS level.
+    Info(info::Args),
+    /// Draw the log-mel spectrogram the model sees as a PNG, with time and frequency axes.
+    Spectrogram(spectrogram::Args),
+    /// Resynthesise a file from its log-mel spectrogram with Griffin-Lim: hear what the
+    /// frontend keeps (and the ceiling that the Griffin-Lim vocoder allows).
+    Resynth(resynth::Args),
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Spectrogram(a) => spectrogram::run(a),
+        Command::Resynth(a) => resynth::run(a),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            if io::is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be opened or read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -44,7 +44,7 @@ pub enum Error {
     #[error("{}: channel {channel} requested but the file has {channels} (channels count from 0)", path.display())]
     ChannelOutOfRange { path: PathBuf, channel: usize, channels: usize },
     /// Writing an output file failed; nothing is left at `path`.
-    #[error("{}: cannot write: {source}", path.display())]
+    #[error("{}: cannot write", path.display())]
     Write {
         path: PathBuf,
         #[source]

@@ -1,0 +1,53 @@
+//! Input and output helpers shared by the commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use voxswap_audio::{read_mono, resample, Audio, ChannelMix};
+
+/// `--channel` as the audio crate wants it.
+pub fn channel_mix(channel: Option<usize>) -> ChannelMix {
+    channel.map_or(ChannelMix::Downmix, ChannelMix::Select)
+}
+
+/// Reads a file as mono and resamples it to `rate_hz`.
+pub fn read_at_rate(path: &Path, channel: Option<usize>, rate_hz: u32) -> anyhow::Result<(Audio, Vec<f32>)> {
+    let audio = read_mono(path, channel_mix(channel))?;
+    let samples = resample(&audio.samples, audio.sample_rate, rate_hz)
+        .with_context(|| format!("resampling {}", path.display()))?;
+    Ok((audio, samples))
+}
+
+/// Checks, before any work, that `output` can be created: its folder exists, it is not a
+/// folder itself, and it is not the input.
+pub fn check_output(output: &Path, input: &Path) -> anyhow::Result<()> {
+    if output.is_dir() {
+        bail!("{}: is a directory; give a file name for the output", output.display());
+    }
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        bail!("{}: cannot write: folder {} does not exist", output.display(), dir.display());
+    }
+    if let (Ok(a), Ok(b)) = (output.canonicalize(), input.canonicalize()) {
+        if a == b {
+            bail!("{}: output would overwrite the input", output.display());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a line to stdout; a closed pipe surfaces as an error that `main` treats as success.
+pub fn say(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// Whether the error chain ends in a broken pipe (`voxswap info x | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
