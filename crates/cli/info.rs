@@ -47,9 +47,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let rms = (sum_sq / frames.max(1) as f64).sqrt();
     let duration_s = frames as f64 / f64::from(info.sample_rate);
     let measured = match a.channel {
-        Some(c) => format!("channel {c}"),
-        None if info.channels > 1 => "mono mix".to_string(),
-        None => "mono".to_string(),
+        Some(c) => format!(" of channel {c}"),
+        None if info.channels > 1 => " of the mono mix".to_string(),
+        None => String::new(),
     };
     if a.json {
         let v = serde_json::json!({
@@ -59,7 +59,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "channels": info.channels,
             "frames": frames,
             "duration_s": duration_s,
-            "measured": measured,
+            "measured": if measured.is_empty() { "mono".to_string() } else { measured.trim_start_matches(" of ").to_string() },
             "peak": peak,
             "peak_dbfs": if peak > 0.0 { Some(dbfs(peak)) } else { None },
             "rms": rms,
@@ -72,8 +72,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         say(format!("rate:      {} Hz", info.sample_rate))?;
         say(format!("channels:  {}", info.channels))?;
         say(format!("duration:  {duration_s:.3} s ({frames} frames)"))?;
-        say(format!("peak:      {:.1} dBFS ({peak:.4}) of the {measured}", dbfs(peak)))?;
-        say(format!("rms:       {:.1} dBFS ({rms:.4}) of the {measured}", dbfs(rms)))?;
+        say(format!("peak:      {:.1} dBFS ({peak:.4}){measured}", dbfs(peak)))?;
+        say(format!("rms:       {:.1} dBFS ({rms:.4}){measured}", dbfs(rms)))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -129,8 +129,9 @@ impl AudioReader {
         let (inner, info) = if is_riff {
             match open_wav(&path) {
                 Ok(x) => x,
-                // hound reads PCM and float only; Symphonia knows A-law, mu-law and ADPCM.
-                Err(Error::Unsupported { .. }) => open_symphonia(&path)?,
+                // hound reads PCM and float only; Symphonia knows A-law, mu-law and ADPCM. If
+                // neither can, the codec is what is wrong, not the file.
+                Err(unsupported @ Error::Unsupported { .. }) => open_symphonia(&path).map_err(|_| unsupported)?,
                 Err(e) => return Err(e),
             }
         } else {
@@ -228,16 +229,13 @@ impl AudioReader {
                 const BLOCK: usize = 8192;
                 let want = BLOCK * self.info.channels;
                 let expected = reader.duration();
-                let malformed = |e: hound::Error, at: u64| match e {
-                    hound::Error::IoError(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        Error::Malformed {
-                            path: path.clone(),
-                            detail: format!(
-                                "data ends early, near frame {at} of the {expected} its header announces"
-                            ),
-                        }
-                    }
-                    other => Error::Malformed { path: path.clone(), detail: other.to_string() },
+                // hound reports a short read either as an I/O error or as "failed to read
+                // enough bytes"; both mean the data stops before its header says.
+                let malformed = |e: hound::Error, at: u64| Error::Malformed {
+                    path: path.clone(),
+                    detail: format!(
+                        "data is cut short or corrupt near frame {at} of the {expected} its header announces ({e})"
+                    ),
                 };
                 match *kind {
                     WavKind::Int { scale } => {
@@ -322,9 +320,10 @@ fn check_info(path: &Path, info: &AudioInfo) -> Result<()> {
 fn open_wav(path: &Path) -> Result<(Inner, AudioInfo)> {
     let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let reader = hound::WavReader::new(BufReader::new(file)).map_err(|e| match e {
-        hound::Error::Unsupported => {
-            Error::Unsupported { path: path.to_path_buf(), detail: "WAV codec not supported".into() }
-        }
+        hound::Error::Unsupported => Error::Unsupported {
+            path: path.to_path_buf(),
+            detail: "WAV codec not supported (voxswap reads PCM, float, A-law, mu-law and ADPCM WAV)".into(),
+        },
         hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::Malformed {
             path: path.to_path_buf(),
             detail: "WAV header is cut short".into(),

@@ -1,0 +1,57 @@
+//! Helpers for the integration tests: run the binary, find the fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+pub fn voxswap(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"));
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().expect("running voxswap")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed run: non-zero exit, one line on stderr that names `needle_path` and contains
+/// `problem`, and no panic.
+#[track_caller]
+pub fn assert_clean_error(o: &Output, needle_path: &Path, problem: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    let name = needle_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    assert!(err.contains(&name), "error does not name {name}: {err}");
+    assert!(err.to_lowercase().contains(&problem.to_lowercase()), "error does not say '{problem}': {err}");
+}
+
+/// Mono 16-bit WAV bytes (via hound) of `samples` at `rate`.
+pub fn write_pcm16(path: &Path, samples: &[i16], rate: u32) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+pub fn write_f32(path: &Path, samples: &[f32], rate: u32) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
