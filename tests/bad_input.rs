@@ -13,7 +13,11 @@ fn resynth_fails(input: &Path, problem: &str) {
     let o = voxswap(&[&"resynth", &input, &"-o", &out]);
     assert_clean_error(&o, input, problem);
     assert!(!out.exists(), "output written despite the error");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "leftover files");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "leftover files"
+    );
 }
 
 #[test]
@@ -162,19 +166,38 @@ fn mangled_files_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut outcomes = (0, 0);
-    for name in ["speech_m.wav", "stereo_44k_24bit.wav", "sine_1k_16k_f32.wav", "speech_m.flac", "speech_m.ogg", "speech_m.mp3"] {
+    for name in [
+        "speech_m.wav",
+        "stereo_44k_24bit.wav",
+        "sine_1k_16k_f32.wav",
+        "speech_m.flac",
+        "speech_m.ogg",
+        "speech_m.mp3",
+    ] {
         let original = std::fs::read(data(name)).unwrap();
-        let ext = Path::new(name).extension().unwrap().to_string_lossy().into_owned();
+        let ext = Path::new(name)
+            .extension()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for case in 0..120 {
             let mut bytes = original.clone();
             if case % 2 == 0 {
                 // Truncation, denser near the header.
-                let cut = if case < 60 { rng.random_range(0..200.min(bytes.len())) } else { rng.random_range(0..bytes.len()) };
+                let cut = if case < 60 {
+                    rng.random_range(0..200.min(bytes.len()))
+                } else {
+                    rng.random_range(0..bytes.len())
+                };
                 bytes.truncate(cut);
             } else {
                 let flips = 1 + case % 8;
                 for _ in 0..flips {
-                    let i = if case < 60 { rng.random_range(0..64.min(bytes.len())) } else { rng.random_range(0..bytes.len()) };
+                    let i = if case < 60 {
+                        rng.random_range(0..64.min(bytes.len()))
+                    } else {
+                        rng.random_range(0..bytes.len())
+                    };
                     bytes[i] ^= 1 << rng.random_range(0..8);
                 }
             }
@@ -182,16 +205,27 @@ fn mangled_files_never_panic() {
             std::fs::write(&p, &bytes).unwrap();
             match voxswap_audio::read_mono(&p, voxswap_audio::ChannelMix::Downmix) {
                 Ok(a) => {
-                    assert!(a.samples.iter().all(|v| v.is_finite()), "{name} case {case}: non-finite output");
+                    assert!(
+                        a.samples.iter().all(|v| v.is_finite()),
+                        "{name} case {case}: non-finite output"
+                    );
                     outcomes.0 += 1;
                 }
                 Err(e) => {
-                    assert!(e.to_string().contains(&format!("m{case}.{ext}")), "{name} case {case}: {e}");
+                    assert!(
+                        e.to_string().contains(&format!("m{case}.{ext}")),
+                        "{name} case {case}: {e}"
+                    );
                     outcomes.1 += 1;
                 }
             }
         }
     }
     // Both outcomes occur: the cases really reach the decoders' error paths.
-    assert!(outcomes.0 > 50 && outcomes.1 > 50, "decoded {} / rejected {}", outcomes.0, outcomes.1);
+    assert!(
+        outcomes.0 > 50 && outcomes.1 > 50,
+        "decoded {} / rejected {}",
+        outcomes.0,
+        outcomes.1
+    );
 }

@@ -18,14 +18,28 @@ fn info_reports_format_and_levels() {
     assert!((v["rms_dbfs"].as_f64().unwrap() + 9.03).abs() < 0.02);
     let o = voxswap(&[&"info", &data("stereo_44k_24bit.wav")]);
     let text = stdout(&o);
-    assert!(text.contains("24-bit integer PCM") && text.contains("44100 Hz") && text.contains("channels:  2"), "{text}");
+    assert!(
+        text.contains("24-bit integer PCM")
+            && text.contains("44100 Hz")
+            && text.contains("channels:  2"),
+        "{text}"
+    );
 }
 
 #[test]
 fn spectrogram_writes_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.png");
-    let o = voxswap(&[&"spectrogram", &data("speech_f.wav"), &"-o", &out, &"--width", &"640", &"--height", &"300"]);
+    let o = voxswap(&[
+        &"spectrogram",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--width",
+        &"640",
+        &"--height",
+        &"300",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -59,7 +73,11 @@ fn resynth_keeps_the_mel_and_the_rate() {
         }
     }
     assert!(n > 1000);
-    assert!(d / (n as f32) < 0.2, "mean log-mel distance {}", d / n as f32);
+    assert!(
+        d / (n as f32) < 0.2,
+        "mean log-mel distance {}",
+        d / n as f32
+    );
 }
 
 #[test]

@@ -21,9 +21,17 @@ fn lossy_formats_are_close_to_the_original() {
         let got = read_mono(data(name), ChannelMix::Downmix).unwrap();
         assert_eq!(got.sample_rate, 16000, "{name}");
         // Gapless decoding: the same length, and the codec's error is 20 dB below the signal.
-        assert!((got.samples.len() as i64 - 44545).abs() <= 1152, "{name}: {} samples", got.samples.len());
+        assert!(
+            (got.samples.len() as i64 - 44545).abs() <= 1152,
+            "{name}: {} samples",
+            got.samples.len()
+        );
         let n = got.samples.len().min(wav.samples.len());
-        let err: f32 = wav.samples[..n].iter().zip(&got.samples[..n]).map(|(a, b)| (a - b) * (a - b)).sum();
+        let err: f32 = wav.samples[..n]
+            .iter()
+            .zip(&got.samples[..n])
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
         let snr_db = 10.0 * (energy / err).log10();
         assert!(snr_db > 10.0, "{name}: SNR {snr_db:.1} dB");
     }
@@ -41,7 +49,12 @@ fn stereo_downmix_and_channel_selection() {
         assert!((mix.samples[i] - 0.5 * (left.samples[i] + right.samples[i])).abs() < 1e-6);
     }
     // Two different voices: the channels differ.
-    let diff: f32 = left.samples.iter().zip(&right.samples).map(|(a, b)| (a - b).abs()).sum();
+    let diff: f32 = left
+        .samples
+        .iter()
+        .zip(&right.samples)
+        .map(|(a, b)| (a - b).abs())
+        .sum();
     assert!(diff > 100.0);
 }
 
@@ -52,7 +65,12 @@ fn integer_widths_scale_to_the_same_signal() {
     let x: Vec<f64> = (0..4000).map(|i| 0.6 * (i as f64 * 0.05).sin()).collect();
     for bits in [8u16, 16, 24, 32] {
         let p = dir.path().join(format!("b{bits}.wav"));
-        let spec = hound::WavSpec { channels: 3, sample_rate: 8000, bits_per_sample: bits, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 3,
+            sample_rate: 8000,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(&p, spec).unwrap();
         let full = (1i64 << (bits - 1)) as f64;
         for &v in &x {
@@ -64,7 +82,11 @@ fn integer_widths_scale_to_the_same_signal() {
         let got = read_mono(&p, ChannelMix::Select(2)).unwrap();
         // One step of the integer width, or float32's own resolution for 32-bit.
         let step = (2.0 / full).max(1e-7);
-        let err = x.iter().zip(&got.samples).map(|(a, b)| (a - f64::from(*b)).abs()).fold(0.0, f64::max);
+        let err = x
+            .iter()
+            .zip(&got.samples)
+            .map(|(a, b)| (a - f64::from(*b)).abs())
+            .fold(0.0, f64::max);
         assert!(err <= step, "{bits}-bit: error {err}");
     }
 }

@@ -1,4 +1,5 @@
 //! voxswap's integration tests: they run the binary on real audio.
+#![allow(clippy::unwrap_used)]
 
 mod bad_input;
 mod commands;

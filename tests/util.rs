@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 pub fn voxswap(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
@@ -28,18 +30,36 @@ pub fn stderr(o: &Output) -> String {
 #[track_caller]
 pub fn assert_clean_error(o: &Output, needle_path: &Path, problem: &str) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
     assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
-    let name = needle_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    let name = needle_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     assert!(err.contains(&name), "error does not name {name}: {err}");
-    assert!(err.to_lowercase().contains(&problem.to_lowercase()), "error does not say '{problem}': {err}");
+    assert!(
+        err.to_lowercase().contains(&problem.to_lowercase()),
+        "error does not say '{problem}': {err}"
+    );
 }
 
 /// Mono 16-bit WAV bytes (via hound) of `samples` at `rate`.
 pub fn write_pcm16(path: &Path, samples: &[i16], rate: u32) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &s in samples {
         w.write_sample(s).unwrap();
@@ -48,7 +68,12 @@ pub fn write_pcm16(path: &Path, samples: &[i16], rate: u32) {
 }
 
 pub fn write_f32(path: &Path, samples: &[f32], rate: u32) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &s in samples {
         w.write_sample(s).unwrap();

@@ -12,7 +12,11 @@ pub fn channel_mix(channel: Option<usize>) -> ChannelMix {
 }
 
 /// Reads a file as mono and resamples it to `rate_hz`.
-pub fn read_at_rate(path: &Path, channel: Option<usize>, rate_hz: u32) -> anyhow::Result<(Audio, Vec<f32>)> {
+pub fn read_at_rate(
+    path: &Path,
+    channel: Option<usize>,
+    rate_hz: u32,
+) -> anyhow::Result<(Audio, Vec<f32>)> {
     let audio = read_mono(path, channel_mix(channel))?;
     let samples = resample(&audio.samples, audio.sample_rate, rate_hz)
         .with_context(|| format!("resampling {}", path.display()))?;
@@ -23,14 +27,21 @@ pub fn read_at_rate(path: &Path, channel: Option<usize>, rate_hz: u32) -> anyhow
 /// folder itself, and it is not the input.
 pub fn check_output(output: &Path, input: &Path) -> anyhow::Result<()> {
     if output.is_dir() {
-        bail!("{}: is a directory; give a file name for the output", output.display());
+        bail!(
+            "{}: is a directory; give a file name for the output",
+            output.display()
+        );
     }
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        bail!("{}: cannot write: folder {} does not exist", output.display(), dir.display());
+        bail!(
+            "{}: cannot write: folder {} does not exist",
+            output.display(),
+            dir.display()
+        );
     }
     if let (Ok(a), Ok(b)) = (output.canonicalize(), input.canonicalize()) {
         if a == b {
@@ -49,5 +60,8 @@ pub fn say(text: impl std::fmt::Display) -> anyhow::Result<()> {
 
 /// Whether the error chain ends in a broken pipe (`voxswap info x | head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -40,9 +40,11 @@ pub fn render_png(
         let root = BitMapBackend::new(tmp.path(), (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("drawing: {e}"))?;
         draw(&root)?;
-        root.present().map_err(|e| anyhow!("{}: cannot write PNG: {e}", path.display()))?;
+        root.present()
+            .map_err(|e| anyhow!("{}: cannot write PNG: {e}", path.display()))?;
     }
-    tmp.persist(path).map_err(|e| anyhow!("{}: cannot write: {}", path.display(), e.error))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("{}: cannot write: {}", path.display(), e.error))?;
     Ok(())
 }
 

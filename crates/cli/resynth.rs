@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use voxswap_audio::{mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel, WavFormat};
+use voxswap_audio::{
+    mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel, WavFormat,
+};
 
 use crate::io::{check_output, read_at_rate, say};
 
@@ -33,12 +35,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let cfg = FrontendConfig::speech_16k();
     let (audio, samples) = read_at_rate(&a.input, a.channel, cfg.sample_rate)?;
     let mel = LogMel::new(&cfg)?.compute(&samples);
-    let gl = GriffinLimConfig { n_iter: a.iterations as usize, ..Default::default() };
+    let gl = GriffinLimConfig {
+        n_iter: a.iterations as usize,
+        ..Default::default()
+    };
     let mut wave = mel_to_audio(&cfg, &mel, gl)?;
     wave.resize(samples.len(), 0.0);
     let rate = a.rate.unwrap_or(audio.sample_rate);
     let wave = resample(&wave, cfg.sample_rate, rate)?;
-    let format = if a.float { WavFormat::Float32 } else { WavFormat::Pcm16 };
+    let format = if a.float {
+        WavFormat::Float32
+    } else {
+        WavFormat::Pcm16
+    };
     let report = write_wav(&a.output, &wave, rate, format)?;
     say(format!(
         "wrote {} ({:.2} s at {rate} Hz, {} Griffin-Lim iterations)",
@@ -47,7 +56,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.iterations
     ))?;
     if report.clipped > 0 {
-        eprintln!("warning: {} samples clipped to [-1, 1]; use --float to keep them", report.clipped);
+        eprintln!(
+            "warning: {} samples clipped to [-1, 1]; use --float to keep them",
+            report.clipped
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -31,7 +31,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     check_output(&a.output, &a.file)?;
-    if a.output.extension().and_then(|e| e.to_str()).is_none_or(|e| !e.eq_ignore_ascii_case("png")) {
+    if a.output
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
+    {
         bail!("{}: the output must be a .png file", a.output.display());
     }
     let cfg = FrontendConfig::speech_16k();
@@ -39,12 +43,30 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mel = LogMel::new(&cfg)?.compute(&samples);
     let duration_s = samples.len() as f64 / f64::from(cfg.sample_rate);
     let floor = f64::from(cfg.log_floor.ln());
-    let top = mel.data.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(floor as f32 + 1.0);
+    let top = mel
+        .data
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
+        .max(floor as f32 + 1.0);
     // Show 80 dB below the loudest cell (ln(10^4) natural-log units).
     let bottom = (f64::from(top) - 4.0 * std::f64::consts::LN_10 * 2.0).max(floor);
-    let title = format!("{}: log-mel, {} bands, {} ms hop", a.file.display(), cfg.n_mels, cfg.hop_ms());
-    let (lo, hi) = (hz_to_mel(cfg.fmin, cfg.mel_scale), hz_to_mel(cfg.fmax, cfg.mel_scale));
-    let band_hz = |band: f64| mel_to_hz(lo + (hi - lo) * (band + 1.0) / (cfg.n_mels as f64 + 1.0), cfg.mel_scale);
+    let title = format!(
+        "{}: log-mel, {} bands, {} ms hop",
+        a.file.display(),
+        cfg.n_mels,
+        cfg.hop_ms()
+    );
+    let (lo, hi) = (
+        hz_to_mel(cfg.fmin, cfg.mel_scale),
+        hz_to_mel(cfg.fmax, cfg.mel_scale),
+    );
+    let band_hz = |band: f64| {
+        mel_to_hz(
+            lo + (hi - lo) * (band + 1.0) / (cfg.n_mels as f64 + 1.0),
+            cfg.mel_scale,
+        )
+    };
     render_png(&a.output, a.width, a.height, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
@@ -70,11 +92,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let mel = &mel;
             (0..mel.n_mels).map(move |m| {
                 let t1 = (t0 + per).min(mel.frames);
-                let v = (t0..t1).map(|t| mel.at(m, t)).fold(f32::NEG_INFINITY, f32::max);
+                let v = (t0..t1)
+                    .map(|t| mel.at(m, t))
+                    .fold(f32::NEG_INFINITY, f32::max);
                 let h = ((f64::from(v) - bottom) / (f64::from(top) - bottom)).clamp(0.0, 1.0);
                 let color = ViridisRGB::get_color(h as f32);
                 Rectangle::new(
-                    [(t0 as f64 * hop_s, m as f64), (t1 as f64 * hop_s, m as f64 + 1.0)],
+                    [
+                        (t0 as f64 * hop_s, m as f64),
+                        (t1 as f64 * hop_s, m as f64 + 1.0),
+                    ],
                     color.filled(),
                 )
             })
@@ -82,6 +109,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         chart.draw_series(cells).map_err(perr)?;
         Ok(())
     })?;
-    say(format!("wrote {} ({} frames, {:.2} s)", a.output.display(), mel.frames, duration_s))?;
+    say(format!(
+        "wrote {} ({} frames, {:.2} s)",
+        a.output.display(),
+        mel.frames,
+        duration_s
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -74,7 +74,10 @@ pub fn read_mono(path: impl AsRef<Path>, mix: ChannelMix) -> Result<Audio> {
     let mut reader = AudioReader::open(path, mix)?;
     let mut samples = Vec::with_capacity(reader.info.frames.unwrap_or(0).min(1 << 28) as usize);
     while reader.read(&mut samples, 1 << 16)? > 0 {}
-    Ok(Audio { samples, sample_rate: reader.info.sample_rate })
+    Ok(Audio {
+        samples,
+        sample_rate: reader.info.sample_rate,
+    })
 }
 
 /// A chunked reader of mono samples from a file.
@@ -92,7 +95,11 @@ pub struct AudioReader {
 
 enum Inner {
     Wav(hound::WavReader<BufReader<File>>, WavKind),
-    Symphonia { format: Box<dyn FormatReader>, decoder: Box<dyn AudioDecoder>, track_id: u32 },
+    Symphonia {
+        format: Box<dyn FormatReader>,
+        decoder: Box<dyn AudioDecoder>,
+        track_id: u32,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -103,7 +110,10 @@ enum WavKind {
 
 impl std::fmt::Debug for AudioReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AudioReader").field("path", &self.path).field("info", &self.info).finish()
+        f.debug_struct("AudioReader")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -115,7 +125,10 @@ impl AudioReader {
     /// codec, an absurd sample rate, too many channels, or `mix` naming a missing channel.
     pub fn open(path: impl AsRef<Path>, mix: ChannelMix) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let io_err = |source| Error::Io { path: path.clone(), source };
+        let io_err = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
         let meta = std::fs::metadata(&path).map_err(io_err)?;
         if !meta.is_file() {
             return Err(Error::NotAFile { path });
@@ -124,14 +137,18 @@ impl AudioReader {
             return Err(Error::EmptyFile { path });
         }
         let mut magic = [0u8; 4];
-        let n = File::open(&path).and_then(|mut f| read_up_to(&mut f, &mut magic)).map_err(io_err)?;
+        let n = File::open(&path)
+            .and_then(|mut f| read_up_to(&mut f, &mut magic))
+            .map_err(io_err)?;
         let is_riff = n == 4 && (&magic == b"RIFF" || &magic == b"RIFX" || &magic == b"RF64");
         let (inner, info) = if is_riff {
             match open_wav(&path) {
                 Ok(x) => x,
                 // hound reads PCM and float only; Symphonia knows A-law, mu-law and ADPCM. If
                 // neither can, the codec is what is wrong, not the file.
-                Err(unsupported @ Error::Unsupported { .. }) => open_symphonia(&path).map_err(|_| unsupported)?,
+                Err(unsupported @ Error::Unsupported { .. }) => {
+                    open_symphonia(&path).map_err(|_| unsupported)?
+                }
                 Err(e) => return Err(e),
             }
         } else {
@@ -140,7 +157,11 @@ impl AudioReader {
         check_info(&path, &info)?;
         if let ChannelMix::Select(channel) = mix {
             if channel >= info.channels {
-                return Err(Error::ChannelOutOfRange { path, channel, channels: info.channels });
+                return Err(Error::ChannelOutOfRange {
+                    path,
+                    channel,
+                    channels: info.channels,
+                });
             }
         }
         if info.frames == Some(0) {
@@ -214,7 +235,9 @@ impl AudioReader {
             written += take;
         }
         if written == 0 && self.frames_read == 0 {
-            return Err(Error::NoAudio { path: self.path.clone() });
+            return Err(Error::NoAudio {
+                path: self.path.clone(),
+            });
         }
         Ok(written)
     }
@@ -231,11 +254,13 @@ impl AudioReader {
                 let expected = reader.duration();
                 // hound reports a short read either as an I/O error or as "failed to read
                 // enough bytes"; both mean the data stops before its header says.
-                let malformed = |e: hound::Error, at: u64| Error::Malformed {
+                let malformed = |e: hound::Error, at: u64| {
+                    Error::Malformed {
                     path: path.clone(),
                     detail: format!(
                         "data is cut short or corrupt near frame {at} of the {expected} its header announces ({e})"
                     ),
+                }
                 };
                 match *kind {
                     WavKind::Int { scale } => {
@@ -246,7 +271,8 @@ impl AudioReader {
                     }
                     WavKind::Float => {
                         for s in reader.samples::<f32>().take(want) {
-                            self.pending.push(s.map_err(|e| malformed(e, self.frames_read))?);
+                            self.pending
+                                .push(s.map_err(|e| malformed(e, self.frames_read))?);
                         }
                     }
                 }
@@ -258,7 +284,11 @@ impl AudioReader {
                 }
                 Ok(!self.pending.is_empty())
             }
-            Inner::Symphonia { format, decoder, track_id } => loop {
+            Inner::Symphonia {
+                format,
+                decoder,
+                track_id,
+            } => loop {
                 let packet = match format.next_packet() {
                     Ok(Some(p)) => p,
                     Ok(None) => return Ok(false),
@@ -272,7 +302,9 @@ impl AudioReader {
                 if packet.track_id != *track_id {
                     continue;
                 }
-                let buf = decoder.decode(&packet).map_err(|e| symphonia_error(path, e))?;
+                let buf = decoder
+                    .decode(&packet)
+                    .map_err(|e| symphonia_error(path, e))?;
                 if buf.frames() == 0 {
                     continue;
                 }
@@ -280,7 +312,10 @@ impl AudioReader {
                 if ch != self.info.channels {
                     return Err(Error::Unsupported {
                         path: path.clone(),
-                        detail: format!("channel count changes mid-stream ({} to {ch})", self.info.channels),
+                        detail: format!(
+                            "channel count changes mid-stream ({} to {ch})",
+                            self.info.channels
+                        ),
                     });
                 }
                 self.pending.resize(buf.samples_interleaved(), 0.0);
@@ -312,29 +347,45 @@ fn check_info(path: &Path, info: &AudioInfo) -> Result<()> {
         });
     }
     if info.channels == 0 || info.channels > MAX_CHANNELS {
-        return Err(Error::Channels { path: path.to_path_buf(), channels: info.channels, max: MAX_CHANNELS });
+        return Err(Error::Channels {
+            path: path.to_path_buf(),
+            channels: info.channels,
+            max: MAX_CHANNELS,
+        });
     }
     Ok(())
 }
 
 fn open_wav(path: &Path) -> Result<(Inner, AudioInfo)> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let reader = hound::WavReader::new(BufReader::new(file)).map_err(|e| match e {
         hound::Error::Unsupported => Error::Unsupported {
             path: path.to_path_buf(),
-            detail: "WAV codec not supported (voxswap reads PCM, float, A-law, mu-law and ADPCM WAV)".into(),
+            detail:
+                "WAV codec not supported (voxswap reads PCM, float, A-law, mu-law and ADPCM WAV)"
+                    .into(),
         },
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::Malformed {
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Malformed {
+                path: path.to_path_buf(),
+                detail: "WAV header is cut short".into(),
+            }
+        }
+        other => Error::Malformed {
             path: path.to_path_buf(),
-            detail: "WAV header is cut short".into(),
+            detail: format!("bad WAV header: {other}"),
         },
-        other => Error::Malformed { path: path.to_path_buf(), detail: format!("bad WAV header: {other}") },
     })?;
     let spec = reader.spec();
     let (kind, format) = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => (WavKind::Float, "WAV, 32-bit float".to_string()),
         (hound::SampleFormat::Int, b @ 1..=32) => (
-            WavKind::Int { scale: 1.0 / (1u64 << (b - 1)) as f32 },
+            WavKind::Int {
+                scale: 1.0 / (1u64 << (b - 1)) as f32,
+            },
             format!("WAV, {b}-bit integer PCM"),
         ),
         (f, b) => {
@@ -356,32 +407,55 @@ fn open_wav(path: &Path) -> Result<(Inner, AudioInfo)> {
 fn symphonia_error(path: &Path, e: symphonia::core::errors::Error) -> Error {
     use symphonia::core::errors::Error as S;
     match e {
-        S::Unsupported(what) => Error::Unsupported { path: path.to_path_buf(), detail: what.to_string() },
-        S::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Error::Malformed { path: path.to_path_buf(), detail: "file is cut short".into() }
-        }
-        S::IoError(source) => Error::Io { path: path.to_path_buf(), source },
-        other => Error::Malformed { path: path.to_path_buf(), detail: other.to_string() },
+        S::Unsupported(what) => Error::Unsupported {
+            path: path.to_path_buf(),
+            detail: what.to_string(),
+        },
+        S::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::Malformed {
+            path: path.to_path_buf(),
+            detail: "file is cut short".into(),
+        },
+        S::IoError(source) => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::Malformed {
+            path: path.to_path_buf(),
+            detail: other.to_string(),
+        },
     }
 }
 
 fn open_symphonia(path: &Path) -> Result<(Inner, AudioInfo)> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
     }
     let format = symphonia::default::get_probe()
-        .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
         .map_err(|e| {
-            let is_wav_name =
-                path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+            let is_wav_name = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
             match e {
                 symphonia::core::errors::Error::IoError(source)
                     if source.kind() != std::io::ErrorKind::UnexpectedEof =>
                 {
-                    Error::Io { path: path.to_path_buf(), source }
+                    Error::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    }
                 }
                 _ if is_wav_name => Error::Malformed {
                     path: path.to_path_buf(),
@@ -393,15 +467,20 @@ fn open_symphonia(path: &Path) -> Result<(Inner, AudioInfo)> {
                 },
             }
         })?;
-    let track = format.default_track(TrackType::Audio).ok_or_else(|| Error::Unsupported {
-        path: path.to_path_buf(),
-        detail: "no audio track".into(),
-    })?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| Error::Unsupported {
+            path: path.to_path_buf(),
+            detail: "no audio track".into(),
+        })?;
     let params = track
         .codec_params
         .as_ref()
         .and_then(|p| p.audio())
-        .ok_or_else(|| Error::Unsupported { path: path.to_path_buf(), detail: "no audio codec parameters".into() })?
+        .ok_or_else(|| Error::Unsupported {
+            path: path.to_path_buf(),
+            detail: "no audio codec parameters".into(),
+        })?
         .clone();
     let track_id = track.id;
     let frames = track.num_frames;
@@ -418,16 +497,31 @@ fn open_symphonia(path: &Path) -> Result<(Inner, AudioInfo)> {
         path: path.to_path_buf(),
         detail: "sample rate not given".into(),
     })?;
-    let channels = params.channels.as_ref().map(|c| c.count()).ok_or_else(|| Error::Malformed {
-        path: path.to_path_buf(),
-        detail: "channel count not given".into(),
-    })?;
+    let channels = params
+        .channels
+        .as_ref()
+        .map(|c| c.count())
+        .ok_or_else(|| Error::Malformed {
+            path: path.to_path_buf(),
+            detail: "channel count not given".into(),
+        })?;
     let name = format.format_info().short_name.to_string();
     let info = AudioInfo {
-        format: format!("{} ({})", name.to_uppercase(), decoder.codec_info().short_name),
+        format: format!(
+            "{} ({})",
+            name.to_uppercase(),
+            decoder.codec_info().short_name
+        ),
         sample_rate,
         channels,
         frames,
     };
-    Ok((Inner::Symphonia { format, decoder, track_id }, info))
+    Ok((
+        Inner::Symphonia {
+            format,
+            decoder,
+            track_id,
+        },
+        info,
+    ))
 }

@@ -33,16 +33,34 @@ pub enum Error {
     NoAudio { path: PathBuf },
     /// A floating-point sample is NaN or infinite.
     #[error("{}: sample {frame} of channel {channel} is not a finite number ({value})", path.display())]
-    NonFinite { path: PathBuf, frame: u64, channel: usize, value: f32 },
+    NonFinite {
+        path: PathBuf,
+        frame: u64,
+        channel: usize,
+        value: f32,
+    },
     /// The sample rate is outside what any real recording uses.
     #[error("{}: sample rate {rate} Hz is outside the supported range {min}..={max} Hz", path.display())]
-    SampleRate { path: PathBuf, rate: u32, min: u32, max: u32 },
+    SampleRate {
+        path: PathBuf,
+        rate: u32,
+        min: u32,
+        max: u32,
+    },
     /// More channels than voxswap reads.
     #[error("{}: {channels} channels; voxswap reads 1 to {max}", path.display())]
-    Channels { path: PathBuf, channels: usize, max: usize },
+    Channels {
+        path: PathBuf,
+        channels: usize,
+        max: usize,
+    },
     /// `--channel N` names a channel the file does not have.
     #[error("{}: channel {channel} requested but the file has {channels} (channels count from 0)", path.display())]
-    ChannelOutOfRange { path: PathBuf, channel: usize, channels: usize },
+    ChannelOutOfRange {
+        path: PathBuf,
+        channel: usize,
+        channels: usize,
+    },
     /// Writing an output file failed; nothing is left at `path`.
     #[error("{}: cannot write", path.display())]
     Write {

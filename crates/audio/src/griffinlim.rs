@@ -51,7 +51,11 @@ impl Default for GriffinLimConfig {
     fn default() -> Self {
         Self {
             n_iter: 32,
-            method: GlMethod::Accelerated { alpha: 0.99, beta: 1.1, gamma: 1.2 },
+            method: GlMethod::Accelerated {
+                alpha: 0.99,
+                beta: 1.1,
+                gamma: 1.2,
+            },
             init: PhaseInit::Random { seed: 0 },
         }
     }
@@ -59,7 +63,13 @@ impl Default for GriffinLimConfig {
 
 /// Reconstructs a signal of `length` samples whose STFT magnitude approaches `magnitude`
 /// (frame-major, `frames * n_bins`).
-pub fn griffin_lim(stft: &mut Stft, magnitude: &[f32], frames: usize, length: usize, cfg: GriffinLimConfig) -> Vec<f32> {
+pub fn griffin_lim(
+    stft: &mut Stft,
+    magnitude: &[f32],
+    frames: usize,
+    length: usize,
+    cfg: GriffinLimConfig,
+) -> Vec<f32> {
     let n_bins = stft.config().n_bins();
     debug_assert_eq!(magnitude.len(), frames * n_bins);
     let mut angles = vec![Complex32::new(1.0, 0.0); frames * n_bins];
@@ -77,12 +87,19 @@ pub fn griffin_lim(stft: &mut Stft, magnitude: &[f32], frames: usize, length: us
                 for (k, a) in frame.iter_mut().enumerate() {
                     // Reduce modulo n_fft in integers so the phase stays exact for long inputs.
                     let cycles = (k * hop * t) % n_fft;
-                    *a = Complex32::from_polar(1.0, std::f32::consts::TAU * cycles as f32 / n_fft as f32);
+                    *a = Complex32::from_polar(
+                        1.0,
+                        std::f32::consts::TAU * cycles as f32 / n_fft as f32,
+                    );
                 }
             }
         }
     }
-    let mut spec = Spectrogram { n_bins, frames, data: vec![Complex32::default(); frames * n_bins] };
+    let mut spec = Spectrogram {
+        n_bins,
+        frames,
+        data: vec![Complex32::default(); frames * n_bins],
+    };
     let mut rebuilt = spec.clone();
     let mut y = Vec::with_capacity(length);
     let eps = 1e-16f32;
@@ -118,7 +135,12 @@ pub fn griffin_lim(stft: &mut Stft, magnitude: &[f32], frames: usize, length: us
                 project(&mut spec, &angles);
                 stft.inverse_into(&spec, Some(length), &mut y);
                 stft.forward_into(&y, &mut rebuilt);
-                for (((c, dn), tp), &p) in angles.iter_mut().zip(&mut d).zip(&mut t_prev).zip(&rebuilt.data) {
+                for (((c, dn), tp), &p) in angles
+                    .iter_mut()
+                    .zip(&mut d)
+                    .zip(&mut t_prev)
+                    .zip(&rebuilt.data)
+                {
                     let t = *dn * (1.0 - gamma) + p * gamma;
                     *c = t + (t - *tp) * alpha;
                     *dn = t + (t - *tp) * beta;
@@ -158,7 +180,11 @@ pub fn mel_to_audio(cfg: &FrontendConfig, mel: &Mel, gl: GriffinLimConfig) -> Re
         for (m, c) in col.iter_mut().enumerate() {
             // Values at the floor carry no information: treat them as silence.
             let v = mel.at(m, t);
-            *c = if v <= cfg.log_floor.ln() + 1e-6 { 0.0 } else { v.exp() };
+            *c = if v <= cfg.log_floor.ln() + 1e-6 {
+                0.0
+            } else {
+                v.exp()
+            };
         }
         fb.invert(&col, 30, &mut mag[t * n_bins..(t + 1) * n_bins]);
     }
@@ -183,24 +209,52 @@ mod tests {
 
     #[test]
     fn more_iterations_converge_further() {
-        let cfg = StftConfig { n_fft: 400, win_length: 400, hop_length: 160, center: true };
+        let cfg = StftConfig {
+            n_fft: 400,
+            win_length: 400,
+            hop_length: 160,
+            center: true,
+        };
         let mut stft = Stft::new(cfg).unwrap();
         let x = chirp(16000);
         let spec = stft.forward(&x);
         let mag = spec.magnitude();
-        let few = griffin_lim(&mut stft, &mag, spec.frames, x.len(), GriffinLimConfig { n_iter: 4, ..Default::default() });
-        let many = griffin_lim(&mut stft, &mag, spec.frames, x.len(), GriffinLimConfig { n_iter: 64, ..Default::default() });
+        let few = griffin_lim(
+            &mut stft,
+            &mag,
+            spec.frames,
+            x.len(),
+            GriffinLimConfig {
+                n_iter: 4,
+                ..Default::default()
+            },
+        );
+        let many = griffin_lim(
+            &mut stft,
+            &mag,
+            spec.frames,
+            x.len(),
+            GriffinLimConfig {
+                n_iter: 64,
+                ..Default::default()
+            },
+        );
         let sc_few = spectral_convergence(&mut stft, &mag, &few);
         let sc_many = spectral_convergence(&mut stft, &mag, &many);
         assert!(sc_many < sc_few, "{sc_many} !< {sc_few}");
-        assert!(sc_many < 0.15, "spectral convergence after 64 iterations: {sc_many}");
+        assert!(
+            sc_many < 0.15,
+            "spectral convergence after 64 iterations: {sc_many}"
+        );
     }
 
     #[test]
     fn mel_resynthesis_keeps_the_mel() {
         let fcfg = FrontendConfig::speech_16k();
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/speech_m.wav");
-        let x = crate::read_mono(path, crate::ChannelMix::Downmix).unwrap().samples;
+        let x = crate::read_mono(path, crate::ChannelMix::Downmix)
+            .unwrap()
+            .samples;
         let mut lm = LogMel::new(&fcfg).unwrap();
         let mel = lm.compute(&x);
         let y = mel_to_audio(&fcfg, &mel, GriffinLimConfig::default()).unwrap();
@@ -215,6 +269,10 @@ mod tests {
             }
         }
         eprintln!("mean log-mel distance {}", d / n as f32);
-        assert!(d / (n as f32) < 0.15, "mean log-mel distance {}", d / n as f32);
+        assert!(
+            d / (n as f32) < 0.15,
+            "mean log-mel distance {}",
+            d / n as f32
+        );
     }
 }

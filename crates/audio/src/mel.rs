@@ -88,16 +88,23 @@ impl MelFilterbank {
     ) -> Result<Self> {
         let nyquist = f64::from(sample_rate) / 2.0;
         if n_mels == 0 || n_fft < 2 {
-            return Err(Error::Config(format!("mel filterbank needs n_mels ≥ 1 and n_fft ≥ 2 ({n_mels}, {n_fft})")));
+            return Err(Error::Config(format!(
+                "mel filterbank needs n_mels ≥ 1 and n_fft ≥ 2 ({n_mels}, {n_fft})"
+            )));
         }
         if !(0.0 <= fmin && fmin < fmax && fmax <= nyquist) {
-            return Err(Error::Config(format!("mel range {fmin}..{fmax} Hz must lie within 0..={nyquist} Hz")));
+            return Err(Error::Config(format!(
+                "mel range {fmin}..{fmax} Hz must lie within 0..={nyquist} Hz"
+            )));
         }
         let n_bins = n_fft / 2 + 1;
-        let fftfreqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * nyquist / (n_bins - 1) as f64).collect();
+        let fftfreqs: Vec<f64> = (0..n_bins)
+            .map(|k| k as f64 * nyquist / (n_bins - 1) as f64)
+            .collect();
         let (lo, hi) = (hz_to_mel(fmin, scale), hz_to_mel(fmax, scale));
-        let mel_f: Vec<f64> =
-            (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64, scale)).collect();
+        let mel_f: Vec<f64> = (0..n_mels + 2)
+            .map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64, scale))
+            .collect();
         let mut filters = Vec::with_capacity(n_mels);
         for i in 0..n_mels {
             let (f0, f1, f2) = (mel_f[i], mel_f[i + 1], mel_f[i + 2]);
@@ -114,10 +121,17 @@ impl MelFilterbank {
                 })
                 .collect();
             let start = weights.iter().position(|&w| w != 0.0).unwrap_or(0);
-            let end = weights.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
+            let end = weights
+                .iter()
+                .rposition(|&w| w != 0.0)
+                .map_or(start, |e| e + 1);
             filters.push((start, weights[start..end].to_vec()));
         }
-        Ok(Self { n_mels, n_bins, filters })
+        Ok(Self {
+            n_mels,
+            n_bins,
+            filters,
+        })
     }
 
     /// Number of mel bands.
@@ -167,7 +181,11 @@ impl MelFilterbank {
         let mut rowsum = vec![0.0f32; self.n_mels];
         self.apply(&vec![1.0; self.n_bins], &mut rowsum);
         let mut wts = vec![0.0f32; self.n_bins];
-        let scaled: Vec<f32> = mel.iter().zip(&rowsum).map(|(m, r)| if *r > 0.0 { m / r } else { 0.0 }).collect();
+        let scaled: Vec<f32> = mel
+            .iter()
+            .zip(&rowsum)
+            .map(|(m, r)| if *r > 0.0 { m / r } else { 0.0 })
+            .collect();
         self.apply_transpose(&scaled, &mut wts);
         for ((o, w), c) in out.iter_mut().zip(&wts).zip(&colsum) {
             *o = if *c > 0.0 { w / c } else { 0.0 };
@@ -206,23 +224,58 @@ mod tests {
 
     #[test]
     fn invert_recovers_a_smooth_spectrum() {
-        let fb = MelFilterbank::new(16000, 400, 80, 0.0, 8000.0, MelScale::Slaney, MelNorm::Slaney).unwrap();
-        let spec: Vec<f32> = (0..201).map(|k| 1.0 + (k as f32 * 0.05).sin().abs()).collect();
+        let fb = MelFilterbank::new(
+            16000,
+            400,
+            80,
+            0.0,
+            8000.0,
+            MelScale::Slaney,
+            MelNorm::Slaney,
+        )
+        .unwrap();
+        let spec: Vec<f32> = (0..201)
+            .map(|k| 1.0 + (k as f32 * 0.05).sin().abs())
+            .collect();
         let mut mel = vec![0.0; 80];
         fb.apply(&spec, &mut mel);
         let mut back = vec![0.0; 201];
         fb.invert(&mel, 50, &mut back);
         let mut mel2 = vec![0.0; 80];
         fb.apply(&back, &mut mel2);
-        let rel = mel.iter().zip(&mel2).map(|(a, b)| ((a - b) / a).abs()).fold(0.0, f32::max);
+        let rel = mel
+            .iter()
+            .zip(&mel2)
+            .map(|(a, b)| ((a - b) / a).abs())
+            .fold(0.0, f32::max);
         assert!(rel < 0.05, "mel of the inverted spectrum differs by {rel}");
         assert!(back.iter().all(|v| *v >= 0.0));
     }
 
     #[test]
     fn bad_ranges_are_rejected() {
-        assert!(MelFilterbank::new(16000, 400, 80, 0.0, 9000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
-        assert!(MelFilterbank::new(16000, 400, 0, 0.0, 8000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
-        assert!(MelFilterbank::new(16000, 400, 80, 500.0, 100.0, MelScale::Htk, MelNorm::None).is_err());
+        assert!(MelFilterbank::new(
+            16000,
+            400,
+            80,
+            0.0,
+            9000.0,
+            MelScale::Slaney,
+            MelNorm::Slaney
+        )
+        .is_err());
+        assert!(MelFilterbank::new(
+            16000,
+            400,
+            0,
+            0.0,
+            8000.0,
+            MelScale::Slaney,
+            MelNorm::Slaney
+        )
+        .is_err());
+        assert!(
+            MelFilterbank::new(16000, 400, 80, 500.0, 100.0, MelScale::Htk, MelNorm::None).is_err()
+        );
     }
 }

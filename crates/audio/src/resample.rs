@@ -19,12 +19,15 @@ fn rerr(e: impl std::fmt::Display) -> Error {
 /// [`Error::Resample`] for a zero rate.
 pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
     if from_hz == 0 || to_hz == 0 {
-        return Err(Error::Config(format!("sample rates must be positive ({from_hz} -> {to_hz})")));
+        return Err(Error::Config(format!(
+            "sample rates must be positive ({from_hz} -> {to_hz})"
+        )));
     }
     if from_hz == to_hz || samples.is_empty() {
         return Ok(samples.to_vec());
     }
-    let mut r = Fft::<f32>::new(from_hz as usize, to_hz as usize, 1024, 1, FixedSync::Both).map_err(rerr)?;
+    let mut r = Fft::<f32>::new(from_hz as usize, to_hz as usize, 1024, 1, FixedSync::Both)
+        .map_err(rerr)?;
     let input = SequentialSlice::new(samples, 1, samples.len()).map_err(rerr)?;
     let out = r.process_all(&input, samples.len(), None).map_err(rerr)?;
     Ok(out.take_data())
@@ -39,7 +42,10 @@ pub struct StreamResampler {
 
 impl std::fmt::Debug for StreamResampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamResampler").field("from_hz", &self.from_hz).field("to_hz", &self.to_hz).finish()
+        f.debug_struct("StreamResampler")
+            .field("from_hz", &self.from_hz)
+            .field("to_hz", &self.to_hz)
+            .finish()
     }
 }
 
@@ -54,9 +60,19 @@ impl StreamResampler {
                 "resampler needs positive rates and chunk size ({from_hz} -> {to_hz}, chunk {chunk_samples})"
             )));
         }
-        let inner = Fft::<f32>::new(from_hz as usize, to_hz as usize, chunk_samples, 1, FixedSync::Input)
-            .map_err(rerr)?;
-        Ok(Self { inner, from_hz, to_hz })
+        let inner = Fft::<f32>::new(
+            from_hz as usize,
+            to_hz as usize,
+            chunk_samples,
+            1,
+            FixedSync::Input,
+        )
+        .map_err(rerr)?;
+        Ok(Self {
+            inner,
+            from_hz,
+            to_hz,
+        })
     }
 
     /// Input samples every call to [`process`](Self::process) takes.
@@ -87,12 +103,18 @@ impl StreamResampler {
     pub fn process(&mut self, input: &[f32], output: &mut [f32]) -> Result<usize> {
         let need = self.input_chunk();
         if input.len() != need {
-            return Err(Error::Resample(format!("chunk of {} samples, expected {need}", input.len())));
+            return Err(Error::Resample(format!(
+                "chunk of {} samples, expected {need}",
+                input.len()
+            )));
         }
         let inp = SequentialSlice::new(input, 1, input.len()).map_err(rerr)?;
         let frames = output.len();
         let mut out = SequentialSlice::new_mut(output, 1, frames).map_err(rerr)?;
-        let (_, written) = self.inner.process_into_buffer(&inp, &mut out, None).map_err(rerr)?;
+        let (_, written) = self
+            .inner
+            .process_into_buffer(&inp, &mut out, None)
+            .map_err(rerr)?;
         Ok(written)
     }
 
@@ -107,7 +129,11 @@ mod tests {
     use super::*;
 
     fn sine(freq: f64, rate: u32, n: usize, amp: f32) -> Vec<f32> {
-        (0..n).map(|i| amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin() as f32).collect()
+        (0..n)
+            .map(|i| {
+                amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin() as f32
+            })
+            .collect()
     }
 
     /// Frequency and amplitude of a sine by least squares against sin/cos at candidate
@@ -138,7 +164,11 @@ mod tests {
         let up = resample(&down, 16000, 48000).unwrap();
         assert_eq!(up.len(), 48000);
         // Away from the edges, the round trip is the input within 1e-3.
-        let err = x[4800..43200].iter().zip(&up[4800..43200]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = x[4800..43200]
+            .iter()
+            .zip(&up[4800..43200])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-3, "max error {err}");
         let (f, a) = fit_sine(&up[4800..43200], 48000, 1000.0);
         assert!((f - 1000.0).abs() <= 0.1, "frequency {f}");
@@ -167,8 +197,15 @@ mod tests {
         assert!(delay > 0 && delay < 4800, "delay {delay}");
         let aligned = &y[delay..];
         let n = aligned.len().min(x.len());
-        let err = x[9600..n - 9600].iter().zip(&aligned[9600..n - 9600]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-        assert!(err < 2e-3, "max error {err} after compensating {delay} samples");
+        let err = x[9600..n - 9600]
+            .iter()
+            .zip(&aligned[9600..n - 9600])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            err < 2e-3,
+            "max error {err} after compensating {delay} samples"
+        );
         let (f, a) = fit_sine(&aligned[9600..n - 9600], 48000, 1000.0);
         assert!((f - 1000.0).abs() <= 0.1, "frequency {f}");
         assert!((a - 0.5).abs() < 0.005, "amplitude {a}");

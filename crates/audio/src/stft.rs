@@ -47,10 +47,16 @@ impl StftConfig {
     /// [`Error::Config`] naming the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.n_fft < 2 || self.n_fft % 2 != 0 {
-            return Err(Error::Config(format!("n_fft must be even and ≥ 2, got {}", self.n_fft)));
+            return Err(Error::Config(format!(
+                "n_fft must be even and ≥ 2, got {}",
+                self.n_fft
+            )));
         }
         if self.win_length == 0 || self.win_length > self.n_fft {
-            return Err(Error::Config(format!("win_length {} must be in 1..={}", self.win_length, self.n_fft)));
+            return Err(Error::Config(format!(
+                "win_length {} must be in 1..={}",
+                self.win_length, self.n_fft
+            )));
         }
         if self.hop_length == 0 || self.hop_length > self.win_length {
             return Err(Error::Config(format!(
@@ -90,7 +96,8 @@ impl StftConfig {
         let mut w = vec![T::zero(); self.n_fft];
         let off = (self.n_fft - self.win_length) / 2;
         for i in 0..self.win_length {
-            let v = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / self.win_length as f64).cos();
+            let v =
+                0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / self.win_length as f64).cos();
             w[off + i] = real(v);
         }
         w
@@ -111,7 +118,11 @@ pub struct Spectrogram<T = f32> {
 impl<T: Real> Spectrogram<T> {
     /// An empty spectrogram, to be filled by [`Stft::forward_into`].
     pub fn empty() -> Self {
-        Self { n_bins: 0, frames: 0, data: Vec::new() }
+        Self {
+            n_bins: 0,
+            frames: 0,
+            data: Vec::new(),
+        }
     }
 
     /// Frame `t`.
@@ -137,7 +148,12 @@ impl<T: Real> FrameAnalyzer<T> {
     fn new(cfg: &StftConfig) -> Self {
         let fft = RealFftPlanner::<T>::new().plan_fft_forward(cfg.n_fft);
         let scratch = fft.make_scratch_vec();
-        Self { window: cfg.window(), frame: vec![T::zero(); cfg.n_fft], scratch, fft }
+        Self {
+            window: cfg.window(),
+            frame: vec![T::zero(); cfg.n_fft],
+            scratch,
+            fft,
+        }
     }
 
     /// Transforms `samples` (exactly `n_fft` long) into `out` (`n_bins` long). No allocation.
@@ -146,7 +162,9 @@ impl<T: Real> FrameAnalyzer<T> {
             *f = s * w;
         }
         // Lengths are fixed at construction, so the transform cannot fail.
-        let _ = self.fft.process_with_scratch(&mut self.frame, out, &mut self.scratch);
+        let _ = self
+            .fft
+            .process_with_scratch(&mut self.frame, out, &mut self.scratch);
     }
 }
 
@@ -209,18 +227,38 @@ impl<T: Real> Stft<T> {
     pub fn forward_into(&mut self, x: &[f32], spec: &mut Spectrogram<T>) {
         let n_bins = self.cfg.n_bins();
         let frames = self.cfg.n_frames(x.len());
-        let pad = self.cfg.pad();
-        self.padded.clear();
-        self.padded.resize(pad, T::zero());
-        self.padded.extend(x.iter().map(|&v| real::<T>(f64::from(v))));
-        self.padded.resize(x.len() + 2 * pad, T::zero());
+        self.pad_input(x);
         spec.n_bins = n_bins;
         spec.frames = frames;
         spec.data.resize(frames * n_bins, Complex::default());
         let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
         for (t, out) in spec.data.chunks_exact_mut(n_bins).enumerate() {
-            self.analyzer.analyse(&self.padded[t * hop..t * hop + n_fft], out);
+            self.analyzer
+                .analyse(&self.padded[t * hop..t * hop + n_fft], out);
         }
+    }
+
+    /// Calls `f(t, frame)` for each frame of `x` in order, without storing the spectrogram
+    /// (for consumers that reduce each frame at once, such as the log-mel).
+    pub fn for_each_frame(&mut self, x: &[f32], mut f: impl FnMut(usize, &[Complex<T>])) {
+        let frames = self.cfg.n_frames(x.len());
+        self.pad_input(x);
+        let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
+        // `ibuf` is free outside `inverse_into` and has the right length.
+        for t in 0..frames {
+            self.analyzer
+                .analyse(&self.padded[t * hop..t * hop + n_fft], &mut self.ibuf);
+            f(t, &self.ibuf);
+        }
+    }
+
+    fn pad_input(&mut self, x: &[f32]) {
+        let pad = self.cfg.pad();
+        self.padded.clear();
+        self.padded.resize(pad, T::zero());
+        self.padded
+            .extend(x.iter().map(|&v| T::from_f32(v).unwrap_or_else(T::zero)));
+        self.padded.resize(x.len() + 2 * pad, T::zero());
     }
 
     /// The signal whose STFT is closest to `spec` (least squares, window-sum normalised).
@@ -235,7 +273,11 @@ impl<T: Real> Stft<T> {
     /// [`inverse`](Self::inverse) into `y`, reusing its allocation.
     pub fn inverse_into(&mut self, spec: &Spectrogram<T>, length: Option<usize>, y: &mut Vec<f32>) {
         let (n_fft, hop, pad) = (self.cfg.n_fft, self.cfg.hop_length, self.cfg.pad());
-        let full = if spec.frames == 0 { 0 } else { n_fft + hop * (spec.frames - 1) };
+        let full = if spec.frames == 0 {
+            0
+        } else {
+            n_fft + hop * (spec.frames - 1)
+        };
         let window = &self.analyzer.window;
         let acc = &mut self.acc;
         acc.clear();
@@ -258,19 +300,33 @@ impl<T: Real> Stft<T> {
             if let Some(last) = self.ibuf.last_mut() {
                 last.im = T::zero();
             }
-            let _ = self.ifft.process_with_scratch(&mut self.ibuf, &mut self.iframe, &mut self.iscratch);
+            let _ = self.ifft.process_with_scratch(
+                &mut self.ibuf,
+                &mut self.iframe,
+                &mut self.iscratch,
+            );
             let start = t * hop;
-            for ((a, &v), &w) in acc[start..start + n_fft].iter_mut().zip(&self.iframe).zip(window) {
+            for ((a, &v), &w) in acc[start..start + n_fft]
+                .iter_mut()
+                .zip(&self.iframe)
+                .zip(window)
+            {
                 *a = *a + v * scale * w;
             }
         }
         let tiny = T::min_positive_value();
         let want = length.unwrap_or_else(|| full.saturating_sub(2 * pad));
         y.clear();
-        y.extend(acc.iter().zip(&self.wsum).skip(pad).take(want).map(|(&v, &w)| {
-            let v = if w > tiny { v / w } else { v };
-            v.to_f32().unwrap_or(0.0)
-        }));
+        y.extend(
+            acc.iter()
+                .zip(&self.wsum)
+                .skip(pad)
+                .take(want)
+                .map(|(&v, &w)| {
+                    let v = if w > tiny { v / w } else { v };
+                    v.to_f32().unwrap_or(0.0)
+                }),
+        );
         y.resize(want, 0.0);
     }
 }
@@ -290,7 +346,10 @@ pub struct StreamingStft<T: Real = f32> {
 
 impl<T: Real> std::fmt::Debug for StreamingStft<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamingStft").field("cfg", &self.cfg).field("filled", &self.filled).finish()
+        f.debug_struct("StreamingStft")
+            .field("cfg", &self.cfg)
+            .field("filled", &self.filled)
+            .finish()
     }
 }
 
@@ -356,7 +415,9 @@ impl<T: Real> StreamingStft<T> {
         let mut pad = self.cfg.pad();
         while pad > 0 {
             let take = (n_fft - self.filled).min(pad);
-            self.buf[self.filled..self.filled + take].iter_mut().for_each(|v| *v = T::zero());
+            self.buf[self.filled..self.filled + take]
+                .iter_mut()
+                .for_each(|v| *v = T::zero());
             self.filled += take;
             pad -= take;
             if self.filled == n_fft {
@@ -374,7 +435,12 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    const CFG: StftConfig = StftConfig { n_fft: 400, win_length: 400, hop_length: 160, center: true };
+    const CFG: StftConfig = StftConfig {
+        n_fft: 400,
+        win_length: 400,
+        hop_length: 160,
+        center: true,
+    };
 
     fn noise(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -385,15 +451,29 @@ mod tests {
     fn inverse_of_forward_is_identity() {
         for cfg in [
             CFG,
-            StftConfig { n_fft: 512, win_length: 400, hop_length: 100, center: true },
-            StftConfig { n_fft: 1024, win_length: 1024, hop_length: 256, center: true },
+            StftConfig {
+                n_fft: 512,
+                win_length: 400,
+                hop_length: 100,
+                center: true,
+            },
+            StftConfig {
+                n_fft: 1024,
+                win_length: 1024,
+                hop_length: 256,
+                center: true,
+            },
         ] {
             let x = noise(16_037, 1);
             let mut stft = Stft::<f32>::new(cfg).unwrap();
             let spec = stft.forward(&x);
             assert_eq!(spec.frames, 1 + x.len() / cfg.hop_length);
             let y = stft.inverse(&spec, Some(x.len()));
-            let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let err = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(err < 1e-5, "{cfg:?}: max error {err}");
         }
     }
@@ -411,27 +491,50 @@ mod tests {
             }
             s.finish(|f| frames.extend_from_slice(f));
             assert_eq!(frames.len(), offline.data.len(), "chunk {chunk}");
-            let err = frames.iter().zip(&offline.data).map(|(a, b)| (a - b).norm()).fold(0.0, f64::max);
+            let err = frames
+                .iter()
+                .zip(&offline.data)
+                .map(|(a, b)| (a - b).norm())
+                .fold(0.0, f64::max);
             assert!(err == 0.0, "chunk {chunk}: max difference {err}");
         }
     }
 
     #[test]
     fn sine_peaks_at_its_bin() {
-        let x: Vec<f32> = (0..16000).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16000.0).sin()).collect();
+        let x: Vec<f32> = (0..16000)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16000.0).sin())
+            .collect();
         let spec = Stft::<f32>::new(CFG).unwrap().forward(&x);
         let mag = spec.magnitude();
         let frame = &mag[50 * 201..51 * 201];
-        let peak = frame.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap();
+        let peak = frame
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap();
         // 1000 Hz at 40 Hz per bin is bin 25; the Hann window's gain is win/2.
         assert_eq!(peak, 25);
-        assert!((frame[25] - 100.0).abs() < 0.5, "peak magnitude {}", frame[25]);
+        assert!(
+            (frame[25] - 100.0).abs() < 0.5,
+            "peak magnitude {}",
+            frame[25]
+        );
     }
 
     #[test]
     fn bad_configs_are_rejected() {
         assert!(Stft::<f32>::new(StftConfig { n_fft: 401, ..CFG }).is_err());
-        assert!(Stft::<f32>::new(StftConfig { win_length: 500, ..CFG }).is_err());
-        assert!(Stft::<f32>::new(StftConfig { hop_length: 0, ..CFG }).is_err());
+        assert!(Stft::<f32>::new(StftConfig {
+            win_length: 500,
+            ..CFG
+        })
+        .is_err());
+        assert!(Stft::<f32>::new(StftConfig {
+            hop_length: 0,
+            ..CFG
+        })
+        .is_err());
     }
 }

@@ -40,7 +40,10 @@ pub struct WavWriter {
 
 impl std::fmt::Debug for WavWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WavWriter").field("path", &self.path).field("samples", &self.samples).finish()
+        f.debug_struct("WavWriter")
+            .field("path", &self.path)
+            .field("samples", &self.samples)
+            .finish()
     }
 }
 
@@ -51,7 +54,10 @@ impl WavWriter {
     /// [`Error::Write`] when the folder does not exist or is not writable, or `path` is a folder.
     pub fn create(path: impl AsRef<Path>, sample_rate: u32, format: WavFormat) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let werr = |source| Error::Write { path: path.clone(), source };
+        let werr = |source| Error::Write {
+            path: path.clone(),
+            source,
+        };
         if path.is_dir() {
             return Err(werr(std::io::Error::other("is a directory")));
         }
@@ -59,7 +65,11 @@ impl WavWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let tmp = tempfile::Builder::new().prefix(".voxswap-").suffix(".wav.part").tempfile_in(&dir).map_err(werr)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".voxswap-")
+            .suffix(".wav.part")
+            .tempfile_in(&dir)
+            .map_err(werr)?;
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate,
@@ -73,8 +83,16 @@ impl WavWriter {
             },
         };
         let file = tmp.as_file().try_clone().map_err(werr)?;
-        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| werr(hound_io(e)))?;
-        Ok(Self { path, format, writer: Some(writer), tmp: Some(tmp), samples: 0, clipped: 0 })
+        let writer =
+            hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| werr(hound_io(e)))?;
+        Ok(Self {
+            path,
+            format,
+            writer: Some(writer),
+            tmp: Some(tmp),
+            samples: 0,
+            clipped: 0,
+        })
     }
 
     /// Appends samples.
@@ -84,14 +102,20 @@ impl WavWriter {
     /// [`Error::Write`] when the disk fails.
     pub fn write(&mut self, samples: &[f32]) -> Result<()> {
         if let Some((i, &v)) = samples.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFiniteInput { index: self.samples as usize + i, value: v });
+            return Err(Error::NonFiniteInput {
+                index: self.samples as usize + i,
+                value: v,
+            });
         }
         let path = &self.path;
         let w = self.writer.as_mut().ok_or_else(|| Error::Write {
             path: path.clone(),
             source: std::io::Error::other("writer already finished"),
         })?;
-        let werr = |e| Error::Write { path: path.clone(), source: hound_io(e) };
+        let werr = |e| Error::Write {
+            path: path.clone(),
+            source: hound_io(e),
+        };
         match self.format {
             WavFormat::Pcm16 => {
                 for &v in samples {
@@ -118,13 +142,25 @@ impl WavWriter {
     /// [`Error::Write`]; the output path is then left untouched.
     pub fn finish(mut self) -> Result<WriteReport> {
         let path = self.path.clone();
-        let werr = |source| Error::Write { path: path.clone(), source };
-        let w = self.writer.take().ok_or_else(|| werr(std::io::Error::other("writer already finished")))?;
+        let werr = |source| Error::Write {
+            path: path.clone(),
+            source,
+        };
+        let w = self
+            .writer
+            .take()
+            .ok_or_else(|| werr(std::io::Error::other("writer already finished")))?;
         w.finalize().map_err(|e| werr(hound_io(e)))?;
-        let tmp = self.tmp.take().ok_or_else(|| werr(std::io::Error::other("writer already finished")))?;
+        let tmp = self
+            .tmp
+            .take()
+            .ok_or_else(|| werr(std::io::Error::other("writer already finished")))?;
         tmp.as_file().sync_all().map_err(werr)?;
         tmp.persist(&path).map_err(|e| werr(e.error))?;
-        Ok(WriteReport { samples: self.samples, clipped: self.clipped })
+        Ok(WriteReport {
+            samples: self.samples,
+            clipped: self.clipped,
+        })
     }
 }
 
@@ -139,7 +175,12 @@ fn hound_io(e: hound::Error) -> std::io::Error {
 ///
 /// # Errors
 /// See [`WavWriter::create`], [`WavWriter::write`] and [`WavWriter::finish`].
-pub fn write_wav(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<WriteReport> {
+pub fn write_wav(
+    path: impl AsRef<Path>,
+    samples: &[f32],
+    sample_rate: u32,
+    format: WavFormat,
+) -> Result<WriteReport> {
     let mut w = WavWriter::create(path, sample_rate, format)?;
     w.write(samples)?;
     w.finish()
@@ -156,7 +197,13 @@ mod tests {
         let p = dir.path().join("out.wav");
         let x: Vec<f32> = vec![0.0, 0.5, -0.5, 1.5, -2.0, 0.25];
         let r = write_wav(&p, &x, 16000, WavFormat::Pcm16).unwrap();
-        assert_eq!(r, WriteReport { samples: 6, clipped: 2 });
+        assert_eq!(
+            r,
+            WriteReport {
+                samples: 6,
+                clipped: 2
+            }
+        );
         let y = read_mono(&p, ChannelMix::Downmix).unwrap();
         assert_eq!(y.sample_rate, 16000);
         let want = [0.0, 0.5, -0.5, 1.0, -1.0, 0.25];
@@ -183,7 +230,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.wav");
         let err = write_wav(&p, &[0.1, f32::NAN], 16000, WavFormat::Pcm16).unwrap_err();
-        assert!(matches!(err, Error::NonFiniteInput { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, Error::NonFiniteInput { index: 1, .. }),
+            "{err}"
+        );
         assert!(!p.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
