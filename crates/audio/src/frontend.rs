@@ -18,7 +18,7 @@ use realfft::num_complex::Complex;
 use serde::{Deserialize, Serialize};
 
 use crate::mel::{MelFilterbank, MelNorm, MelScale};
-use crate::stft::{Stft, StftConfig, StreamingStft};
+use crate::stft::{StftConfig, StreamingStft};
 use crate::{Error, Result};
 
 /// Everything that turns audio into the model's features. Saved inside a model's config, so a
@@ -180,7 +180,7 @@ pub struct LogMel {
     /// float64: a float32 FFT's rounding, relative to a frame's loudest bin, is visible on the
     /// log scale in the quietest bands (1e-4 off librosa's float64 reference); float64 costs
     /// little next to everything after the frontend.
-    stft: Stft<f64>,
+    power: BlockPower,
     fb: MelFilterbank,
     mag: Vec<f32>,
     col: Vec<f32>,
@@ -194,11 +194,11 @@ impl LogMel {
     pub fn new(cfg: &FrontendConfig) -> Result<Self> {
         cfg.validate()?;
         Ok(Self {
-            stft: Stft::new(cfg.stft())?,
+            power: BlockPower::new(cfg.stft()),
             fb: cfg.filterbank()?,
             cfg: cfg.clone(),
             mag: Vec::new(),
-            col: Vec::new(),
+            col: vec![0.0; cfg.n_mels * BLOCK],
         })
     }
 
@@ -222,26 +222,280 @@ impl LogMel {
             data: vec![0.0; n_mels * frames],
         };
         let Self {
-            stft,
+            power,
             fb,
             mag,
             col,
             cfg,
-            ..
         } = self;
-        mag.resize(cfg.n_fft / 2 + 1, 0.0);
-        col.resize(n_mels, 0.0);
-        stft.for_each_frame(x, |t, spectrum| {
-            log_mel_frame(fb, spectrum, mag, col, cfg.log_floor);
-            for (m, &v) in col.iter().enumerate() {
-                mel.data[m * frames + t] = v;
+        let floor = cfg.log_floor;
+        power.for_each_block(x, mag, |t0, count, rows, mag| {
+            log_mel_block(fb, rows, mag, col, floor);
+            for m in 0..n_mels {
+                mel.data[m * frames + t0..m * frames + t0 + count]
+                    .copy_from_slice(&col[m * BLOCK..m * BLOCK + count]);
             }
         });
         mel
     }
 }
 
+/// Power spectra of [`BLOCK`] frames at a time, in float64: two real frames per complex FFT
+/// (`z = a + i·b`, then `A[k] = (Z[k] + conj Z[N−k]) / 2`, `B[k] = (Z[k] − conj Z[N−k]) / 2i`),
+/// all pairs of a block in one FFT call. Cheaper than one real FFT per frame, whose
+/// post-processing cost as much as the transform; the powers agree with [`StreamingStft`]'s to
+/// float64 rounding.
+struct BlockPower {
+    cfg: StftConfig,
+    window: Vec<f64>,
+    fft: std::sync::Arc<dyn rustfft::Fft<f64>>,
+    buf: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+    padded: Vec<f32>,
+    /// Powers of the block's frames, frame-major, before the transpose to bin-major.
+    rows: Vec<f32>,
+}
+
+impl std::fmt::Debug for BlockPower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockPower")
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl BlockPower {
+    fn new(cfg: StftConfig) -> Self {
+        let fft = rustfft::FftPlanner::<f64>::new().plan_fft_forward(cfg.n_fft);
+        let scratch = vec![Complex::default(); fft.get_inplace_scratch_len()];
+        Self {
+            window: cfg.window(),
+            buf: vec![Complex::default(); cfg.n_fft * BLOCK / 2],
+            scratch,
+            fft,
+            padded: Vec::new(),
+            rows: vec![0.0; cfg.n_bins() * BLOCK],
+            cfg,
+        }
+    }
+
+    /// Calls `f(t0, count, rows, work)` for each block of frames `t0..t0 + count`; `rows` holds
+    /// their power spectra frame-major (`rows[j * n_bins + k]`; rows past `count` are 0) and
+    /// `work` is `n_bins * BLOCK` values of scratch.
+    fn for_each_block(
+        &mut self,
+        x: &[f32],
+        work: &mut Vec<f32>,
+        mut f: impl FnMut(usize, usize, &[f32], &mut [f32]),
+    ) {
+        let power = work;
+        let (n_fft, hop, pad) = (self.cfg.n_fft, self.cfg.hop_length, self.cfg.pad());
+        let n_bins = self.cfg.n_bins();
+        let frames = self.cfg.n_frames(x.len());
+        self.padded.clear();
+        self.padded.resize(pad, 0.0);
+        self.padded.extend_from_slice(x);
+        self.padded.resize(x.len() + 2 * pad, 0.0);
+        power.clear();
+        power.resize(n_bins * BLOCK, 0.0);
+        for t0 in (0..frames).step_by(BLOCK) {
+            let count = (frames - t0).min(BLOCK);
+            let frame = |t: usize| (t < frames).then(|| &self.padded[t * hop..t * hop + n_fft]);
+            for p in 0..BLOCK / 2 {
+                let (a, b) = (frame(t0 + 2 * p), frame(t0 + 2 * p + 1));
+                pack_pair(
+                    &mut self.buf[p * n_fft..(p + 1) * n_fft],
+                    a,
+                    b,
+                    &self.window,
+                );
+            }
+            self.fft
+                .process_with_scratch(&mut self.buf, &mut self.scratch);
+            for p in 0..BLOCK / 2 {
+                unpack_pair_power(&self.buf[p * n_fft..(p + 1) * n_fft], &mut self.rows, 2 * p);
+            }
+            f(t0, count, &self.rows, power);
+        }
+    }
+}
+
+/// `out[i] = w[i] · (a[i] + i·b[i])`; a missing frame is zeros.
+fn pack_pair(out: &mut [Complex<f64>], a: Option<&[f32]>, b: Option<&[f32]>, w: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { pack_pair_avx2(out, a, b, w) };
+        return;
+    }
+    pack_pair_inner(out, a, b, w);
+}
+
+/// [`pack_pair_inner`] compiled for AVX2 (see `crate::simd`).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_pair_avx2(
+    out: &mut [Complex<f64>],
+    a: Option<&[f32]>,
+    b: Option<&[f32]>,
+    w: &[f64],
+) {
+    pack_pair_inner(out, a, b, w);
+}
+
+#[inline(always)]
+fn pack_pair_inner(out: &mut [Complex<f64>], a: Option<&[f32]>, b: Option<&[f32]>, w: &[f64]) {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            for (((o, &wa), &xa), &xb) in out.iter_mut().zip(w).zip(a).zip(b) {
+                *o = Complex::new(wa * f64::from(xa), wa * f64::from(xb));
+            }
+        }
+        (Some(a), None) => {
+            for ((o, &wa), &xa) in out.iter_mut().zip(w).zip(a) {
+                *o = Complex::new(wa * f64::from(xa), 0.0);
+            }
+        }
+        _ => out.fill(Complex::default()),
+    }
+}
+
+/// Powers of the two real frames packed in one complex spectrum `z`, into rows `j` and `j + 1`
+/// of the frame-major `rows`.
+fn unpack_pair_power(z: &[Complex<f64>], power: &mut [f32], j: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { unpack_pair_power_avx2(z, power, j) };
+        return;
+    }
+    unpack_pair_power_inner(z, power, j);
+}
+
+/// [`unpack_pair_power_inner`] compiled for AVX2 (see `crate::simd`).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unpack_pair_power_avx2(z: &[Complex<f64>], power: &mut [f32], j: usize) {
+    unpack_pair_power_inner(z, power, j);
+}
+
+#[inline(always)]
+fn unpack_pair_power_inner(z: &[Complex<f64>], rows: &mut [f32], j: usize) {
+    let n = z.len();
+    let n_bins = n / 2 + 1;
+    let (ra, rb) = rows[j * n_bins..(j + 2) * n_bins].split_at_mut(n_bins);
+    // k = 0 pairs with itself; for k ≥ 1 the partner is z[n − k], read backwards.
+    let power = |zk: Complex<f64>, zc: Complex<f64>| {
+        let (a, b) = (zk + zc, zk - zc);
+        (
+            (0.25 * (a.re * a.re + a.im * a.im)) as f32,
+            (0.25 * (b.re * b.re + b.im * b.im)) as f32,
+        )
+    };
+    (ra[0], rb[0]) = power(z[0], z[0].conj());
+    for (((pa, pb), &zk), &zr) in ra[1..]
+        .iter_mut()
+        .zip(&mut rb[1..])
+        .zip(&z[1..n_bins])
+        .zip(z[n_bins - 1..].iter().rev())
+    {
+        (*pa, *pb) = power(zk, zr.conj());
+    }
+}
+
+/// Frames per filterbank pass in [`LogMel::compute`]: eight f32 lanes, one AVX register.
+const BLOCK: usize = 8;
+
+/// Log-mel of [`BLOCK`] frames of power spectra (frame-major `rows[j * n_bins + k]`) into
+/// `out[m * BLOCK + j]`, through `mag` (bin-major magnitudes, the filterbank's input). The same
+/// operations in the same order per frame as [`log_mel_frame`], so offline and streaming
+/// features are identical.
+fn log_mel_block(fb: &MelFilterbank, rows: &[f32], mag: &mut [f32], out: &mut [f32], floor: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { log_mel_block_avx2(fb, rows, mag, out, floor) };
+        return;
+    }
+    log_mel_block_inner(fb, rows, mag, out, floor);
+}
+
+/// [`log_mel_block_inner`] compiled for AVX2 (see `crate::simd`).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn log_mel_block_avx2(
+    fb: &MelFilterbank,
+    rows: &[f32],
+    mag: &mut [f32],
+    out: &mut [f32],
+    floor: f32,
+) {
+    log_mel_block_inner(fb, rows, mag, out, floor);
+}
+
+#[inline(always)]
+fn log_mel_block_inner(
+    fb: &MelFilterbank,
+    rows: &[f32],
+    mag: &mut [f32],
+    out: &mut [f32],
+    floor: f32,
+) {
+    let n_bins = fb.n_bins();
+    for (k, lanes) in mag.chunks_exact_mut(BLOCK).enumerate() {
+        for (j, v) in lanes.iter_mut().enumerate() {
+            *v = rows[j * n_bins + k].sqrt();
+        }
+    }
+    fb.apply_lanes::<BLOCK>(mag, out);
+    for v in out.iter_mut() {
+        *v = fast_ln(v.max(floor));
+    }
+}
+
 fn log_mel_frame(
+    fb: &MelFilterbank,
+    frame: &[Complex<f64>],
+    mag: &mut [f32],
+    out: &mut [f32],
+    floor: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        unsafe { log_mel_frame_avx2(fb, frame, mag, out, floor) };
+        return;
+    }
+    log_mel_frame_inner(fb, frame, mag, out, floor);
+}
+
+/// [`log_mel_frame_inner`] compiled for AVX2 (see `crate::simd`).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn log_mel_frame_avx2(
+    fb: &MelFilterbank,
+    frame: &[Complex<f64>],
+    mag: &mut [f32],
+    out: &mut [f32],
+    floor: f32,
+) {
+    log_mel_frame_inner(fb, frame, mag, out, floor);
+}
+
+#[inline(always)]
+fn log_mel_frame_inner(
     fb: &MelFilterbank,
     frame: &[Complex<f64>],
     mag: &mut [f32],
@@ -261,7 +515,7 @@ fn log_mel_frame(
 /// Natural log of a positive normal `f32`, within 2e-7 absolute of `f32::ln` (a float32 rounding
 /// at the values the log-mel takes), several times faster: the exponent from the bits, then a
 /// polynomial for `ln(m)` on `m ∈ [√½, √2)`, which the compiler can vectorise.
-#[inline]
+#[inline(always)]
 fn fast_ln(x: f32) -> f32 {
     let bits = x.to_bits();
     // Exponent and mantissa with the mantissa moved into [√½, √2).

@@ -22,6 +22,7 @@ pub mod frontend;
 pub mod griffinlim;
 pub mod mel;
 pub mod resample;
+mod simd;
 pub mod stft;
 pub mod write;
 

@@ -160,6 +160,22 @@ impl MelFilterbank {
         }
     }
 
+    /// [`apply`](Self::apply) on `L` frames at once: `spectra` is bin-major (`spectra[k * L + j]`
+    /// is bin `k` of frame `j`) and so is `out` (`out[m * L + j]`). Each lane sums in the same
+    /// order as `apply`, so the results are identical; the lanes vectorise.
+    #[inline(always)]
+    pub fn apply_lanes<const L: usize>(&self, spectra: &[f32], out: &mut [f32]) {
+        for ((start, w), o) in self.filters.iter().zip(out.chunks_exact_mut(L)) {
+            let mut acc = [0.0f32; L];
+            for (&wk, s) in w.iter().zip(spectra[start * L..].chunks_exact(L)) {
+                for j in 0..L {
+                    acc[j] += wk * s[j];
+                }
+            }
+            o.copy_from_slice(&acc);
+        }
+    }
+
     /// `out[k] = Σ_m W[m, k] · mel[m]` (the transpose), for one frame.
     pub fn apply_transpose(&self, mel: &[f32], out: &mut [f32]) {
         out.iter_mut().for_each(|v| *v = 0.0);

@@ -157,15 +157,39 @@ impl<T: Real> FrameAnalyzer<T> {
     }
 
     /// Transforms `samples` (exactly `n_fft` long) into `out` (`n_bins` long). No allocation.
-    fn analyse(&mut self, samples: &[T], out: &mut [Complex<T>]) {
-        for ((f, &s), &w) in self.frame.iter_mut().zip(samples).zip(&self.window) {
-            *f = s * w;
+    fn analyse(&mut self, samples: &[f32], out: &mut [Complex<T>]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+            unsafe { apply_window_avx2(&mut self.frame, samples, &self.window) };
+        } else {
+            apply_window(&mut self.frame, samples, &self.window);
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        apply_window(&mut self.frame, samples, &self.window);
         // Lengths are fixed at construction, so the transform cannot fail.
         let _ = self
             .fft
             .process_with_scratch(&mut self.frame, out, &mut self.scratch);
     }
+}
+
+/// `frame[i] = samples[i] · window[i]`, converting to `T` on the way.
+#[inline(always)]
+fn apply_window<T: Real>(frame: &mut [T], samples: &[f32], window: &[T]) {
+    for ((f, &s), &w) in frame.iter_mut().zip(samples).zip(window) {
+        *f = T::from_f32(s).unwrap_or_else(T::zero) * w;
+    }
+}
+
+/// [`apply_window`] compiled for AVX2 (see `crate::simd`).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn apply_window_avx2<T: Real>(frame: &mut [T], samples: &[f32], window: &[T]) {
+    apply_window(frame, samples, window);
 }
 
 /// Offline STFT and inverse STFT of one configuration (plans made once, buffers reused).
@@ -176,7 +200,7 @@ pub struct Stft<T: Real = f32> {
     ibuf: Vec<Complex<T>>,
     iframe: Vec<T>,
     iscratch: Vec<Complex<T>>,
-    padded: Vec<T>,
+    padded: Vec<f32>,
     acc: Vec<T>,
     /// Summed squared windows of the last inverse, kept while the frame count stays the same.
     wsum: Vec<T>,
@@ -255,10 +279,9 @@ impl<T: Real> Stft<T> {
     fn pad_input(&mut self, x: &[f32]) {
         let pad = self.cfg.pad();
         self.padded.clear();
-        self.padded.resize(pad, T::zero());
-        self.padded
-            .extend(x.iter().map(|&v| T::from_f32(v).unwrap_or_else(T::zero)));
-        self.padded.resize(x.len() + 2 * pad, T::zero());
+        self.padded.resize(pad, 0.0);
+        self.padded.extend_from_slice(x);
+        self.padded.resize(x.len() + 2 * pad, 0.0);
     }
 
     /// The signal whose STFT is closest to `spec` (least squares, window-sum normalised).
@@ -338,7 +361,7 @@ pub struct StreamingStft<T: Real = f32> {
     cfg: StftConfig,
     analyzer: FrameAnalyzer<T>,
     /// The samples of the frame being filled.
-    buf: Vec<T>,
+    buf: Vec<f32>,
     filled: usize,
     out: Vec<Complex<T>>,
     finished: bool,
@@ -362,7 +385,7 @@ impl<T: Real> StreamingStft<T> {
         cfg.validate()?;
         let mut s = Self {
             analyzer: FrameAnalyzer::new(&cfg),
-            buf: vec![T::zero(); cfg.n_fft],
+            buf: vec![0.0; cfg.n_fft],
             filled: 0,
             out: vec![Complex::default(); cfg.n_bins()],
             finished: false,
@@ -374,7 +397,7 @@ impl<T: Real> StreamingStft<T> {
 
     /// Back to the start of a new stream.
     pub fn reset(&mut self) {
-        self.buf.iter_mut().for_each(|v| *v = T::zero());
+        self.buf.fill(0.0);
         // The leading zero padding of a centred STFT is already "received".
         self.filled = self.cfg.pad();
         self.finished = false;
@@ -390,9 +413,7 @@ impl<T: Real> StreamingStft<T> {
         let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
         while !x.is_empty() {
             let take = (n_fft - self.filled).min(x.len());
-            for (b, &v) in self.buf[self.filled..self.filled + take].iter_mut().zip(x) {
-                *b = real(f64::from(v));
-            }
+            self.buf[self.filled..self.filled + take].copy_from_slice(&x[..take]);
             self.filled += take;
             x = &x[take..];
             if self.filled == n_fft {
@@ -415,9 +436,7 @@ impl<T: Real> StreamingStft<T> {
         let mut pad = self.cfg.pad();
         while pad > 0 {
             let take = (n_fft - self.filled).min(pad);
-            self.buf[self.filled..self.filled + take]
-                .iter_mut()
-                .for_each(|v| *v = T::zero());
+            self.buf[self.filled..self.filled + take].fill(0.0);
             self.filled += take;
             pad -= take;
             if self.filled == n_fft {
