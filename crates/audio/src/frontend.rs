@@ -320,195 +320,96 @@ impl BlockPower {
     }
 }
 
-/// `out[i] = w[i] · (a[i] + i·b[i])`; a missing frame is zeros.
-fn pack_pair(out: &mut [Complex<f64>], a: Option<&[f32]>, b: Option<&[f32]>, w: &[f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { pack_pair_avx2(out, a, b, w) };
-        return;
-    }
-    pack_pair_inner(out, a, b, w);
-}
-
-/// [`pack_pair_inner`] compiled for AVX2 (see `crate::simd`).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn pack_pair_avx2(
-    out: &mut [Complex<f64>],
-    a: Option<&[f32]>,
-    b: Option<&[f32]>,
-    w: &[f64],
-) {
-    pack_pair_inner(out, a, b, w);
-}
-
-#[inline(always)]
-fn pack_pair_inner(out: &mut [Complex<f64>], a: Option<&[f32]>, b: Option<&[f32]>, w: &[f64]) {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            for (((o, &wa), &xa), &xb) in out.iter_mut().zip(w).zip(a).zip(b) {
-                *o = Complex::new(wa * f64::from(xa), wa * f64::from(xb));
+crate::simd::multiversion! {
+    /// `out[i] = w[i] · (a[i] + i·b[i])`; a missing frame is zeros.
+    fn pack_pair(out: &mut [Complex<f64>], a: Option<&[f32]>, b: Option<&[f32]>, w: &[f64]) {
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                for (((o, &wa), &xa), &xb) in out.iter_mut().zip(w).zip(a).zip(b) {
+                    *o = Complex::new(wa * f64::from(xa), wa * f64::from(xb));
+                }
             }
-        }
-        (Some(a), None) => {
-            for ((o, &wa), &xa) in out.iter_mut().zip(w).zip(a) {
-                *o = Complex::new(wa * f64::from(xa), 0.0);
+            (Some(a), None) => {
+                for ((o, &wa), &xa) in out.iter_mut().zip(w).zip(a) {
+                    *o = Complex::new(wa * f64::from(xa), 0.0);
+                }
             }
+            _ => out.fill(Complex::default()),
         }
-        _ => out.fill(Complex::default()),
     }
 }
 
-/// Powers of the two real frames packed in one complex spectrum `z`, into rows `j` and `j + 1`
-/// of the frame-major `rows`.
-fn unpack_pair_power(z: &[Complex<f64>], power: &mut [f32], j: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { unpack_pair_power_avx2(z, power, j) };
-        return;
-    }
-    unpack_pair_power_inner(z, power, j);
-}
-
-/// [`unpack_pair_power_inner`] compiled for AVX2 (see `crate::simd`).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn unpack_pair_power_avx2(z: &[Complex<f64>], power: &mut [f32], j: usize) {
-    unpack_pair_power_inner(z, power, j);
-}
-
-#[inline(always)]
-fn unpack_pair_power_inner(z: &[Complex<f64>], rows: &mut [f32], j: usize) {
-    let n = z.len();
-    let n_bins = n / 2 + 1;
-    let (ra, rb) = rows[j * n_bins..(j + 2) * n_bins].split_at_mut(n_bins);
-    // k = 0 pairs with itself; for k ≥ 1 the partner is z[n − k], read backwards.
-    let power = |zk: Complex<f64>, zc: Complex<f64>| {
-        let (a, b) = (zk + zc, zk - zc);
-        (
-            (0.25 * (a.re * a.re + a.im * a.im)) as f32,
-            (0.25 * (b.re * b.re + b.im * b.im)) as f32,
-        )
-    };
-    (ra[0], rb[0]) = power(z[0], z[0].conj());
-    for (((pa, pb), &zk), &zr) in ra[1..]
-        .iter_mut()
-        .zip(&mut rb[1..])
-        .zip(&z[1..n_bins])
-        .zip(z[n_bins - 1..].iter().rev())
-    {
-        (*pa, *pb) = power(zk, zr.conj());
+crate::simd::multiversion! {
+    /// Powers of the two real frames packed in one complex spectrum `z`, into rows `j` and `j + 1`
+    /// of the frame-major `rows`.
+    fn unpack_pair_power(z: &[Complex<f64>], rows: &mut [f32], j: usize) {
+        let n = z.len();
+        let n_bins = n / 2 + 1;
+        let (ra, rb) = rows[j * n_bins..(j + 2) * n_bins].split_at_mut(n_bins);
+        // k = 0 pairs with itself; for k ≥ 1 the partner is z[n − k], read backwards.
+        let power = |zk: Complex<f64>, zc: Complex<f64>| {
+            let (a, b) = (zk + zc, zk - zc);
+            (
+                (0.25 * (a.re * a.re + a.im * a.im)) as f32,
+                (0.25 * (b.re * b.re + b.im * b.im)) as f32,
+            )
+        };
+        (ra[0], rb[0]) = power(z[0], z[0].conj());
+        for (((pa, pb), &zk), &zr) in ra[1..]
+            .iter_mut()
+            .zip(&mut rb[1..])
+            .zip(&z[1..n_bins])
+            .zip(z[n_bins - 1..].iter().rev())
+        {
+            (*pa, *pb) = power(zk, zr.conj());
+        }
     }
 }
 
 /// Frames per filterbank pass in [`LogMel::compute`]: eight f32 lanes, one AVX register.
 const BLOCK: usize = 8;
 
-/// Log-mel of [`BLOCK`] frames of power spectra (frame-major `rows[j * n_bins + k]`) into
-/// `out[m * BLOCK + j]`, through `mag` (bin-major magnitudes, the filterbank's input). The same
-/// operations in the same order per frame as [`log_mel_frame`], so offline and streaming
-/// features are identical.
-fn log_mel_block(fb: &MelFilterbank, rows: &[f32], mag: &mut [f32], out: &mut [f32], floor: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { log_mel_block_avx2(fb, rows, mag, out, floor) };
-        return;
-    }
-    log_mel_block_inner(fb, rows, mag, out, floor);
-}
-
-/// [`log_mel_block_inner`] compiled for AVX2 (see `crate::simd`).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn log_mel_block_avx2(
-    fb: &MelFilterbank,
-    rows: &[f32],
-    mag: &mut [f32],
-    out: &mut [f32],
-    floor: f32,
-) {
-    log_mel_block_inner(fb, rows, mag, out, floor);
-}
-
-#[inline(always)]
-fn log_mel_block_inner(
-    fb: &MelFilterbank,
-    rows: &[f32],
-    mag: &mut [f32],
-    out: &mut [f32],
-    floor: f32,
-) {
-    let n_bins = fb.n_bins();
-    for (k, lanes) in mag.chunks_exact_mut(BLOCK).enumerate() {
-        for (j, v) in lanes.iter_mut().enumerate() {
-            *v = rows[j * n_bins + k].sqrt();
+crate::simd::multiversion! {
+    /// Log-mel of [`BLOCK`] frames of power spectra (frame-major `rows[j * n_bins + k]`) into
+    /// `out[m * BLOCK + j]`, through `mag` (bin-major magnitudes, the filterbank's input). The same
+    /// operations in the same order per frame as [`log_mel_frame`], so offline and streaming
+    /// features are identical.
+    fn log_mel_block(
+        fb: &MelFilterbank,
+        rows: &[f32],
+        mag: &mut [f32],
+        out: &mut [f32],
+        floor: f32,
+    ) {
+        let n_bins = fb.n_bins();
+        for (k, lanes) in mag.chunks_exact_mut(BLOCK).enumerate() {
+            for (j, v) in lanes.iter_mut().enumerate() {
+                *v = rows[j * n_bins + k].sqrt();
+            }
+        }
+        fb.apply_lanes::<BLOCK>(mag, out);
+        for v in out.iter_mut() {
+            *v = fast_ln(v.max(floor));
         }
     }
-    fb.apply_lanes::<BLOCK>(mag, out);
-    for v in out.iter_mut() {
-        *v = fast_ln(v.max(floor));
-    }
 }
 
-fn log_mel_frame(
-    fb: &MelFilterbank,
-    frame: &[Complex<f64>],
-    mag: &mut [f32],
-    out: &mut [f32],
-    floor: f32,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { log_mel_frame_avx2(fb, frame, mag, out, floor) };
-        return;
-    }
-    log_mel_frame_inner(fb, frame, mag, out, floor);
-}
-
-/// [`log_mel_frame_inner`] compiled for AVX2 (see `crate::simd`).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn log_mel_frame_avx2(
-    fb: &MelFilterbank,
-    frame: &[Complex<f64>],
-    mag: &mut [f32],
-    out: &mut [f32],
-    floor: f32,
-) {
-    log_mel_frame_inner(fb, frame, mag, out, floor);
-}
-
-#[inline(always)]
-fn log_mel_frame_inner(
-    fb: &MelFilterbank,
-    frame: &[Complex<f64>],
-    mag: &mut [f32],
-    out: &mut [f32],
-    floor: f32,
-) {
-    // The power in float64, the square root in float32 (4 lanes, not 2; exact enough).
-    for (m, c) in mag.iter_mut().zip(frame) {
-        *m = ((c.re * c.re + c.im * c.im) as f32).sqrt();
-    }
-    fb.apply(mag, out);
-    for v in out.iter_mut() {
-        *v = fast_ln(v.max(floor));
+crate::simd::multiversion! {
+    fn log_mel_frame(
+        fb: &MelFilterbank,
+        frame: &[Complex<f64>],
+        mag: &mut [f32],
+        out: &mut [f32],
+        floor: f32,
+    ) {
+        // The power in float64, the square root in float32 (4 lanes, not 2; exact enough).
+        for (m, c) in mag.iter_mut().zip(frame) {
+            *m = ((c.re * c.re + c.im * c.im) as f32).sqrt();
+        }
+        fb.apply(mag, out);
+        for v in out.iter_mut() {
+            *v = fast_ln(v.max(floor));
+        }
     }
 }
 

@@ -158,14 +158,6 @@ impl<T: Real> FrameAnalyzer<T> {
 
     /// Transforms `samples` (exactly `n_fft` long) into `out` (`n_bins` long). No allocation.
     fn analyse(&mut self, samples: &[f32], out: &mut [Complex<T>]) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::simd::has_avx2() {
-            // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-            unsafe { apply_window_avx2(&mut self.frame, samples, &self.window) };
-        } else {
-            apply_window(&mut self.frame, samples, &self.window);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
         apply_window(&mut self.frame, samples, &self.window);
         // Lengths are fixed at construction, so the transform cannot fail.
         let _ = self
@@ -174,22 +166,13 @@ impl<T: Real> FrameAnalyzer<T> {
     }
 }
 
-/// `frame[i] = samples[i] · window[i]`, converting to `T` on the way.
-#[inline(always)]
-fn apply_window<T: Real>(frame: &mut [T], samples: &[f32], window: &[T]) {
-    for ((f, &s), &w) in frame.iter_mut().zip(samples).zip(window) {
-        *f = T::from_f32(s).unwrap_or_else(T::zero) * w;
+crate::simd::multiversion! {
+    /// `frame[i] = samples[i] · window[i]`, converting to `T` on the way.
+    fn apply_window<T: Real>(frame: &mut [T], samples: &[f32], window: &[T]) {
+        for ((f, &s), &w) in frame.iter_mut().zip(samples).zip(window) {
+            *f = T::from_f32(s).unwrap_or_else(T::zero) * w;
+        }
     }
-}
-
-/// [`apply_window`] compiled for AVX2 (see `crate::simd`).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn apply_window_avx2<T: Real>(frame: &mut [T], samples: &[f32], window: &[T]) {
-    apply_window(frame, samples, window);
 }
 
 /// Offline STFT and inverse STFT of one configuration (plans made once, buffers reused).
