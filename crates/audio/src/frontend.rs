@@ -229,7 +229,8 @@ impl LogMel {
             cfg,
         } = self;
         let floor = cfg.log_floor;
-        power.for_each_block(x, mag, |t0, count, rows, mag| {
+        mag.resize((cfg.n_fft / 2 + 1) * BLOCK, 0.0);
+        power.for_each_block(x, |t0, count, rows| {
             log_mel_block(fb, rows, mag, col, floor);
             for m in 0..n_mels {
                 mel.data[m * frames + t0..m * frames + t0 + count]
@@ -251,7 +252,8 @@ struct BlockPower {
     fft: std::sync::Arc<dyn rustfft::Fft<f64>>,
     buf: Vec<Complex<f64>>,
     scratch: Vec<Complex<f64>>,
-    padded: Vec<f32>,
+    head: Vec<f32>,
+    tail: Vec<f32>,
     /// Powers of the block's frames, frame-major, before the transpose to bin-major.
     rows: Vec<f32>,
 }
@@ -273,34 +275,50 @@ impl BlockPower {
             buf: vec![Complex::default(); cfg.n_fft * BLOCK / 2],
             scratch,
             fft,
-            padded: Vec::new(),
+            head: Vec::new(),
+            tail: Vec::new(),
             rows: vec![0.0; cfg.n_bins() * BLOCK],
             cfg,
         }
     }
 
-    /// Calls `f(t0, count, rows, work)` for each block of frames `t0..t0 + count`; `rows` holds
-    /// their power spectra frame-major (`rows[j * n_bins + k]`; rows past `count` are 0) and
-    /// `work` is `n_bins * BLOCK` values of scratch.
-    fn for_each_block(
-        &mut self,
-        x: &[f32],
-        work: &mut Vec<f32>,
-        mut f: impl FnMut(usize, usize, &[f32], &mut [f32]),
-    ) {
-        let power = work;
+    /// Calls `f(t0, count, rows)` for each block of frames `t0..t0 + count`; `rows` holds
+    /// their power spectra frame-major (`rows[j * n_bins + k]`; rows past `count` are 0).
+    fn for_each_block(&mut self, x: &[f32], mut f: impl FnMut(usize, usize, &[f32])) {
         let (n_fft, hop, pad) = (self.cfg.n_fft, self.cfg.hop_length, self.cfg.pad());
-        let n_bins = self.cfg.n_bins();
         let frames = self.cfg.n_frames(x.len());
-        self.padded.clear();
-        self.padded.resize(pad, 0.0);
-        self.padded.extend_from_slice(x);
-        self.padded.resize(x.len() + 2 * pad, 0.0);
-        power.clear();
-        power.resize(n_bins * BLOCK, 0.0);
+        // Frames inside the signal are read from `x`; those that overlap the zero padding
+        // from copies of its two ends (the whole padded signal when it is short).
+        let (head, tail) = (&mut self.head, &mut self.tail);
+        let whole = x.len() < 2 * n_fft;
+        head.clear();
+        head.resize(pad, 0.0);
+        tail.clear();
+        if whole {
+            head.extend_from_slice(x);
+            head.resize(x.len() + 2 * pad, 0.0);
+        } else {
+            head.extend_from_slice(&x[..n_fft]);
+            tail.extend_from_slice(&x[x.len() - n_fft..]);
+            tail.resize(n_fft + pad, 0.0);
+        }
+        let (head, tail) = (&self.head, &self.tail);
+        let frame = |t: usize| -> Option<&[f32]> {
+            if t >= frames {
+                return None;
+            }
+            let o = t * hop;
+            Some(if whole || o < pad {
+                &head[o..o + n_fft]
+            } else if o - pad + n_fft <= x.len() {
+                &x[o - pad..o - pad + n_fft]
+            } else {
+                let o = o - pad + n_fft - x.len();
+                &tail[o..o + n_fft]
+            })
+        };
         for t0 in (0..frames).step_by(BLOCK) {
             let count = (frames - t0).min(BLOCK);
-            let frame = |t: usize| (t < frames).then(|| &self.padded[t * hop..t * hop + n_fft]);
             for p in 0..BLOCK / 2 {
                 let (a, b) = (frame(t0 + 2 * p), frame(t0 + 2 * p + 1));
                 pack_pair(
@@ -315,7 +333,7 @@ impl BlockPower {
             for p in 0..BLOCK / 2 {
                 unpack_pair_power(&self.buf[p * n_fft..(p + 1) * n_fft], &mut self.rows, 2 * p);
             }
-            f(t0, count, &self.rows, power);
+            f(t0, count, &self.rows);
         }
     }
 }
@@ -554,6 +572,36 @@ mod tests {
             }
             s.finish(|f| frames.extend_from_slice(f));
             assert_eq!(Mel::from_frames(80, &frames), offline, "chunk {chunk}");
+        }
+    }
+
+    /// The offline path (two frames per FFT, edges from padded copies) against the streaming
+    /// path (one real FFT per frame) for lengths around every edge case.
+    #[test]
+    fn offline_equals_streaming_at_every_length() {
+        let cfg = FrontendConfig::speech_16k();
+        let mut lm = LogMel::new(&cfg).unwrap();
+        for len in [
+            0usize, 1, 159, 160, 399, 400, 401, 799, 800, 801, 960, 1281, 3333,
+        ] {
+            let x: Vec<f32> = (0..len)
+                .map(|i| ((i as f32) * 0.61).sin() * 0.3 + 0.01)
+                .collect();
+            let offline = lm.compute(&x);
+            assert_eq!(offline.frames, 1 + len / 160, "len {len}");
+            let mut s = StreamingLogMel::new(&cfg).unwrap();
+            let mut frames = Vec::new();
+            s.push(&x, |f| frames.extend_from_slice(f));
+            s.finish(|f| frames.extend_from_slice(f));
+            let streamed = Mel::from_frames(80, &frames);
+            let err = offline
+                .data
+                .iter()
+                .zip(&streamed.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert_eq!(offline.frames, streamed.frames, "len {len}");
+            assert!(err <= 1e-6, "len {len}: max difference {err}");
         }
     }
 
