@@ -1,0 +1,282 @@
+//! Model configuration: one serde struct per module, nested into [`ModelConfig`], saved as
+//! `config.json` beside `model.safetensors`. The frontend is part of it, so a checkpoint always
+//! carries the features it was trained on.
+
+use serde::{Deserialize, Serialize};
+use voxswap_audio::FrontendConfig;
+
+use crate::{Error, Result};
+
+/// How layers see time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Temporal {
+    /// The paper's model: symmetric reflect padding and whole-utterance instance norm. Needs
+    /// the future, so it cannot stream.
+    Offline,
+}
+
+/// Convolution bank plus convolution blocks: the front of both encoders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvStackConfig {
+    /// Input channels (mel bands).
+    pub c_in: usize,
+    /// Hidden channels.
+    pub c_h: usize,
+    /// Kernel size of the block convolutions.
+    pub kernel_size: usize,
+    /// Largest kernel of the convolution bank (kernels `bank_scale, 2·bank_scale, …`).
+    pub bank_size: usize,
+    /// Step between the bank's kernel sizes.
+    pub bank_scale: usize,
+    /// Channels of each bank convolution.
+    pub c_bank: usize,
+    /// Temporal subsampling factor of each block (1 or 2); its length is the block count.
+    pub subsample: Vec<usize>,
+}
+
+impl ConvStackConfig {
+    /// Kernel sizes of the convolution bank.
+    pub fn bank_kernels(&self) -> Vec<usize> {
+        (self.bank_scale..=self.bank_size)
+            .step_by(self.bank_scale.max(1))
+            .collect()
+    }
+
+    /// Channels after the bank (its outputs concatenated with the input).
+    pub fn bank_out(&self) -> usize {
+        self.c_bank * self.bank_kernels().len() + self.c_in
+    }
+
+    /// Total temporal subsampling.
+    pub fn total_subsample(&self) -> usize {
+        self.subsample.iter().product()
+    }
+
+    fn validate(&self, what: &str) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("{what}: {m}")));
+        if self.c_in == 0 || self.c_h == 0 || self.c_bank == 0 {
+            return bad("channel counts must be positive".into());
+        }
+        if self.kernel_size == 0 || self.bank_scale == 0 || self.bank_size < self.bank_scale {
+            return bad(format!(
+                "kernel_size {} and bank {}..{} step {} must be positive and ordered",
+                self.kernel_size, self.bank_scale, self.bank_size, self.bank_scale
+            ));
+        }
+        if self.subsample.iter().any(|&s| s != 1 && s != 2) {
+            return bad(format!(
+                "subsample factors must be 1 or 2, got {:?}",
+                self.subsample
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The speaker encoder: conv stack, average over time, dense blocks, one vector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeakerEncoderConfig {
+    /// Convolution bank and blocks.
+    pub stack: ConvStackConfig,
+    /// Residual dense blocks after pooling.
+    pub n_dense_blocks: usize,
+    /// Size of the speaker vector.
+    pub c_out: usize,
+}
+
+/// The content encoder: conv stack with instance norm, then the VAE head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentEncoderConfig {
+    /// Convolution bank and blocks.
+    pub stack: ConvStackConfig,
+    /// Channels of the content code.
+    pub c_out: usize,
+}
+
+/// The decoder: convolution, instance norm, AdaIN from the speaker vector, upsampling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// Hidden channels.
+    pub c_h: usize,
+    /// Kernel size of the block convolutions.
+    pub kernel_size: usize,
+    /// Temporal upsampling factor of each block (1 or 2); its length is the block count.
+    pub upsample: Vec<usize>,
+}
+
+/// The whole model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Preset name, for people reading `config.json`.
+    pub preset: String,
+    /// The features the model reads and writes.
+    pub frontend: FrontendConfig,
+    /// How layers see time.
+    pub temporal: Temporal,
+    /// Speaker encoder.
+    pub speaker: SpeakerEncoderConfig,
+    /// Content encoder.
+    pub content: ContentEncoderConfig,
+    /// Decoder.
+    pub decoder: DecoderConfig,
+}
+
+impl ModelConfig {
+    /// The paper's model at 16 kHz and 80 mels, as the reference implementation configures it
+    /// (jjery2243542/adaptive_voice_conversion): 128 hidden channels, kernel 5, a bank of
+    /// kernels 1..8, six blocks subsampling ×8 in the content encoder and upsampling ×8 in the
+    /// decoder, six dense blocks, 128-dimensional speaker vector and content code.
+    pub fn paper() -> Self {
+        let stack = ConvStackConfig {
+            c_in: 80,
+            c_h: 128,
+            kernel_size: 5,
+            bank_size: 8,
+            bank_scale: 1,
+            c_bank: 128,
+            subsample: vec![1, 2, 1, 2, 1, 2],
+        };
+        Self {
+            preset: "paper".into(),
+            frontend: FrontendConfig::speech_16k(),
+            temporal: Temporal::Offline,
+            speaker: SpeakerEncoderConfig {
+                stack: stack.clone(),
+                n_dense_blocks: 6,
+                c_out: 128,
+            },
+            content: ContentEncoderConfig { stack, c_out: 128 },
+            decoder: DecoderConfig {
+                c_h: 128,
+                kernel_size: 5,
+                upsample: vec![2, 1, 2, 1, 2, 1],
+            },
+        }
+    }
+
+    /// A small model of the same shape for tests (a few thousand parameters).
+    pub fn tiny() -> Self {
+        let stack = ConvStackConfig {
+            c_in: 80,
+            c_h: 16,
+            kernel_size: 5,
+            bank_size: 4,
+            bank_scale: 1,
+            c_bank: 4,
+            subsample: vec![1, 2],
+        };
+        Self {
+            preset: "tiny".into(),
+            frontend: FrontendConfig::speech_16k(),
+            temporal: Temporal::Offline,
+            speaker: SpeakerEncoderConfig {
+                stack: stack.clone(),
+                n_dense_blocks: 2,
+                c_out: 8,
+            },
+            content: ContentEncoderConfig { stack, c_out: 8 },
+            decoder: DecoderConfig {
+                c_h: 16,
+                kernel_size: 5,
+                upsample: vec![2, 1],
+            },
+        }
+    }
+
+    /// The preset of that name.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown name.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "paper" => Ok(Self::paper()),
+            "tiny" => Ok(Self::tiny()),
+            other => Err(Error::Config(format!(
+                "unknown preset `{other}` (known: paper, tiny)"
+            ))),
+        }
+    }
+
+    /// Frames the input length must be a multiple of (the content encoder's subsampling).
+    pub fn frame_multiple(&self) -> usize {
+        self.content.stack.total_subsample()
+    }
+
+    /// Checks that the parts fit together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the mismatch.
+    pub fn validate(&self) -> Result<()> {
+        self.frontend
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        self.speaker.stack.validate("speaker")?;
+        self.content.stack.validate("content")?;
+        for (what, c_in) in [
+            ("speaker", self.speaker.stack.c_in),
+            ("content", self.content.stack.c_in),
+        ] {
+            if c_in != self.frontend.n_mels {
+                return Err(Error::Config(format!(
+                    "{what} c_in {c_in} != frontend n_mels {}",
+                    self.frontend.n_mels
+                )));
+            }
+        }
+        if self.decoder.upsample.iter().any(|&u| u != 1 && u != 2) {
+            return Err(Error::Config(format!(
+                "decoder upsample factors must be 1 or 2, got {:?}",
+                self.decoder.upsample
+            )));
+        }
+        let up: usize = self.decoder.upsample.iter().product();
+        if up != self.content.stack.total_subsample() {
+            return Err(Error::Config(format!(
+                "decoder upsamples ×{up} but the content encoder subsamples ×{}",
+                self.content.stack.total_subsample()
+            )));
+        }
+        if self.decoder.kernel_size == 0 || self.decoder.c_h == 0 {
+            return Err(Error::Config(
+                "decoder kernel_size and c_h must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_round_trip() {
+        for cfg in [ModelConfig::paper(), ModelConfig::tiny()] {
+            cfg.validate().unwrap();
+            let json = serde_json::to_string_pretty(&cfg).unwrap();
+            assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), cfg);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_mismatches_are_rejected() {
+        let json = serde_json::to_string(&ModelConfig::tiny()).unwrap();
+        let bad = json.replacen("\"n_dense_blocks\"", "\"n_dense_blockz\"", 1);
+        let err = serde_json::from_str::<ModelConfig>(&bad).unwrap_err();
+        assert!(err.to_string().contains("n_dense_blockz"), "{err}");
+        let mut cfg = ModelConfig::tiny();
+        cfg.decoder.upsample = vec![1, 1];
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("upsamples ×1"));
+        assert!(ModelConfig::preset("huge").is_err());
+    }
+}

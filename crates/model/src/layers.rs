@@ -1,0 +1,246 @@
+//! Building blocks shared by the encoders and the decoder, written so that autograd works on
+//! candle's CPU backend (no `conv_transpose1d`, no `upsample_nearest1d`, average pooling only as
+//! a reshape and a mean).
+
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{Conv1d, Conv1dConfig, Linear, VarBuilder};
+
+use crate::Result;
+
+/// Pads time symmetrically by reflection, as PyTorch's `F.pad(mode="reflect")`: a kernel of
+/// size `k` gets `k/2` on the left and `k/2` (odd `k`) or `k/2 − 1` (even `k`) on the right.
+pub fn reflect_pad(x: &Tensor, k: usize) -> Result<Tensor> {
+    let left = k / 2;
+    let right = if k % 2 == 0 {
+        (k / 2).saturating_sub(1)
+    } else {
+        k / 2
+    };
+    if left == 0 && right == 0 {
+        return Ok(x.clone());
+    }
+    let t = x.dim(D::Minus1)?;
+    if left >= t || right >= t {
+        return Err(crate::Error::Input(format!(
+            "{t} frames are too few for a kernel of {k} (reflect padding)"
+        )));
+    }
+    let dev = x.device();
+    let li: Vec<u32> = (1..=left).rev().map(|i| i as u32).collect();
+    let ri: Vec<u32> = (0..right).map(|i| (t - 2 - i) as u32).collect();
+    let mut parts = Vec::with_capacity(3);
+    if left > 0 {
+        parts.push(x.index_select(&Tensor::new(li.as_slice(), dev)?, D::Minus1)?);
+    }
+    parts.push(x.clone());
+    if right > 0 {
+        parts.push(x.index_select(&Tensor::new(ri.as_slice(), dev)?, D::Minus1)?);
+    }
+    Ok(Tensor::cat(&parts, D::Minus1)?)
+}
+
+/// A 1-d convolution with "same" reflect padding (stride may subsample).
+#[derive(Debug, Clone)]
+pub struct PadConv {
+    conv: Conv1d,
+    kernel: usize,
+}
+
+impl PadConv {
+    /// `c_in → c_out` channels, kernel `k`, stride `stride`; weights at `vb` (`weight`, `bias`).
+    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let cfg = Conv1dConfig {
+            stride,
+            ..Default::default()
+        };
+        Ok(Self {
+            conv: candle_nn::conv1d(c_in, c_out, k, cfg, vb)?,
+            kernel: k,
+        })
+    }
+}
+
+impl Module for PadConv {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let padded =
+            reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        self.conv.forward(&padded)
+    }
+}
+
+/// Instance normalisation without affine parameters over time (`[B, C, T]`, per `(b, c)`),
+/// biased variance and eps 1e-5, as `nn.InstanceNorm1d(affine=False)`.
+pub fn instance_norm(x: &Tensor) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?)
+}
+
+/// `x · scale + shift` per channel, `scale` and `shift` the two halves of `cond` (`[B, 2C]`):
+/// adaptive instance normalisation's affine step.
+pub fn adain(x: &Tensor, cond: &Tensor) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let shift = cond.narrow(1, 0, c)?.unsqueeze(2)?;
+    let scale = cond.narrow(1, c, c)?.unsqueeze(2)?;
+    Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
+}
+
+/// Mean over non-overlapping windows of 2 in time, the last window shorter when the length is
+/// odd (`F.avg_pool1d(kernel_size=2, ceil_mode=True)`).
+pub fn avg_pool2(x: &Tensor) -> Result<Tensor> {
+    let (b, c, t) = x.dims3()?;
+    let x = if t % 2 == 1 {
+        // The lone last frame averages with itself.
+        Tensor::cat(&[x.clone(), x.narrow(2, t - 1, 1)?], 2)?
+    } else {
+        x.clone()
+    };
+    let t2 = x.dim(2)? / 2;
+    Ok(x.reshape((b, c, t2, 2))?.mean(3)?)
+}
+
+/// `[B, C·r, T] → [B, C, T·r]`: channel groups become consecutive time steps (pixel shuffle).
+pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
+    let (b, c, t) = x.dims3()?;
+    Ok(x.reshape((b, c / r, r, t))?
+        .permute((0, 1, 3, 2))?
+        .reshape((b, c / r, t * r))?)
+}
+
+/// Nearest-neighbour upsampling in time by `r`, as broadcast and reshape (candle's
+/// `upsample_nearest1d` gradient is wrong when its input has another consumer).
+pub fn upsample_nearest(x: &Tensor, r: usize) -> Result<Tensor> {
+    let (b, c, t) = x.dims3()?;
+    Ok(x.unsqueeze(3)?
+        .broadcast_as((b, c, t, r))?
+        .reshape((b, c, t * r))?)
+}
+
+/// Convolution bank: ReLU of convolutions of every kernel size, concatenated with the input.
+#[derive(Debug, Clone)]
+pub struct ConvBank {
+    convs: Vec<PadConv>,
+}
+
+impl ConvBank {
+    /// One convolution `c_in → c_bank` per kernel size, at `vb.pp(i)`.
+    pub fn new(c_in: usize, c_bank: usize, kernels: &[usize], vb: VarBuilder) -> Result<Self> {
+        let convs = kernels
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| PadConv::new(c_in, c_bank, k, 1, vb.pp(i.to_string())))
+            .collect::<Result<_>>()?;
+        Ok(Self { convs })
+    }
+}
+
+impl Module for ConvBank {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut outs = self
+            .convs
+            .iter()
+            .map(|c| c.forward(x)?.relu())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        outs.push(x.clone());
+        Tensor::cat(&outs, 1)
+    }
+}
+
+/// A linear layer (weights at `vb`).
+pub fn linear(c_in: usize, c_out: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(candle_nn::linear(c_in, c_out, vb)?)
+}
+
+/// Checks that a mel batch is `[B, n_mels, T]` in f32 with `T` a multiple of `multiple`.
+pub fn check_mel(x: &Tensor, n_mels: usize, multiple: usize) -> Result<()> {
+    let dims = x.dims();
+    if dims.len() != 3 || dims[1] != n_mels {
+        return Err(crate::Error::Input(format!(
+            "expected a mel batch [batch, {n_mels}, frames], got {dims:?}"
+        )));
+    }
+    if dims[2] == 0 || dims[2] % multiple != 0 {
+        return Err(crate::Error::Input(format!(
+            "frames ({}) must be a positive multiple of {multiple}",
+            dims[2]
+        )));
+    }
+    if x.dtype() != DType::F32 {
+        return Err(crate::Error::Input(format!(
+            "expected f32 mels, got {:?}",
+            x.dtype()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn t(v: &[f32], shape: (usize, usize, usize)) -> Tensor {
+        Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn reflect_pad_matches_pytorch() {
+        // F.pad(arange(5), (2, 2), "reflect") = [2, 1, 0, 1, 2, 3, 4, 3, 2]
+        let x = t(&[0., 1., 2., 3., 4.], (1, 1, 5));
+        let y = reflect_pad(&x, 5)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(y, vec![2., 1., 0., 1., 2., 3., 4., 3., 2.]);
+        // Even kernel 4: (2, 1).
+        let y = reflect_pad(&x, 4)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(y, vec![2., 1., 0., 1., 2., 3., 4., 3.]);
+        assert!(reflect_pad(&t(&[1., 2.], (1, 1, 2)), 5).is_err());
+    }
+
+    #[test]
+    fn pooling_shuffle_and_upsampling() {
+        let x = t(&[1., 2., 3., 4., 5.], (1, 1, 5));
+        let p = avg_pool2(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(p, vec![1.5, 3.5, 5.0]);
+        let u = upsample_nearest(&t(&[1., 2.], (1, 1, 2)), 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(u, vec![1., 1., 2., 2.]);
+        // Channels [a0 a1 | b0 b1] → [a0 b0 a1 b1].
+        let s = pixel_shuffle(&t(&[1., 2., 10., 20.], (1, 2, 2)), 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(s, vec![1., 10., 2., 20.]);
+    }
+
+    #[test]
+    fn instance_norm_gives_zero_mean_unit_variance() {
+        let x = t(&[1., 2., 3., 4., 10., 20., 30., 40.], (1, 2, 4));
+        let y = instance_norm(&x).unwrap().to_vec3::<f32>().unwrap();
+        for row in &y[0] {
+            let mean: f32 = row.iter().sum::<f32>() / 4.0;
+            let var: f32 = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4.0;
+            assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-4, "{row:?}");
+        }
+    }
+}

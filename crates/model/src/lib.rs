@@ -1,0 +1,24 @@
+//! voxswap's models in candle: AdaIN-VC ([`adain_vc`]) with its configuration ([`config`]).
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use voxswap_model::{AdaInVc, ModelConfig};
+//! let cfg = ModelConfig::tiny();
+//! let vars = candle_nn::VarMap::new();
+//! let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+//! let model = AdaInVc::new(&cfg, vb)?;
+//! let mel = Tensor::zeros((1, 80, 32), DType::F32, &Device::Cpu)?;
+//! let speaker = model.speaker.forward(&mel)?;
+//! let converted = model.convert(&mel, &speaker)?;
+//! assert_eq!(converted.dims(), &[1, 80, 32]);
+//! # Ok::<(), voxswap_model::Error>(())
+//! ```
+
+pub mod adain_vc;
+pub mod config;
+mod error;
+pub mod layers;
+
+pub use adain_vc::{AdaInVc, AeOutput};
+pub use config::ModelConfig;
+pub use error::{Error, Result};

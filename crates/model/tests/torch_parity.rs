@@ -1,0 +1,135 @@
+//! Parity with the PyTorch reference (scripts/torch_reference/adain_vc.py), against the fixture
+//! that scripts/torch_reference/make_fixtures.py made: same weights, same input and noise; the
+//! forward outputs agree within 1e-4 and every parameter's gradient of the loss within 1e-3
+//! relative (max-norm of the difference over max-norm of the reference). The reference runs in
+//! float64, so these bounds measure voxswap's float32 error and nothing else.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use voxswap_model::{AdaInVc, ModelConfig};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/model")
+        .join(name)
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn setup() -> (AdaInVc, VarMap, HashMap<String, Tensor>) {
+    let cfg: ModelConfig =
+        serde_json::from_str(&std::fs::read_to_string(data("tiny_config.json")).unwrap()).unwrap();
+    let fix =
+        candle_core::safetensors::load(data("adain_vc_tiny.safetensors"), &Device::Cpu).unwrap();
+    let vars = VarMap::new();
+    let model = AdaInVc::new(
+        &cfg,
+        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let mut n = 0;
+    for (name, var) in vars.data().lock().unwrap().iter() {
+        let want = fix
+            .get(&format!("param.{name}"))
+            .unwrap_or_else(|| panic!("reference has no {name}"));
+        assert_eq!(var.dims(), want.dims(), "{name}");
+        var.set(want).unwrap();
+        n += 1;
+    }
+    let n_ref = fix.keys().filter(|k| k.starts_with("param.")).count();
+    assert_eq!(n, n_ref, "parameter count differs from the reference");
+    (model, vars, fix)
+}
+
+/// The reference trainer's loss: 10 · L1 + 0.5 · KL (λ_kl as in the fixture).
+fn loss(x: &Tensor, out: &voxswap_model::AeOutput) -> (Tensor, Tensor, Tensor) {
+    let rec = (&out.mel - x).unwrap().abs().unwrap().mean_all().unwrap();
+    let kl = ((out.log_var.exp().unwrap() + out.mu.sqr().unwrap()).unwrap() - 1.0)
+        .unwrap()
+        .sub(&out.log_var)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .affine(0.5, 0.0)
+        .unwrap();
+    let total = (rec.affine(10.0, 0.0).unwrap() + kl.affine(0.5, 0.0).unwrap()).unwrap();
+    (total, rec, kl)
+}
+
+#[test]
+fn forward_matches_pytorch() {
+    let (model, _vars, fix) = setup();
+    let out = model.forward(&fix["input"], &fix["noise"]).unwrap();
+    for (name, got) in [
+        ("out.mu", &out.mu),
+        ("out.log_sigma", &out.log_var),
+        ("out.emb", &out.speaker),
+        ("out.dec", &out.mel),
+    ] {
+        let want = &fix[name];
+        assert_eq!(got.dims(), want.dims(), "{name}");
+        let err = max_abs(&(got - want).unwrap());
+        assert!(err <= 1e-4, "{name}: max difference {err}");
+    }
+    let (total, rec, kl) = loss(&fix["input"], &out);
+    for (name, got) in [("out.loss", &total), ("out.rec", &rec), ("out.kl", &kl)] {
+        let want = fix[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        let got = got.to_scalar::<f32>().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{name}: {got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn gradients_match_pytorch() {
+    let (model, vars, fix) = setup();
+    let out = model.forward(&fix["input"], &fix["noise"]).unwrap();
+    let (total, _, _) = loss(&fix["input"], &out);
+    let grads = total.backward().unwrap();
+    let vars: Vec<(String, Var)> = vars
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // Biases followed by instance norm have a true gradient of zero (the norm removes
+    // constants): their reference holds float64 rounding, ours float32 rounding. So relative
+    // errors are taken against at least 1e-4 of the largest gradient anywhere.
+    let floor = vars
+        .iter()
+        .map(|(name, _)| max_abs(&fix[&format!("grad.{name}")]))
+        .fold(0.0, f32::max)
+        * 1e-4;
+    let mut worst = (0.0f32, String::new());
+    for (name, var) in &vars {
+        let got = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let want = &fix[&format!("grad.{name}")];
+        let rel = max_abs(&(got - want).unwrap()) / max_abs(want).max(floor);
+        if rel > worst.0 {
+            worst = (rel, name.clone());
+        }
+        assert!(rel <= 1e-3, "{name}: relative gradient error {rel}");
+    }
+    eprintln!(
+        "worst relative gradient error {:.2e} ({})",
+        worst.0, worst.1
+    );
+}

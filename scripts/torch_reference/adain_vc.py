@@ -1,0 +1,147 @@
+"""AdaIN-VC in PyTorch: the reference that voxswap-model's parity tests compare against.
+
+A transcription of the authors' model.py (github.com/jjery2243542/adaptive_voice_conversion),
+with the same module names (so the state_dict names are the safetensors names voxswap uses) and
+dropout left out (the paper's configuration sets it to 0). Configured from voxswap's
+config.json (ModelConfig).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def pad_layer(inp, layer, pad_type="reflect"):
+    k = layer.kernel_size[0]
+    pad = (k // 2, k // 2 - 1) if k % 2 == 0 else (k // 2, k // 2)
+    return layer(F.pad(inp, pad=pad, mode=pad_type))
+
+
+def conv_bank(x, module_list, act):
+    outs = [act(pad_layer(x, layer)) for layer in module_list]
+    return torch.cat(outs + [x], dim=1)
+
+
+def pixel_shuffle_1d(inp, scale_factor=2):
+    b, c, w = inp.size()
+    c //= scale_factor
+    return inp.contiguous().view(b, c, scale_factor, w).permute(0, 1, 3, 2).contiguous().view(b, c, w * scale_factor)
+
+
+def upsample(x, scale_factor=2):
+    return F.interpolate(x, scale_factor=scale_factor, mode="nearest")
+
+
+def append_cond(x, cond):
+    p = cond.size(1) // 2
+    mean, std = cond[:, :p], cond[:, p:]
+    return x * std.unsqueeze(dim=2) + mean.unsqueeze(dim=2)
+
+
+def bank_kernels(s):
+    return list(range(s["bank_scale"], s["bank_size"] + 1, s["bank_scale"]))
+
+
+class SpeakerEncoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        s = cfg["stack"]
+        c_in, c_h, k, c_bank = s["c_in"], s["c_h"], s["kernel_size"], s["c_bank"]
+        self.subsample = s["subsample"]
+        self.conv_bank = nn.ModuleList([nn.Conv1d(c_in, c_bank, kk) for kk in bank_kernels(s)])
+        self.in_conv_layer = nn.Conv1d(c_bank * len(bank_kernels(s)) + c_in, c_h, 1)
+        self.first_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k) for _ in self.subsample])
+        self.second_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k, stride=sub) for sub in self.subsample])
+        n_dense = cfg["n_dense_blocks"]
+        self.first_dense_layers = nn.ModuleList([nn.Linear(c_h, c_h) for _ in range(n_dense)])
+        self.second_dense_layers = nn.ModuleList([nn.Linear(c_h, c_h) for _ in range(n_dense)])
+        self.output_layer = nn.Linear(c_h, cfg["c_out"])
+
+    def forward(self, x):
+        out = conv_bank(x, self.conv_bank, F.relu)
+        out = F.relu(pad_layer(out, self.in_conv_layer))
+        for l, sub in enumerate(self.subsample):
+            y = F.relu(pad_layer(out, self.first_conv_layers[l]))
+            y = F.relu(pad_layer(y, self.second_conv_layers[l]))
+            if sub > 1:
+                out = F.avg_pool1d(out, kernel_size=sub, ceil_mode=True)
+            out = y + out
+        out = out.mean(dim=2)
+        for l in range(len(self.first_dense_layers)):
+            y = F.relu(self.first_dense_layers[l](out))
+            y = F.relu(self.second_dense_layers[l](y))
+            out = y + out
+        return self.output_layer(out)
+
+
+class ContentEncoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        s = cfg["stack"]
+        c_in, c_h, k, c_bank = s["c_in"], s["c_h"], s["kernel_size"], s["c_bank"]
+        self.subsample = s["subsample"]
+        self.conv_bank = nn.ModuleList([nn.Conv1d(c_in, c_bank, kk) for kk in bank_kernels(s)])
+        self.in_conv_layer = nn.Conv1d(c_bank * len(bank_kernels(s)) + c_in, c_h, 1)
+        self.first_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k) for _ in self.subsample])
+        self.second_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k, stride=sub) for sub in self.subsample])
+        self.norm_layer = nn.InstanceNorm1d(c_h, affine=False)
+        self.mean_layer = nn.Conv1d(c_h, cfg["c_out"], 1)
+        self.std_layer = nn.Conv1d(c_h, cfg["c_out"], 1)
+
+    def forward(self, x):
+        out = conv_bank(x, self.conv_bank, F.relu)
+        out = F.relu(self.norm_layer(pad_layer(out, self.in_conv_layer)))
+        for l, sub in enumerate(self.subsample):
+            y = F.relu(self.norm_layer(pad_layer(out, self.first_conv_layers[l])))
+            y = F.relu(self.norm_layer(pad_layer(y, self.second_conv_layers[l])))
+            if sub > 1:
+                out = F.avg_pool1d(out, kernel_size=sub, ceil_mode=True)
+            out = y + out
+        return pad_layer(out, self.mean_layer), pad_layer(out, self.std_layer)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg, c_in, c_cond, c_out):
+        super().__init__()
+        c_h, k = cfg["c_h"], cfg["kernel_size"]
+        self.upsample = cfg["upsample"]
+        self.in_conv_layer = nn.Conv1d(c_in, c_h, 1)
+        self.first_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k) for _ in self.upsample])
+        self.second_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h * up, k) for up in self.upsample])
+        self.norm_layer = nn.InstanceNorm1d(c_h, affine=False)
+        self.conv_affine_layers = nn.ModuleList([nn.Linear(c_cond, c_h * 2) for _ in range(len(self.upsample) * 2)])
+        self.out_conv_layer = nn.Conv1d(c_h, c_out, 1)
+
+    def forward(self, z, cond):
+        out = F.relu(self.norm_layer(pad_layer(z, self.in_conv_layer)))
+        for l, up in enumerate(self.upsample):
+            y = self.norm_layer(pad_layer(out, self.first_conv_layers[l]))
+            y = F.relu(append_cond(y, self.conv_affine_layers[l * 2](cond)))
+            y = pad_layer(y, self.second_conv_layers[l])
+            if up > 1:
+                y = pixel_shuffle_1d(y, scale_factor=up)
+            y = self.norm_layer(y)
+            y = F.relu(append_cond(y, self.conv_affine_layers[l * 2 + 1](cond)))
+            out = y + upsample(out, scale_factor=up) if up > 1 else y + out
+        return pad_layer(out, self.out_conv_layer)
+
+
+class AE(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        n_mels = cfg["frontend"]["n_mels"]
+        self.speaker_encoder = SpeakerEncoder(cfg["speaker"])
+        self.content_encoder = ContentEncoder(cfg["content"])
+        self.decoder = Decoder(cfg["decoder"], cfg["content"]["c_out"], cfg["speaker"]["c_out"], n_mels)
+
+    def forward(self, x, noise):
+        emb = self.speaker_encoder(x)
+        mu, log_sigma = self.content_encoder(x)
+        dec = self.decoder(mu + torch.exp(log_sigma / 2) * noise, emb)
+        return mu, log_sigma, emb, dec
+
+
+def loss_fn(x, mu, log_sigma, dec, lambda_rec, lambda_kl):
+    """The reference trainer's loss: λ_rec · L1 + λ_kl · KL."""
+    rec = torch.mean(torch.abs(dec - x))
+    kl = 0.5 * torch.mean(torch.exp(log_sigma) + mu ** 2 - 1 - log_sigma)
+    return lambda_rec * rec + lambda_kl * kl, rec, kl
