@@ -16,9 +16,13 @@
 
 pub mod adain_vc;
 pub mod config;
+mod converter;
 mod error;
+pub mod init;
+pub mod io;
 pub mod layers;
 
 pub use adain_vc::{AdaInVc, AeOutput};
 pub use config::ModelConfig;
+pub use converter::{SpeakerEmbedding, VoiceConverter};
 pub use error::{Error, Result};
