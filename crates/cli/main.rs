@@ -5,9 +5,9 @@
 
 mod info;
 mod io;
-mod plot;
 mod resynth;
 mod spectrogram;
+mod train;
 
 use std::process::ExitCode;
 
@@ -33,6 +33,9 @@ enum Command {
     /// Resynthesise a file from its log-mel spectrogram with Griffin-Lim: hear what the
     /// frontend keeps (and the ceiling that the Griffin-Lim vocoder allows).
     Resynth(resynth::Args),
+    /// Train a model from a recipe (TOML). Resumes from the newest checkpoint; Ctrl-C writes a
+    /// checkpoint and stops; progress, a JSONL log and a PNG of the loss curves as it goes.
+    Train(train::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => info::run(a),
         Command::Spectrogram(a) => spectrogram::run(a),
         Command::Resynth(a) => resynth::run(a),
+        Command::Train(a) => train::run(a),
     }
 }
 

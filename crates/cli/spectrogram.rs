@@ -9,7 +9,7 @@ use voxswap_audio::mel::{hz_to_mel, mel_to_hz};
 use voxswap_audio::{FrontendConfig, LogMel};
 
 use crate::io::{check_output, read_at_rate, say};
-use crate::plot::{perr, render_png};
+use voxswap_train::plot::{perr, render_png};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -74,7 +74,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..duration_s.max(1e-3), 0.0..cfg.n_mels as f64)
-            .map_err(perr)?;
+            .map_err(|e| perr(&a.output, e))?;
         chart
             .configure_mesh()
             .disable_mesh()
@@ -83,7 +83,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .y_label_formatter(&|b| format!("{:.0}", band_hz(*b)))
             .label_style(("sans-serif", 14))
             .draw()
-            .map_err(perr)?;
+            .map_err(|e| perr(&a.output, e))?;
         // One rectangle per cell, columns merged down to about one per pixel for long files.
         let cols = mel.frames.min(a.width as usize).max(1);
         let per = mel.frames.div_ceil(cols).max(1);
@@ -106,7 +106,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 )
             })
         });
-        chart.draw_series(cells).map_err(perr)?;
+        chart.draw_series(cells).map_err(|e| perr(&a.output, e))?;
         Ok(())
     })?;
     say(format!(

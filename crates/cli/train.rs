@@ -1,0 +1,143 @@
+//! `voxswap train`: train a model from a recipe, resumably, with progress and curves.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use voxswap_train::recipe::Recipe;
+use voxswap_train::trainer::{self, LogRecord, Observer, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Recipe (TOML): data, model preset, steps, optimiser, output folder. A run resumes from
+    /// the newest checkpoint in its output folder.
+    #[arg(long, value_name = "TOML")]
+    config: PathBuf,
+    /// Where to compute: cpu, cuda:N (build with --features cuda) or metal (--features metal).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: DeviceArg,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+fn parse_device(s: &str) -> Result<DeviceArg, String> {
+    match s {
+        "cpu" => Ok(DeviceArg::Cpu),
+        "metal" => Ok(DeviceArg::Metal),
+        _ => match s.strip_prefix("cuda:").map(str::parse) {
+            Some(Ok(n)) => Ok(DeviceArg::Cuda(n)),
+            _ => Err(format!("`{s}` is not a device: use cpu, cuda:N or metal")),
+        },
+    }
+}
+
+impl DeviceArg {
+    pub fn open(&self) -> anyhow::Result<Device> {
+        Ok(match self {
+            Self::Cpu => Device::Cpu,
+            Self::Cuda(n) => Device::new_cuda(*n).with_context(|| format!("opening cuda:{n}"))?,
+            Self::Metal => Device::new_metal(0).context("opening the Metal device")?,
+        })
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Observer for Bar {
+    fn start(&mut self, start: u64, total: u64, resumed: Option<&Path>) {
+        self.bar.set_length(total);
+        self.bar.set_position(start);
+        self.bar.reset_eta();
+        if let Some(p) = resumed {
+            self.bar
+                .println(format!("resuming from {} (step {start})", p.display()));
+        }
+    }
+
+    fn record(&mut self, r: &LogRecord) {
+        match r {
+            LogRecord::Train {
+                step,
+                loss,
+                rec,
+                kl,
+                steps_per_s,
+                ..
+            } => {
+                self.bar.set_position(*step);
+                self.bar.set_message(format!(
+                    "loss {loss:.4} (rec {rec:.4}, kl {kl:.3}), {steps_per_s:.2} steps/s"
+                ));
+            }
+            LogRecord::Valid { step, rec, kl, .. } => {
+                self.bar
+                    .println(format!("step {step}: validation rec {rec:.4}, kl {kl:.3}"));
+            }
+        }
+    }
+
+    fn checkpoint(&mut self, p: &Path) {
+        self.bar.println(format!("checkpoint {}", p.display()));
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let recipe = Recipe::load(&a.config)?;
+    let device = a.device.open()?;
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: the checkpoint being written is atomic, so leaving is safe.
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: writing a checkpoint (Ctrl-C again to quit at once)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let features = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("features {bar:30} {pos}/{len} files ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let on_features = |done: usize, total: usize| {
+        features.set_length(total as u64);
+        features.set_position(done as u64);
+    };
+    let bar = ProgressBar::new(recipe.train.steps).with_style(
+        ProgressStyle::with_template(
+            "{bar:30} step {pos}/{len} {msg} [{elapsed} elapsed, {eta} left]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut observer = Bar { bar: bar.clone() };
+    let outcome = trainer::train(&recipe, &device, &STOP, &mut observer, &on_features);
+    features.finish_and_clear();
+    bar.finish_and_clear();
+    match outcome? {
+        Outcome::Finished { step, checkpoint } => {
+            println!("finished at step {step}; model: {}", checkpoint.display());
+            println!(
+                "log: {}; curves: {}",
+                recipe.output.dir.join("train.jsonl").display(),
+                recipe.output.dir.join("loss.png").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted { step, checkpoint } => {
+            println!(
+                "stopped at step {step}; checkpoint {} (run the same command to resume)",
+                checkpoint.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
+}

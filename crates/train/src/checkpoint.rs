@@ -1,0 +1,138 @@
+//! Checkpoints: a folder `step-NNNNNNNN/` per checkpoint with the weights, the optimiser state,
+//! the model config and `state.json` (step, seed). Written to a temporary folder and renamed,
+//! so a checkpoint is either whole or absent; the newest `keep` are kept.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use voxswap_model::{io, ModelConfig};
+
+use crate::error::file_err;
+use crate::optim::Adam;
+use crate::{Error, Result};
+
+/// `state.json` of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// The run's seed (batches and noise of step `n` derive from it and `n`).
+    pub seed: u64,
+}
+
+const OPTIM_FILE: &str = "optim.safetensors";
+const STATE_FILE: &str = "state.json";
+
+/// The checkpoint folders under `dir`, oldest first.
+pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path()
+                .join(STATE_FILE)
+                .is_file()
+                .then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Writes a checkpoint of `vars` and `opt` at `opt.step` under `dir`, then deletes all but the
+/// newest `keep`. Returns its folder.
+///
+/// # Errors
+/// [`Error::File`] when it cannot be written; older checkpoints are then untouched.
+pub fn save(
+    dir: &Path,
+    cfg: &ModelConfig,
+    vars: &VarMap,
+    opt: &Adam,
+    seed: u64,
+    keep: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create: {e}")))?;
+    let final_dir = dir.join(format!("step-{:08}", opt.step));
+    let tmp = dir.join(format!(".tmp-step-{:08}-{}", opt.step, std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let write = || -> Result<()> {
+        io::save_model(&tmp, cfg, vars)?;
+        candle_core::safetensors::save(&opt.state_tensors(), tmp.join(OPTIM_FILE))
+            .map_err(|e| file_err(&tmp.join(OPTIM_FILE), e))?;
+        let state = serde_json::to_string_pretty(&State {
+            step: opt.step,
+            seed,
+        })
+        .map_err(|e| file_err(&tmp, e))?;
+        std::fs::write(tmp.join(STATE_FILE), state)
+            .map_err(|e| file_err(&tmp.join(STATE_FILE), e))?;
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(|e| file_err(&final_dir, e))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(|e| file_err(&final_dir, e))?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let all = list(dir);
+    for (_, old) in all.iter().take(all.len().saturating_sub(keep)) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(final_dir)
+}
+
+/// Restores `vars` and `opt` from checkpoint folder `ckpt`; returns its state.
+///
+/// # Errors
+/// A missing, corrupt or mismatched checkpoint, named.
+pub fn restore(
+    ckpt: &Path,
+    cfg: &ModelConfig,
+    vars: &VarMap,
+    opt: &mut Adam,
+    device: &Device,
+) -> Result<State> {
+    let state_path = ckpt.join(STATE_FILE);
+    let state: State = serde_json::from_str(
+        &std::fs::read_to_string(&state_path)
+            .map_err(|e| file_err(&state_path, format!("cannot read: {e}")))?,
+    )
+    .map_err(|e| file_err(&state_path, format!("invalid: {e}")))?;
+    let saved_cfg = io::read_config(ckpt)?;
+    if &saved_cfg != cfg {
+        return Err(file_err(
+            ckpt,
+            "was trained with another model configuration than the recipe's",
+        ));
+    }
+    let weights = io::read_weights(&io::weights_path(ckpt), cfg, device)?;
+    for (name, var) in vars
+        .data()
+        .lock()
+        .map_err(|_| file_err(ckpt, "parameter map lock poisoned"))?
+        .iter()
+    {
+        let t = weights
+            .get(name)
+            .ok_or_else(|| file_err(ckpt, format!("tensor `{name}` missing")))?;
+        var.set(t)?;
+    }
+    let optim_path = ckpt.join(OPTIM_FILE);
+    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&optim_path, device)
+        .map_err(|e| file_err(&optim_path, format!("not a readable safetensors file: {e}")))?;
+    opt.load_state(&tensors, state.step)
+        .map_err(|e| Error::File {
+            path: optim_path,
+            detail: e,
+        })?;
+    Ok(state)
+}

@@ -1,0 +1,292 @@
+//! Corpora, the feature cache and batches.
+//!
+//! A corpus is a folder of speaker folders of audio files (any depth below the speaker folder,
+//! any format the frontend reads). Log-mels are computed once, in parallel, and cached under
+//! `cache/<frontend hash>/`, so a changed frontend never reads stale features; a cached file
+//! also records its source's size and modification time and is recomputed when they change.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use rand::Rng;
+use rayon::prelude::*;
+use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel, Mel};
+
+use crate::error::file_err;
+use crate::{Error, Result};
+
+/// Audio file extensions a corpus may hold.
+pub const AUDIO_EXTENSIONS: [&str; 4] = ["wav", "flac", "mp3", "ogg"];
+
+/// One utterance of the corpus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utterance {
+    /// Speaker (the folder name).
+    pub speaker: String,
+    /// The audio file.
+    pub path: PathBuf,
+}
+
+/// Lists `root/<speaker>/**/<file>.<audio ext>`, sorted, so that every run sees the same order.
+///
+/// # Errors
+/// [`Error::Corpus`] when `root` is not a folder or holds no speaker with audio.
+pub fn scan_corpus(root: &Path) -> Result<Vec<Utterance>> {
+    let corpus_err = |detail: String| Error::Corpus {
+        path: root.to_path_buf(),
+        detail,
+    };
+    let entries =
+        std::fs::read_dir(root).map_err(|e| corpus_err(format!("cannot read folder: {e}")))?;
+    let mut speakers: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    speakers.sort();
+    let mut out = Vec::new();
+    for dir in speakers {
+        let speaker = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut files = Vec::new();
+        collect_audio(&dir, &mut files);
+        files.sort();
+        out.extend(files.into_iter().map(|path| Utterance {
+            speaker: speaker.clone(),
+            path,
+        }));
+    }
+    if out.is_empty() {
+        return Err(corpus_err(
+            "no audio files in speaker folders (expected <corpus>/<speaker>/<file>.wav)".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn collect_audio(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_audio(&p, out);
+        } else if p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(x)))
+        {
+            out.push(p);
+        }
+    }
+}
+
+/// A short stable hash (FNV-1a, 64 bits) of the frontend configuration: the cache folder name.
+pub fn frontend_hash(cfg: &FrontendConfig) -> String {
+    let text = serde_json::to_string(cfg).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+const MAGIC: &[u8; 8] = b"VXMEL01\n";
+
+fn source_stamp(path: &Path) -> Result<(u64, u64)> {
+    let meta = std::fs::metadata(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    Ok((meta.len(), mtime))
+}
+
+fn read_cached(path: &Path, stamp: (u64, u64)) -> Option<Mel> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 32];
+    f.read_exact(&mut head).ok()?;
+    let word = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().unwrap_or([0; 8]));
+    if &head[..8] != MAGIC || (word(8), word(16)) != stamp {
+        return None;
+    }
+    let n_mels = u32::from_le_bytes(head[24..28].try_into().ok()?) as usize;
+    let frames = u32::from_le_bytes(head[28..32].try_into().ok()?) as usize;
+    let mut bytes = Vec::with_capacity(n_mels * frames * 4);
+    f.read_to_end(&mut bytes).ok()?;
+    if bytes.len() != n_mels * frames * 4 {
+        return None;
+    }
+    let data = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Some(Mel {
+        n_mels,
+        frames,
+        data,
+    })
+}
+
+fn write_cached(path: &Path, stamp: (u64, u64), mel: &Mel) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| file_err(dir, format!("cannot create cache folder: {e}")))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| file_err(dir, format!("cannot write: {e}")))?;
+    let mut buf = Vec::with_capacity(32 + mel.data.len() * 4);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&stamp.0.to_le_bytes());
+    buf.extend_from_slice(&stamp.1.to_le_bytes());
+    buf.extend_from_slice(&(mel.n_mels as u32).to_le_bytes());
+    buf.extend_from_slice(&(mel.frames as u32).to_le_bytes());
+    for v in &mel.data {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    tmp.write_all(&buf)
+        .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
+    tmp.persist(path)
+        .map_err(|e| file_err(path, format!("cannot write: {}", e.error)))?;
+    Ok(())
+}
+
+/// Log-mel of one file at the frontend's rate.
+pub fn compute_mel(path: &Path, cfg: &FrontendConfig) -> Result<Mel> {
+    let audio = read_mono(path, ChannelMix::Downmix)?;
+    let x = resample(&audio.samples, audio.sample_rate, cfg.sample_rate)?;
+    Ok(LogMel::new(cfg)?.compute(&x))
+}
+
+/// The log-mels of `utts`, from the cache where it is current, computed (in parallel) and
+/// cached otherwise. `progress` is called with (done, total) as files complete.
+///
+/// # Errors
+/// The first unreadable file, named.
+pub fn load_features(
+    corpus: &Path,
+    utts: &[Utterance],
+    cache: &Path,
+    cfg: &FrontendConfig,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Mel>> {
+    let dir = cache.join(frontend_hash(cfg));
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    utts.par_iter()
+        .map(|u| {
+            let rel = u.path.strip_prefix(corpus).unwrap_or(&u.path);
+            let cached = dir.join(rel).with_extension("mel");
+            let stamp = source_stamp(&u.path)?;
+            let mel = match read_cached(&cached, stamp) {
+                Some(m) => m,
+                None => {
+                    let m = compute_mel(&u.path, cfg)?;
+                    write_cached(&cached, stamp, &m)?;
+                    m
+                }
+            };
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                utts.len(),
+            );
+            Ok(mel)
+        })
+        .collect()
+}
+
+/// Training and validation utterances, grouped by speaker.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Per speaker: its name and its training mels (those long enough for a segment).
+    pub train: Vec<(String, Vec<Mel>)>,
+    /// Validation mels (held out from training), each at least a segment long.
+    pub valid: Vec<Mel>,
+    /// Frames per training segment.
+    pub segment_frames: usize,
+}
+
+impl Dataset {
+    /// Splits the mels: the last `valid_per_speaker` utterances (in name order) of each speaker
+    /// are held out for validation; utterances shorter than a segment are dropped.
+    ///
+    /// # Errors
+    /// [`Error::Corpus`] when no speaker keeps a training utterance.
+    pub fn new(
+        corpus: &Path,
+        utts: &[Utterance],
+        mels: Vec<Mel>,
+        segment_frames: usize,
+        valid_per_speaker: usize,
+    ) -> Result<Self> {
+        let mut train: Vec<(String, Vec<Mel>)> = Vec::new();
+        let mut valid = Vec::new();
+        let mut i = 0;
+        let mels: Vec<Mel> = mels;
+        while i < utts.len() {
+            let speaker = &utts[i].speaker;
+            let end = (i..utts.len())
+                .find(|&j| &utts[j].speaker != speaker)
+                .unwrap_or(utts.len());
+            let group: Vec<&Mel> = mels[i..end]
+                .iter()
+                .filter(|m| m.frames >= segment_frames)
+                .collect();
+            let n_valid = valid_per_speaker.min(group.len().saturating_sub(1));
+            let (tr, va) = group.split_at(group.len() - n_valid);
+            valid.extend(va.iter().map(|m| (*m).clone()));
+            if !tr.is_empty() {
+                train.push((speaker.clone(), tr.iter().map(|m| (*m).clone()).collect()));
+            }
+            i = end;
+        }
+        if train.is_empty() {
+            return Err(Error::Corpus {
+                path: corpus.to_path_buf(),
+                detail: format!("no utterance is at least {segment_frames} frames long"),
+            });
+        }
+        Ok(Self {
+            train,
+            valid,
+            segment_frames,
+        })
+    }
+
+    /// A batch of `batch` random segments `[batch, n_mels, segment_frames]`: a random speaker,
+    /// a random utterance of theirs, a random offset.
+    pub fn sample(&self, rng: &mut impl Rng, batch: usize, device: &Device) -> Result<Tensor> {
+        let seg = self.segment_frames;
+        let n_mels = self.train[0].1[0].n_mels;
+        let mut data = Vec::with_capacity(batch * n_mels * seg);
+        for _ in 0..batch {
+            let (_, utts) = &self.train[rng.random_range(0..self.train.len())];
+            let mel = &utts[rng.random_range(0..utts.len())];
+            let off = rng.random_range(0..=mel.frames - seg);
+            for m in 0..n_mels {
+                data.extend_from_slice(&mel.data[m * mel.frames + off..m * mel.frames + off + seg]);
+            }
+        }
+        Ok(Tensor::from_vec(data, (batch, n_mels, seg), device)?)
+    }
+
+    /// The validation set as fixed batches: the first segment of each held-out utterance.
+    pub fn valid_batches(&self, batch: usize, device: &Device) -> Result<Vec<Tensor>> {
+        let seg = self.segment_frames;
+        let mut out = Vec::new();
+        for chunk in self.valid.chunks(batch.max(1)) {
+            let n_mels = chunk[0].n_mels;
+            let mut data = Vec::with_capacity(chunk.len() * n_mels * seg);
+            for mel in chunk {
+                for m in 0..n_mels {
+                    data.extend_from_slice(&mel.data[m * mel.frames..m * mel.frames + seg]);
+                }
+            }
+            out.push(Tensor::from_vec(data, (chunk.len(), n_mels, seg), device)?);
+        }
+        Ok(out)
+    }
+}

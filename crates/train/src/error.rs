@@ -1,0 +1,44 @@
+//! Errors of the training crate.
+
+use std::path::PathBuf;
+
+/// Errors from data preparation, training and checkpoints.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// The model crate failed.
+    #[error(transparent)]
+    Model(#[from] voxswap_model::Error),
+    /// The audio frontend failed.
+    #[error(transparent)]
+    Audio(#[from] voxswap_audio::Error),
+    /// The recipe is invalid (found before any work).
+    #[error("{}: {detail}", path.display())]
+    Recipe { path: PathBuf, detail: String },
+    /// A file or folder could not be read or written.
+    #[error("{}: {detail}", path.display())]
+    File { path: PathBuf, detail: String },
+    /// The corpus cannot be trained on.
+    #[error("corpus {}: {detail}", path.display())]
+    Corpus { path: PathBuf, detail: String },
+    /// The loss stopped being a finite number.
+    #[error("training diverged at step {step}: loss is {loss}; the last good checkpoint is kept ({checkpoint})")]
+    Diverged {
+        step: u64,
+        loss: f32,
+        checkpoint: String,
+    },
+}
+
+/// Result with the training crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn file_err(path: &std::path::Path, detail: impl std::fmt::Display) -> Error {
+    Error::File {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}

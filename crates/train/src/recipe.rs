@@ -1,0 +1,195 @@
+//! Training recipes: one TOML file that says what to train on, which model, and how.
+//! Relative paths are resolved from the recipe's folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use voxswap_model::ModelConfig;
+
+use crate::optim::AdamConfig;
+use crate::{Error, Result};
+
+/// A whole recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Where the data is.
+    pub data: DataSection,
+    /// Which model.
+    pub model: ModelSection,
+    /// The run.
+    pub train: TrainSection,
+    /// The optimiser.
+    #[serde(default)]
+    pub optim: AdamConfig,
+    /// Where results go.
+    pub output: OutputSection,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Corpus folder: one folder per speaker.
+    pub corpus: PathBuf,
+    /// Feature cache folder.
+    pub cache: PathBuf,
+    /// Frames per training segment (a multiple of the model's subsampling).
+    #[serde(default = "default_segment")]
+    pub segment_frames: usize,
+    /// Utterances per speaker held out for validation.
+    #[serde(default = "default_valid")]
+    pub valid_per_speaker: usize,
+}
+
+fn default_segment() -> usize {
+    128
+}
+fn default_valid() -> usize {
+    1
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Preset name (`paper`, `tiny`).
+    pub preset: String,
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Total optimiser steps.
+    pub steps: u64,
+    /// Segments per batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Seed of the initialisation, the batches and the VAE noise.
+    #[serde(default)]
+    pub seed: u64,
+    /// Weight of the L1 reconstruction loss.
+    #[serde(default = "default_rec")]
+    pub lambda_rec: f64,
+    /// Final weight of the KL term.
+    #[serde(default = "default_kl")]
+    pub lambda_kl: f64,
+    /// Steps over which the KL weight rises linearly from 0 to `lambda_kl`.
+    #[serde(default = "default_anneal")]
+    pub kl_anneal_steps: u64,
+    /// Steps between checkpoints.
+    #[serde(default = "default_ckpt")]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (the newest).
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Steps between validation passes.
+    #[serde(default = "default_ckpt")]
+    pub valid_every: u64,
+    /// Steps between log records.
+    #[serde(default = "default_log")]
+    pub log_every: u64,
+}
+
+fn default_batch() -> usize {
+    16
+}
+fn default_rec() -> f64 {
+    10.0
+}
+fn default_kl() -> f64 {
+    1.0
+}
+fn default_anneal() -> u64 {
+    20_000
+}
+fn default_ckpt() -> u64 {
+    1000
+}
+fn default_keep() -> usize {
+    3
+}
+fn default_log() -> u64 {
+    10
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Run folder: checkpoints, `train.jsonl`, `loss.png`.
+    pub dir: PathBuf,
+}
+
+impl Recipe {
+    /// Reads a recipe; relative paths become relative to its folder.
+    ///
+    /// # Errors
+    /// [`Error::Recipe`] for an unreadable file, invalid TOML, an unknown key or a bad value.
+    pub fn load(path: &Path) -> Result<Self> {
+        let err = |detail: String| Error::Recipe {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let mut r: Recipe =
+            toml::from_str(&text).map_err(|e| err(format!("invalid recipe: {e}")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut r.data.corpus, &mut r.data.cache, &mut r.output.dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        r.validate().map_err(err)?;
+        Ok(r)
+    }
+
+    /// The model configuration the recipe names.
+    ///
+    /// # Errors
+    /// An unknown preset.
+    pub fn model_config(&self) -> Result<ModelConfig> {
+        Ok(ModelConfig::preset(&self.model.preset)?)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let cfg = ModelConfig::preset(&self.model.preset).map_err(|e| e.to_string())?;
+        let m = cfg.frame_multiple();
+        if self.data.segment_frames == 0 || self.data.segment_frames % m != 0 {
+            return Err(format!(
+                "data.segment_frames {} must be a positive multiple of {m}",
+                self.data.segment_frames
+            ));
+        }
+        if self.train.steps == 0 || self.train.batch_size == 0 {
+            return Err("train.steps and train.batch_size must be positive".into());
+        }
+        if self.train.checkpoint_every == 0
+            || self.train.valid_every == 0
+            || self.train.log_every == 0
+        {
+            return Err(
+                "train.checkpoint_every, valid_every and log_every must be positive".into(),
+            );
+        }
+        if self.train.keep_checkpoints == 0 {
+            return Err("train.keep_checkpoints must be at least 1".into());
+        }
+        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
+            return Err(format!(
+                "optim.lr {} must be a positive number",
+                self.optim.lr
+            ));
+        }
+        Ok(())
+    }
+
+    /// The KL weight at `step`.
+    pub fn lambda_kl_at(&self, step: u64) -> f64 {
+        if self.train.kl_anneal_steps == 0 {
+            return self.train.lambda_kl;
+        }
+        self.train.lambda_kl * (step as f64 / self.train.kl_anneal_steps as f64).min(1.0)
+    }
+}

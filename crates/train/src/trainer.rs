@@ -1,0 +1,357 @@
+//! The training loop: data, model, loss, optimiser, checkpoints, logs and curves.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use voxswap_model::{init, AdaInVc, ModelConfig};
+
+use crate::data::{load_features, scan_corpus, Dataset};
+use crate::error::file_err;
+use crate::loss::ae_loss;
+use crate::optim::Adam;
+use crate::recipe::Recipe;
+use crate::{checkpoint, plot, Error, Result};
+
+/// One line of `train.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LogRecord {
+    /// A training step.
+    Train {
+        /// Step (counted from 1).
+        step: u64,
+        /// λ_rec · rec + λ_kl · kl.
+        loss: f32,
+        /// L1 reconstruction.
+        rec: f32,
+        /// KL term.
+        kl: f32,
+        /// KL weight at this step.
+        lambda_kl: f64,
+        /// Learning rate.
+        lr: f64,
+        /// Gradient norm before clipping.
+        grad_norm: f64,
+        /// Steps per second since the previous record.
+        steps_per_s: f64,
+    },
+    /// A validation pass (content code mean, no sampling).
+    Valid {
+        /// Step.
+        step: u64,
+        /// λ_rec · rec + λ_kl · kl, with the final λ_kl.
+        loss: f32,
+        /// L1 reconstruction.
+        rec: f32,
+        /// KL term.
+        kl: f32,
+    },
+}
+
+impl LogRecord {
+    fn step(&self) -> u64 {
+        match self {
+            Self::Train { step, .. } | Self::Valid { step, .. } => *step,
+        }
+    }
+}
+
+/// What the caller sees of a run as it goes (the CLI draws a progress bar from it).
+pub trait Observer {
+    /// Training begins (or resumes) at `start` of `total` steps.
+    fn start(&mut self, _start: u64, _total: u64, _resumed_from: Option<&Path>) {}
+    /// A log record was written.
+    fn record(&mut self, _record: &LogRecord) {}
+    /// A checkpoint was written.
+    fn checkpoint(&mut self, _path: &Path) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default)]
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// All steps done; the last checkpoint.
+    Finished { step: u64, checkpoint: PathBuf },
+    /// Stopped on request (Ctrl-C) after writing a checkpoint.
+    Interrupted { step: u64, checkpoint: PathBuf },
+}
+
+/// The run folder's layout.
+pub fn checkpoints_dir(recipe: &Recipe) -> PathBuf {
+    recipe.output.dir.join("checkpoints")
+}
+
+/// Runs (or resumes, from the newest checkpoint in the run folder) the recipe's training on
+/// `device`. `stop` is polled every step: when set, a checkpoint is written and the run returns
+/// [`Outcome::Interrupted`]. `features` reports feature-cache progress (done, total).
+///
+/// # Errors
+/// Bad data, an unwritable run folder, or a diverging loss ([`Error::Diverged`], with the last
+/// good checkpoint kept).
+pub fn train(
+    recipe: &Recipe,
+    device: &Device,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+    features: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Outcome> {
+    let cfg = recipe.model_config()?;
+    let utts = scan_corpus(&recipe.data.corpus)?;
+    let mels = load_features(
+        &recipe.data.corpus,
+        &utts,
+        &recipe.data.cache,
+        &cfg.frontend,
+        features,
+    )?;
+    let data = Dataset::new(
+        &recipe.data.corpus,
+        &utts,
+        mels,
+        recipe.data.segment_frames,
+        recipe.data.valid_per_speaker,
+    )?;
+    std::fs::create_dir_all(&recipe.output.dir)
+        .map_err(|e| file_err(&recipe.output.dir, format!("cannot create: {e}")))?;
+
+    let vars = VarMap::new();
+    let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, device))?;
+    init::init_pytorch_like(&vars, recipe.train.seed)?;
+    let params = vars
+        .data()
+        .lock()
+        .map_err(|_| file_err(&recipe.output.dir, "lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut opt = Adam::new(params, recipe.optim.clone())?;
+    let ckpt_dir = checkpoints_dir(recipe);
+    let latest = checkpoint::list(&ckpt_dir).pop();
+    let mut last_ckpt = None;
+    if let Some((_, path)) = &latest {
+        let state = checkpoint::restore(path, &cfg, &vars, &mut opt, device)?;
+        if state.seed != recipe.train.seed {
+            return Err(file_err(
+                path,
+                format!(
+                    "was trained with seed {}, the recipe says {}",
+                    state.seed, recipe.train.seed
+                ),
+            ));
+        }
+        last_ckpt = Some(path.clone());
+    }
+    let start = opt.step;
+    let total = recipe.train.steps;
+    let log_path = recipe.output.dir.join("train.jsonl");
+    let mut log = Log::open(&log_path, start)?;
+    observer.start(start, total, last_ckpt.as_deref());
+    let valid = data.valid_batches(recipe.train.batch_size, device)?;
+
+    let code_frames = recipe.data.segment_frames / cfg.frame_multiple();
+    let mut tick = Instant::now();
+    let mut tick_step = start;
+    let save = |opt: &Adam, log: &Log, observer: &mut dyn Observer| -> Result<PathBuf> {
+        let p = checkpoint::save(
+            &ckpt_dir,
+            &cfg,
+            &vars,
+            opt,
+            recipe.train.seed,
+            recipe.train.keep_checkpoints,
+        )?;
+        log.plot(&recipe.output.dir.join("loss.png"))?;
+        observer.checkpoint(&p);
+        Ok(p)
+    };
+    while opt.step < total {
+        if stop.load(Ordering::Relaxed) {
+            let p = if last_ckpt.is_some()
+                && checkpoint::list(&ckpt_dir)
+                    .last()
+                    .is_some_and(|(s, _)| *s == opt.step)
+            {
+                checkpoint::list(&ckpt_dir)
+                    .last()
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default()
+            } else {
+                save(&opt, &log, observer)?
+            };
+            return Ok(Outcome::Interrupted {
+                step: opt.step,
+                checkpoint: p,
+            });
+        }
+        let step = opt.step + 1;
+        // Everything random in a step derives from (seed, step): a resumed run draws exactly
+        // what an uninterrupted one would.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            recipe.train.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step,
+        );
+        let x = data.sample(&mut rng, recipe.train.batch_size, device)?;
+        let n_noise = recipe.train.batch_size * cfg.content.c_out * code_frames;
+        let noise: Vec<f32> = (0..n_noise)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let noise = Tensor::from_vec(
+            noise,
+            (recipe.train.batch_size, cfg.content.c_out, code_frames),
+            device,
+        )?;
+        let out = model.forward(&x, &noise)?;
+        let lambda_kl = recipe.lambda_kl_at(step);
+        let loss = ae_loss(&x, &out, recipe.train.lambda_rec, lambda_kl)?;
+        let value = loss.total.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            let checkpoint = last_ckpt
+                .as_ref()
+                .map_or("none written yet".into(), |p| p.display().to_string());
+            return Err(Error::Diverged {
+                step,
+                loss: value,
+                checkpoint,
+            });
+        }
+        let grads = loss.total.backward()?;
+        let info = opt.step(&grads, total)?;
+        if step % recipe.train.log_every == 0 || step == total {
+            let secs = tick.elapsed().as_secs_f64().max(1e-9);
+            let rec = LogRecord::Train {
+                step,
+                loss: value,
+                rec: loss.rec.to_scalar()?,
+                kl: loss.kl.to_scalar()?,
+                lambda_kl,
+                lr: info.lr,
+                grad_norm: info.grad_norm,
+                steps_per_s: (step - tick_step) as f64 / secs,
+            };
+            log.write(&rec)?;
+            observer.record(&rec);
+            tick = Instant::now();
+            tick_step = step;
+        }
+        if (step % recipe.train.valid_every == 0 || step == total) && !valid.is_empty() {
+            let rec = validate(&model, &cfg, &valid, recipe, step)?;
+            log.write(&rec)?;
+            observer.record(&rec);
+        }
+        if step % recipe.train.checkpoint_every == 0 || step == total {
+            last_ckpt = Some(save(&opt, &log, observer)?);
+        }
+    }
+    let checkpoint = match last_ckpt {
+        Some(p) => p,
+        None => save(&opt, &log, observer)?,
+    };
+    Ok(Outcome::Finished {
+        step: opt.step,
+        checkpoint,
+    })
+}
+
+fn validate(
+    model: &AdaInVc,
+    cfg: &ModelConfig,
+    valid: &[Tensor],
+    recipe: &Recipe,
+    step: u64,
+) -> Result<LogRecord> {
+    let (mut rec, mut kl, mut n) = (0.0f32, 0.0f32, 0.0f32);
+    for x in valid {
+        let (b, _, t) = x.dims3()?;
+        let noise = Tensor::zeros(
+            (b, cfg.content.c_out, t / cfg.frame_multiple()),
+            DType::F32,
+            x.device(),
+        )?;
+        let out = model.forward(x, &noise)?;
+        let l = ae_loss(x, &out, recipe.train.lambda_rec, recipe.train.lambda_kl)?;
+        rec += l.rec.to_scalar::<f32>()? * b as f32;
+        kl += l.kl.to_scalar::<f32>()? * b as f32;
+        n += b as f32;
+    }
+    let (rec, kl) = (rec / n, kl / n);
+    let loss = (recipe.train.lambda_rec as f32) * rec + (recipe.train.lambda_kl as f32) * kl;
+    Ok(LogRecord::Valid {
+        step,
+        loss,
+        rec,
+        kl,
+    })
+}
+
+/// `train.jsonl`: records of steps up to the resumed step are kept, later ones (from a run that
+/// went past its last checkpoint) are dropped, so the curves describe one consistent run.
+struct Log {
+    path: PathBuf,
+    records: Vec<LogRecord>,
+    file: std::fs::File,
+}
+
+impl Log {
+    fn open(path: &Path, start: u64) -> Result<Self> {
+        let records: Vec<LogRecord> = match std::fs::read_to_string(path) {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<LogRecord>(l).ok())
+                .filter(|r| r.step() <= start)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut text = String::new();
+        for r in &records {
+            text.push_str(&serde_json::to_string(r).map_err(|e| file_err(path, e))?);
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|e| file_err(path, format!("cannot write: {e}")))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            records,
+            file,
+        })
+    }
+
+    fn write(&mut self, r: &LogRecord) -> Result<()> {
+        let line = serde_json::to_string(r).map_err(|e| file_err(&self.path, e))?;
+        writeln!(self.file, "{line}")
+            .map_err(|e| file_err(&self.path, format!("cannot write: {e}")))?;
+        self.records.push(r.clone());
+        Ok(())
+    }
+
+    fn plot(&self, png: &Path) -> Result<()> {
+        let mut train = Vec::new();
+        let mut valid = Vec::new();
+        for r in &self.records {
+            match r {
+                LogRecord::Train { step, rec, .. } => train.push((*step as f64, f64::from(*rec))),
+                LogRecord::Valid { step, rec, .. } => valid.push((*step as f64, f64::from(*rec))),
+            }
+        }
+        plot::loss_curves(
+            png,
+            "L1 reconstruction loss",
+            &[
+                ("train".to_string(), train),
+                ("validation".to_string(), valid),
+            ],
+        )
+    }
+}

@@ -1,0 +1,244 @@
+//! The tiny model trained on real speech (the committed espeak-ng clips as three speakers):
+//! the loss falls, a resumed run equals an uninterrupted one bit for bit, divergence stops the
+//! run and keeps the last good checkpoint.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::Device;
+use voxswap_train::recipe::Recipe;
+use voxswap_train::trainer::{self, LogRecord, Observer, Outcome, Quiet};
+use voxswap_train::Error;
+
+fn clips() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+}
+
+/// Three speakers, two utterances each (the clip, and its second half as another utterance).
+fn make_corpus(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    for (spk, clip) in [
+        ("m", "speech_m.wav"),
+        ("f", "speech_f.wav"),
+        ("s", "speech_s.wav"),
+    ] {
+        let d = corpus.join(spk);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(clips().join(clip), d.join("a.wav")).unwrap();
+        let audio =
+            voxswap_audio::read_mono(clips().join(clip), voxswap_audio::ChannelMix::Downmix)
+                .unwrap();
+        let half = &audio.samples[audio.samples.len() / 2..];
+        voxswap_audio::write_wav(
+            d.join("b.wav"),
+            half,
+            audio.sample_rate,
+            voxswap_audio::WavFormat::Float32,
+        )
+        .unwrap();
+    }
+    corpus
+}
+
+fn recipe(dir: &Path, steps: u64, extra: &str) -> Recipe {
+    make_corpus(dir);
+    let text = format!(
+        r#"
+[data]
+corpus = "corpus"
+cache = "cache"
+segment_frames = 32
+valid_per_speaker = 1
+
+[model]
+preset = "tiny"
+
+[train]
+steps = {steps}
+batch_size = 4
+seed = 3
+kl_anneal_steps = 100
+checkpoint_every = 25
+keep_checkpoints = 2
+valid_every = 50
+log_every = 5
+{extra}
+
+[optim]
+lr = 0.003
+
+[output]
+dir = "run"
+"#
+    );
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, text).unwrap();
+    Recipe::load(&path).unwrap()
+}
+
+fn train_records(dir: &Path) -> Vec<(u64, f32)> {
+    std::fs::read_to_string(dir.join("run/train.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
+            LogRecord::Train { step, rec, .. } => Some((step, rec)),
+            LogRecord::Valid { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn loss_falls_well_below_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), 300, "");
+    let out = trainer::train(
+        &r,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut Quiet,
+        &|_, _| {},
+    )
+    .unwrap();
+    assert!(
+        matches!(out, Outcome::Finished { step: 300, .. }),
+        "{out:?}"
+    );
+    let recs = train_records(dir.path());
+    let first: f32 = recs[..4].iter().map(|r| r.1).sum::<f32>() / 4.0;
+    let last: f32 = recs[recs.len() - 4..].iter().map(|r| r.1).sum::<f32>() / 4.0;
+    assert!(last < 0.5 * first, "reconstruction loss {first} -> {last}");
+    // The run folder: the newest two checkpoints, the log, the curves.
+    let ckpts = voxswap_train::checkpoint::list(&dir.path().join("run/checkpoints"));
+    assert_eq!(
+        ckpts.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![275, 300]
+    );
+    let png = std::fs::read(dir.path().join("run/loss.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    // The final checkpoint is a model folder that converts.
+    let vc = voxswap_model::VoiceConverter::load(&ckpts[1].1, &Device::Cpu).unwrap();
+    let mel =
+        voxswap_train::data::compute_mel(&clips().join("speech_m.wav"), &vc.config().frontend)
+            .unwrap();
+    let spk = vc.embed(std::slice::from_ref(&mel)).unwrap();
+    let y = vc.convert(&mel, &spk).unwrap();
+    assert!(y.data.iter().all(|v| v.is_finite()));
+}
+
+struct StopAt(u64, &'static AtomicBool);
+impl Observer for StopAt {
+    fn record(&mut self, r: &LogRecord) {
+        if let LogRecord::Train { step, .. } = r {
+            if *step >= self.0 {
+                self.1.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_equals_straight() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Straight: 60 steps.
+    let ra = recipe(a.path(), 60, "");
+    trainer::train(
+        &ra,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut Quiet,
+        &|_, _| {},
+    )
+    .unwrap();
+    // Interrupted after step 30 (not a checkpoint step: the stop writes one), then resumed.
+    let rb = recipe(b.path(), 60, "");
+    let out = trainer::train(&rb, &Device::Cpu, &STOP, &mut StopAt(30, &STOP), &|_, _| {}).unwrap();
+    assert!(
+        matches!(out, Outcome::Interrupted { step: 30, .. }),
+        "{out:?}"
+    );
+    let out = trainer::train(
+        &rb,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut Quiet,
+        &|_, _| {},
+    )
+    .unwrap();
+    assert!(matches!(out, Outcome::Finished { step: 60, .. }), "{out:?}");
+    let w = |d: &Path| {
+        std::fs::read(d.join("run/checkpoints/step-00000060/model.safetensors")).unwrap()
+    };
+    assert!(
+        w(a.path()) == w(b.path()),
+        "resumed weights differ from the straight run's"
+    );
+    assert_eq!(train_records(a.path()), train_records(b.path()));
+}
+
+#[test]
+fn divergence_stops_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = recipe(dir.path(), 200, "");
+    // Train normally to step 50, then push the learning rate absurdly high.
+    r.train.steps = 50;
+    trainer::train(
+        &r,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut Quiet,
+        &|_, _| {},
+    )
+    .unwrap();
+    r.train.steps = 200;
+    r.optim.lr = 1e12;
+    r.optim.grad_clip = 0.0;
+    let err = trainer::train(
+        &r,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut Quiet,
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Diverged { .. }), "{err}");
+    assert!(err.to_string().contains("step-00000050"), "{err}");
+    let ckpts = voxswap_train::checkpoint::list(&dir.path().join("run/checkpoints"));
+    assert_eq!(ckpts.last().unwrap().0, 50);
+}
+
+/// The trainer's loss is the PyTorch reference's (tests/data/model fixture, λ_rec 10, λ_kl 0.5).
+#[test]
+fn loss_equals_the_pytorch_reference() {
+    use candle_nn::{VarBuilder, VarMap};
+    let dir = clips().join("model");
+    let cfg: voxswap_model::ModelConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny_config.json")).unwrap())
+            .unwrap();
+    let fix = candle_core::safetensors::load(dir.join("adain_vc_tiny.safetensors"), &Device::Cpu)
+        .unwrap();
+    let vars = VarMap::new();
+    let model = voxswap_model::AdaInVc::new(
+        &cfg,
+        VarBuilder::from_varmap(&vars, candle_core::DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    for (name, var) in vars.data().lock().unwrap().iter() {
+        var.set(&fix[&format!("param.{name}")]).unwrap();
+    }
+    let out = model.forward(&fix["input"], &fix["noise"]).unwrap();
+    let l = voxswap_train::loss::ae_loss(&fix["input"], &out, 10.0, 0.5).unwrap();
+    for (got, key) in [
+        (&l.total, "out.loss"),
+        (&l.rec, "out.rec"),
+        (&l.kl, "out.kl"),
+    ] {
+        let want = fix[key].flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        let got = got.to_scalar::<f32>().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{key}: {got} vs {want}"
+        );
+    }
+}
