@@ -6,9 +6,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use voxswap_audio::{
-    griffin_lim, read_mono, resample, ChannelMix, FrontendConfig, GriffinLimConfig, LogMel, Stft,
-};
+use voxswap_audio::{griffin_lim, read_mono, resample, ChannelMix, FrontendConfig, GriffinLimConfig, LogMel, Stft};
 
 /// `seconds` of 16 kHz speech: the test clips, concatenated and repeated.
 fn speech(seconds: usize) -> Vec<f32> {
@@ -21,12 +19,7 @@ fn speech(seconds: usize) -> Vec<f32> {
                 .samples,
         );
     }
-    clips
-        .iter()
-        .copied()
-        .cycle()
-        .take(seconds * 16_000)
-        .collect()
+    clips.iter().copied().cycle().take(seconds * 16_000).collect()
 }
 
 fn frontend(c: &mut Criterion) {
@@ -39,15 +32,11 @@ fn frontend(c: &mut Criterion) {
     g.throughput(Throughput::Elements(x60.len() as u64));
 
     let mut lm = LogMel::new(&cfg).expect("frontend");
-    g.bench_function("logmel_60s", |b| {
-        b.iter(|| black_box(lm.compute(black_box(&x60))))
-    });
+    g.bench_function("logmel_60s", |b| b.iter(|| black_box(lm.compute(black_box(&x60)))));
 
     let mut stft = Stft::<f32>::new(cfg.stft()).expect("stft");
     let spec = stft.forward(&x60);
-    g.bench_function("stft_60s", |b| {
-        b.iter(|| black_box(stft.forward(black_box(&x60))))
-    });
+    g.bench_function("stft_60s", |b| b.iter(|| black_box(stft.forward(black_box(&x60)))));
     g.bench_function("istft_60s", |b| {
         b.iter(|| black_box(stft.inverse(black_box(&spec), Some(x60.len()))))
     });

@@ -13,11 +13,7 @@ fn resynth_fails(input: &Path, problem: &str) {
     let o = voxswap(&[&"resynth", &input, &"-o", &out]);
     assert_clean_error(&o, input, problem);
     assert!(!out.exists(), "output written despite the error");
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        0,
-        "leftover files"
-    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "leftover files");
 }
 
 #[test]
@@ -175,11 +171,7 @@ fn mangled_files_never_panic() {
         "speech_m.mp3",
     ] {
         let original = std::fs::read(data(name)).unwrap();
-        let ext = Path::new(name)
-            .extension()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let ext = Path::new(name).extension().unwrap().to_string_lossy().into_owned();
         for case in 0..120 {
             let mut bytes = original.clone();
             if case % 2 == 0 {

@@ -19,9 +19,7 @@ fn info_reports_format_and_levels() {
     let o = voxswap(&[&"info", &data("stereo_44k_24bit.wav")]);
     let text = stdout(&o);
     assert!(
-        text.contains("24-bit integer PCM")
-            && text.contains("44100 Hz")
-            && text.contains("channels:  2"),
+        text.contains("24-bit integer PCM") && text.contains("44100 Hz") && text.contains("channels:  2"),
         "{text}"
     );
 }
@@ -73,11 +71,7 @@ fn resynth_keeps_the_mel_and_the_rate() {
         }
     }
     assert!(n > 1000);
-    assert!(
-        d / (n as f32) < 0.2,
-        "mean log-mel distance {}",
-        d / n as f32
-    );
+    assert!(d / (n as f32) < 0.2, "mean log-mel distance {}", d / n as f32);
 }
 
 #[test]

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
 pub fn voxswap(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
@@ -30,17 +28,10 @@ pub fn stderr(o: &Output) -> String {
 #[track_caller]
 pub fn assert_clean_error(o: &Output, needle_path: &Path, problem: &str) {
     let err = stderr(o);
-    assert!(
-        !o.status.success(),
-        "expected failure, got success; stderr: {err}"
-    );
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
     assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
     let name = needle_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

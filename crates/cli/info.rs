@@ -72,14 +72,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         say(format!("rate:      {} Hz", info.sample_rate))?;
         say(format!("channels:  {}", info.channels))?;
         say(format!("duration:  {duration_s:.3} s ({frames} frames)"))?;
-        say(format!(
-            "peak:      {:.1} dBFS ({peak:.4}){measured}",
-            dbfs(peak)
-        ))?;
-        say(format!(
-            "rms:       {:.1} dBFS ({rms:.4}){measured}",
-            dbfs(rms)
-        ))?;
+        say(format!("peak:      {:.1} dBFS ({peak:.4}){measured}", dbfs(peak)))?;
+        say(format!("rms:       {:.1} dBFS ({rms:.4}){measured}", dbfs(rms)))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,11 +12,7 @@ pub fn channel_mix(channel: Option<usize>) -> ChannelMix {
 }
 
 /// Reads a file as mono and resamples it to `rate_hz`.
-pub fn read_at_rate(
-    path: &Path,
-    channel: Option<usize>,
-    rate_hz: u32,
-) -> anyhow::Result<(Audio, Vec<f32>)> {
+pub fn read_at_rate(path: &Path, channel: Option<usize>, rate_hz: u32) -> anyhow::Result<(Audio, Vec<f32>)> {
     let audio = read_mono(path, channel_mix(channel))?;
     let samples = resample(&audio.samples, audio.sample_rate, rate_hz)
         .with_context(|| format!("resampling {}", path.display()))?;
@@ -27,10 +23,7 @@ pub fn read_at_rate(
 /// folder itself, and it is not the input.
 pub fn check_output(output: &Path, input: &Path) -> anyhow::Result<()> {
     if output.is_dir() {
-        bail!(
-            "{}: is a directory; give a file name for the output",
-            output.display()
-        );
+        bail!("{}: is a directory; give a file name for the output", output.display());
     }
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use voxswap_audio::{
-    mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel, WavFormat,
-};
+use voxswap_audio::{mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel, WavFormat};
 
 use crate::io::{check_output, read_at_rate, say};
 
@@ -43,11 +41,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     wave.resize(samples.len(), 0.0);
     let rate = a.rate.unwrap_or(audio.sample_rate);
     let wave = resample(&wave, cfg.sample_rate, rate)?;
-    let format = if a.float {
-        WavFormat::Float32
-    } else {
-        WavFormat::Pcm16
-    };
+    let format = if a.float { WavFormat::Float32 } else { WavFormat::Pcm16 };
     let report = write_wav(&a.output, &wave, rate, format)?;
     say(format!(
         "wrote {} ({:.2} s at {rate} Hz, {} Griffin-Lim iterations)",

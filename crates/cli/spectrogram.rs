@@ -57,16 +57,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         cfg.n_mels,
         cfg.hop_ms()
     );
-    let (lo, hi) = (
-        hz_to_mel(cfg.fmin, cfg.mel_scale),
-        hz_to_mel(cfg.fmax, cfg.mel_scale),
-    );
-    let band_hz = |band: f64| {
-        mel_to_hz(
-            lo + (hi - lo) * (band + 1.0) / (cfg.n_mels as f64 + 1.0),
-            cfg.mel_scale,
-        )
-    };
+    let (lo, hi) = (hz_to_mel(cfg.fmin, cfg.mel_scale), hz_to_mel(cfg.fmax, cfg.mel_scale));
+    let band_hz = |band: f64| mel_to_hz(lo + (hi - lo) * (band + 1.0) / (cfg.n_mels as f64 + 1.0), cfg.mel_scale);
     render_png(&a.output, a.width, a.height, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
@@ -92,16 +84,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let mel = &mel;
             (0..mel.n_mels).map(move |m| {
                 let t1 = (t0 + per).min(mel.frames);
-                let v = (t0..t1)
-                    .map(|t| mel.at(m, t))
-                    .fold(f32::NEG_INFINITY, f32::max);
+                let v = (t0..t1).map(|t| mel.at(m, t)).fold(f32::NEG_INFINITY, f32::max);
                 let h = ((f64::from(v) - bottom) / (f64::from(top) - bottom)).clamp(0.0, 1.0);
                 let color = ViridisRGB::get_color(h as f32);
                 Rectangle::new(
-                    [
-                        (t0 as f64 * hop_s, m as f64),
-                        (t1 as f64 * hop_s, m as f64 + 1.0),
-                    ],
+                    [(t0 as f64 * hop_s, m as f64), (t1 as f64 * hop_s, m as f64 + 1.0)],
                     color.filled(),
                 )
             })

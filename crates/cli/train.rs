@@ -113,10 +113,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         features.set_position(done as u64);
     };
     let bar = ProgressBar::new(recipe.train.steps).with_style(
-        ProgressStyle::with_template(
-            "{bar:30} step {pos}/{len} {msg} [{elapsed} elapsed, {eta} left]",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed} elapsed, {eta} left]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut observer = Bar { bar: bar.clone() };
     let outcome = trainer::train(&recipe, &device, &STOP, &mut observer, &on_features);

@@ -146,9 +146,7 @@ impl AudioReader {
                 Ok(x) => x,
                 // hound reads PCM and float only; Symphonia knows A-law, mu-law and ADPCM. If
                 // neither can, the codec is what is wrong, not the file.
-                Err(unsupported @ Error::Unsupported { .. }) => {
-                    open_symphonia(&path).map_err(|_| unsupported)?
-                }
+                Err(unsupported @ Error::Unsupported { .. }) => open_symphonia(&path).map_err(|_| unsupported)?,
                 Err(e) => return Err(e),
             }
         } else {
@@ -254,13 +252,11 @@ impl AudioReader {
                 let expected = reader.duration();
                 // hound reports a short read either as an I/O error or as "failed to read
                 // enough bytes"; both mean the data stops before its header says.
-                let malformed = |e: hound::Error, at: u64| {
-                    Error::Malformed {
+                let malformed = |e: hound::Error, at: u64| Error::Malformed {
                     path: path.clone(),
                     detail: format!(
                         "data is cut short or corrupt near frame {at} of the {expected} its header announces ({e})"
                     ),
-                }
                 };
                 match *kind {
                     WavKind::Int { scale } => {
@@ -271,8 +267,7 @@ impl AudioReader {
                     }
                     WavKind::Float => {
                         for s in reader.samples::<f32>().take(want) {
-                            self.pending
-                                .push(s.map_err(|e| malformed(e, self.frames_read))?);
+                            self.pending.push(s.map_err(|e| malformed(e, self.frames_read))?);
                         }
                     }
                 }
@@ -302,9 +297,7 @@ impl AudioReader {
                 if packet.track_id != *track_id {
                     continue;
                 }
-                let buf = decoder
-                    .decode(&packet)
-                    .map_err(|e| symphonia_error(path, e))?;
+                let buf = decoder.decode(&packet).map_err(|e| symphonia_error(path, e))?;
                 if buf.frames() == 0 {
                     continue;
                 }
@@ -312,10 +305,7 @@ impl AudioReader {
                 if ch != self.info.channels {
                     return Err(Error::Unsupported {
                         path: path.clone(),
-                        detail: format!(
-                            "channel count changes mid-stream ({} to {ch})",
-                            self.info.channels
-                        ),
+                        detail: format!("channel count changes mid-stream ({} to {ch})", self.info.channels),
                     });
                 }
                 self.pending.resize(buf.samples_interleaved(), 0.0);
@@ -364,16 +354,12 @@ fn open_wav(path: &Path) -> Result<(Inner, AudioInfo)> {
     let reader = hound::WavReader::new(BufReader::new(file)).map_err(|e| match e {
         hound::Error::Unsupported => Error::Unsupported {
             path: path.to_path_buf(),
-            detail:
-                "WAV codec not supported (voxswap reads PCM, float, A-law, mu-law and ADPCM WAV)"
-                    .into(),
+            detail: "WAV codec not supported (voxswap reads PCM, float, A-law, mu-law and ADPCM WAV)".into(),
         },
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Error::Malformed {
-                path: path.to_path_buf(),
-                detail: "WAV header is cut short".into(),
-            }
-        }
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Error::Malformed {
+            path: path.to_path_buf(),
+            detail: "WAV header is cut short".into(),
+        },
         other => Error::Malformed {
             path: path.to_path_buf(),
             detail: format!("bad WAV header: {other}"),
@@ -437,12 +423,7 @@ fn open_symphonia(path: &Path) -> Result<(Inner, AudioInfo)> {
         hint.with_extension(ext);
     }
     let format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
+        .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
         .map_err(|e| {
             let is_wav_name = path
                 .extension()
@@ -507,11 +488,7 @@ fn open_symphonia(path: &Path) -> Result<(Inner, AudioInfo)> {
         })?;
     let name = format.format_info().short_name.to_string();
     let info = AudioInfo {
-        format: format!(
-            "{} ({})",
-            name.to_uppercase(),
-            decoder.codec_info().short_name
-        ),
+        format: format!("{} ({})", name.to_uppercase(), decoder.codec_info().short_name),
         sample_rate,
         channels,
         frames,

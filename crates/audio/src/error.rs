@@ -49,11 +49,7 @@ pub enum Error {
     },
     /// More channels than voxswap reads.
     #[error("{}: {channels} channels; voxswap reads 1 to {max}", path.display())]
-    Channels {
-        path: PathBuf,
-        channels: usize,
-        max: usize,
-    },
+    Channels { path: PathBuf, channels: usize, max: usize },
     /// `--channel N` names a channel the file does not have.
     #[error("{}: channel {channel} requested but the file has {channels} (channels count from 0)", path.display())]
     ChannelOutOfRange {

@@ -155,11 +155,7 @@ impl Mel {
                 data[m * frames + t] = frame_major[t * n_mels + m];
             }
         }
-        Self {
-            n_mels,
-            frames,
-            data,
-        }
+        Self { n_mels, frames, data }
     }
 
     /// Value of band `m` at frame `t`.
@@ -233,8 +229,7 @@ impl LogMel {
         power.for_each_block(x, |t0, count, rows| {
             log_mel_block(fb, rows, mag, col, floor);
             for m in 0..n_mels {
-                mel.data[m * frames + t0..m * frames + t0 + count]
-                    .copy_from_slice(&col[m * BLOCK..m * BLOCK + count]);
+                mel.data[m * frames + t0..m * frames + t0 + count].copy_from_slice(&col[m * BLOCK..m * BLOCK + count]);
             }
         });
         mel
@@ -260,9 +255,7 @@ struct BlockPower {
 
 impl std::fmt::Debug for BlockPower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockPower")
-            .field("cfg", &self.cfg)
-            .finish()
+        f.debug_struct("BlockPower").field("cfg", &self.cfg).finish()
     }
 }
 
@@ -321,15 +314,9 @@ impl BlockPower {
             let count = (frames - t0).min(BLOCK);
             for p in 0..BLOCK / 2 {
                 let (a, b) = (frame(t0 + 2 * p), frame(t0 + 2 * p + 1));
-                pack_pair(
-                    &mut self.buf[p * n_fft..(p + 1) * n_fft],
-                    a,
-                    b,
-                    &self.window,
-                );
+                pack_pair(&mut self.buf[p * n_fft..(p + 1) * n_fft], a, b, &self.window);
             }
-            self.fft
-                .process_with_scratch(&mut self.buf, &mut self.scratch);
+            self.fft.process_with_scratch(&mut self.buf, &mut self.scratch);
             for p in 0..BLOCK / 2 {
                 unpack_pair_power(&self.buf[p * n_fft..(p + 1) * n_fft], &mut self.rows, 2 * p);
             }
@@ -581,12 +568,8 @@ mod tests {
     fn offline_equals_streaming_at_every_length() {
         let cfg = FrontendConfig::speech_16k();
         let mut lm = LogMel::new(&cfg).unwrap();
-        for len in [
-            0usize, 1, 159, 160, 399, 400, 401, 799, 800, 801, 960, 1281, 3333,
-        ] {
-            let x: Vec<f32> = (0..len)
-                .map(|i| ((i as f32) * 0.61).sin() * 0.3 + 0.01)
-                .collect();
+        for len in [0usize, 1, 159, 160, 399, 400, 401, 799, 800, 801, 960, 1281, 3333] {
+            let x: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.61).sin() * 0.3 + 0.01).collect();
             let offline = lm.compute(&x);
             assert_eq!(offline.frames, 1 + len / 160, "len {len}");
             let mut s = StreamingLogMel::new(&cfg).unwrap();
@@ -618,11 +601,6 @@ mod tests {
         }
         .validate()
         .is_err());
-        assert!(FrontendConfig {
-            sample_rate: 1,
-            ..cfg
-        }
-        .validate()
-        .is_err());
+        assert!(FrontendConfig { sample_rate: 1, ..cfg }.validate().is_err());
     }
 }

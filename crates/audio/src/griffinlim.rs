@@ -87,10 +87,7 @@ pub fn griffin_lim(
                 for (k, a) in frame.iter_mut().enumerate() {
                     // Reduce modulo n_fft in integers so the phase stays exact for long inputs.
                     let cycles = (k * hop * t) % n_fft;
-                    *a = Complex32::from_polar(
-                        1.0,
-                        std::f32::consts::TAU * cycles as f32 / n_fft as f32,
-                    );
+                    *a = Complex32::from_polar(1.0, std::f32::consts::TAU * cycles as f32 / n_fft as f32);
                 }
             }
         }
@@ -135,12 +132,7 @@ pub fn griffin_lim(
                 project(&mut spec, &angles);
                 stft.inverse_into(&spec, Some(length), &mut y);
                 stft.forward_into(&y, &mut rebuilt);
-                for (((c, dn), tp), &p) in angles
-                    .iter_mut()
-                    .zip(&mut d)
-                    .zip(&mut t_prev)
-                    .zip(&rebuilt.data)
-                {
+                for (((c, dn), tp), &p) in angles.iter_mut().zip(&mut d).zip(&mut t_prev).zip(&rebuilt.data) {
                     let t = *dn * (1.0 - gamma) + p * gamma;
                     *c = t + (t - *tp) * alpha;
                     *dn = t + (t - *tp) * beta;
@@ -180,11 +172,7 @@ pub fn mel_to_audio(cfg: &FrontendConfig, mel: &Mel, gl: GriffinLimConfig) -> Re
         for (m, c) in col.iter_mut().enumerate() {
             // Values at the floor carry no information: treat them as silence.
             let v = mel.at(m, t);
-            *c = if v <= cfg.log_floor.ln() + 1e-6 {
-                0.0
-            } else {
-                v.exp()
-            };
+            *c = if v <= cfg.log_floor.ln() + 1e-6 { 0.0 } else { v.exp() };
         }
         fb.invert(&col, 30, &mut mag[t * n_bins..(t + 1) * n_bins]);
     }
@@ -242,19 +230,14 @@ mod tests {
         let sc_few = spectral_convergence(&mut stft, &mag, &few);
         let sc_many = spectral_convergence(&mut stft, &mag, &many);
         assert!(sc_many < sc_few, "{sc_many} !< {sc_few}");
-        assert!(
-            sc_many < 0.15,
-            "spectral convergence after 64 iterations: {sc_many}"
-        );
+        assert!(sc_many < 0.15, "spectral convergence after 64 iterations: {sc_many}");
     }
 
     #[test]
     fn mel_resynthesis_keeps_the_mel() {
         let fcfg = FrontendConfig::speech_16k();
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/speech_m.wav");
-        let x = crate::read_mono(path, crate::ChannelMix::Downmix)
-            .unwrap()
-            .samples;
+        let x = crate::read_mono(path, crate::ChannelMix::Downmix).unwrap().samples;
         let mut lm = LogMel::new(&fcfg).unwrap();
         let mel = lm.compute(&x);
         let y = mel_to_audio(&fcfg, &mel, GriffinLimConfig::default()).unwrap();
@@ -269,10 +252,6 @@ mod tests {
             }
         }
         eprintln!("mean log-mel distance {}", d / n as f32);
-        assert!(
-            d / (n as f32) < 0.15,
-            "mean log-mel distance {}",
-            d / n as f32
-        );
+        assert!(d / (n as f32) < 0.15, "mean log-mel distance {}", d / n as f32);
     }
 }

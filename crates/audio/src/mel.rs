@@ -98,9 +98,7 @@ impl MelFilterbank {
             )));
         }
         let n_bins = n_fft / 2 + 1;
-        let fftfreqs: Vec<f64> = (0..n_bins)
-            .map(|k| k as f64 * nyquist / (n_bins - 1) as f64)
-            .collect();
+        let fftfreqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * nyquist / (n_bins - 1) as f64).collect();
         let (lo, hi) = (hz_to_mel(fmin, scale), hz_to_mel(fmax, scale));
         let mel_f: Vec<f64> = (0..n_mels + 2)
             .map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64, scale))
@@ -121,10 +119,7 @@ impl MelFilterbank {
                 })
                 .collect();
             let start = weights.iter().position(|&w| w != 0.0).unwrap_or(0);
-            let end = weights
-                .iter()
-                .rposition(|&w| w != 0.0)
-                .map_or(start, |e| e + 1);
+            let end = weights.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
             filters.push((start, weights[start..end].to_vec()));
         }
         Ok(Self {
@@ -240,19 +235,8 @@ mod tests {
 
     #[test]
     fn invert_recovers_a_smooth_spectrum() {
-        let fb = MelFilterbank::new(
-            16000,
-            400,
-            80,
-            0.0,
-            8000.0,
-            MelScale::Slaney,
-            MelNorm::Slaney,
-        )
-        .unwrap();
-        let spec: Vec<f32> = (0..201)
-            .map(|k| 1.0 + (k as f32 * 0.05).sin().abs())
-            .collect();
+        let fb = MelFilterbank::new(16000, 400, 80, 0.0, 8000.0, MelScale::Slaney, MelNorm::Slaney).unwrap();
+        let spec: Vec<f32> = (0..201).map(|k| 1.0 + (k as f32 * 0.05).sin().abs()).collect();
         let mut mel = vec![0.0; 80];
         fb.apply(&spec, &mut mel);
         let mut back = vec![0.0; 201];
@@ -270,28 +254,8 @@ mod tests {
 
     #[test]
     fn bad_ranges_are_rejected() {
-        assert!(MelFilterbank::new(
-            16000,
-            400,
-            80,
-            0.0,
-            9000.0,
-            MelScale::Slaney,
-            MelNorm::Slaney
-        )
-        .is_err());
-        assert!(MelFilterbank::new(
-            16000,
-            400,
-            0,
-            0.0,
-            8000.0,
-            MelScale::Slaney,
-            MelNorm::Slaney
-        )
-        .is_err());
-        assert!(
-            MelFilterbank::new(16000, 400, 80, 500.0, 100.0, MelScale::Htk, MelNorm::None).is_err()
-        );
+        assert!(MelFilterbank::new(16000, 400, 80, 0.0, 9000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
+        assert!(MelFilterbank::new(16000, 400, 0, 0.0, 8000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
+        assert!(MelFilterbank::new(16000, 400, 80, 500.0, 100.0, MelScale::Htk, MelNorm::None).is_err());
     }
 }

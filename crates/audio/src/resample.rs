@@ -28,8 +28,7 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
     }
     // 3072: its FFT sizes factor into small primes for the common 3:1 (48k to 16k) and 1:3
     // ratios (1024 gave a radix-19 FFT and ran at half the speed).
-    let mut r = Fft::<f32>::new(from_hz as usize, to_hz as usize, 3072, 1, FixedSync::Both)
-        .map_err(rerr)?;
+    let mut r = Fft::<f32>::new(from_hz as usize, to_hz as usize, 3072, 1, FixedSync::Both).map_err(rerr)?;
     let input = SequentialSlice::new(samples, 1, samples.len()).map_err(rerr)?;
     let out = r.process_all(&input, samples.len(), None).map_err(rerr)?;
     Ok(out.take_data())
@@ -62,19 +61,9 @@ impl StreamResampler {
                 "resampler needs positive rates and chunk size ({from_hz} -> {to_hz}, chunk {chunk_samples})"
             )));
         }
-        let inner = Fft::<f32>::new(
-            from_hz as usize,
-            to_hz as usize,
-            chunk_samples,
-            1,
-            FixedSync::Input,
-        )
-        .map_err(rerr)?;
-        Ok(Self {
-            inner,
-            from_hz,
-            to_hz,
-        })
+        let inner =
+            Fft::<f32>::new(from_hz as usize, to_hz as usize, chunk_samples, 1, FixedSync::Input).map_err(rerr)?;
+        Ok(Self { inner, from_hz, to_hz })
     }
 
     /// Input samples every call to [`process`](Self::process) takes.
@@ -113,10 +102,7 @@ impl StreamResampler {
         let inp = SequentialSlice::new(input, 1, input.len()).map_err(rerr)?;
         let frames = output.len();
         let mut out = SequentialSlice::new_mut(output, 1, frames).map_err(rerr)?;
-        let (_, written) = self
-            .inner
-            .process_into_buffer(&inp, &mut out, None)
-            .map_err(rerr)?;
+        let (_, written) = self.inner.process_into_buffer(&inp, &mut out, None).map_err(rerr)?;
         Ok(written)
     }
 
@@ -132,9 +118,7 @@ mod tests {
 
     fn sine(freq: f64, rate: u32, n: usize, amp: f32) -> Vec<f32> {
         (0..n)
-            .map(|i| {
-                amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin() as f32
-            })
+            .map(|i| amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin() as f32)
             .collect()
     }
 
@@ -204,10 +188,7 @@ mod tests {
             .zip(&aligned[9600..n - 9600])
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
-        assert!(
-            err < 2e-3,
-            "max error {err} after compensating {delay} samples"
-        );
+        assert!(err < 2e-3, "max error {err} after compensating {delay} samples");
         let (f, a) = fit_sine(&aligned[9600..n - 9600], 48000, 1000.0);
         assert!((f - 1000.0).abs() <= 0.1, "frequency {f}");
         assert!((a - 0.5).abs() < 0.005, "amplitude {a}");

@@ -47,10 +47,7 @@ impl StftConfig {
     /// [`Error::Config`] naming the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.n_fft < 2 || self.n_fft % 2 != 0 {
-            return Err(Error::Config(format!(
-                "n_fft must be even and ≥ 2, got {}",
-                self.n_fft
-            )));
+            return Err(Error::Config(format!("n_fft must be even and ≥ 2, got {}", self.n_fft)));
         }
         if self.win_length == 0 || self.win_length > self.n_fft {
             return Err(Error::Config(format!(
@@ -96,8 +93,7 @@ impl StftConfig {
         let mut w = vec![T::zero(); self.n_fft];
         let off = (self.n_fft - self.win_length) / 2;
         for i in 0..self.win_length {
-            let v =
-                0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / self.win_length as f64).cos();
+            let v = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / self.win_length as f64).cos();
             w[off + i] = real(v);
         }
         w
@@ -160,9 +156,7 @@ impl<T: Real> FrameAnalyzer<T> {
     fn analyse(&mut self, samples: &[f32], out: &mut [Complex<T>]) {
         apply_window(&mut self.frame, samples, &self.window);
         // Lengths are fixed at construction, so the transform cannot fail.
-        let _ = self
-            .fft
-            .process_with_scratch(&mut self.frame, out, &mut self.scratch);
+        let _ = self.fft.process_with_scratch(&mut self.frame, out, &mut self.scratch);
     }
 }
 
@@ -240,8 +234,7 @@ impl<T: Real> Stft<T> {
         spec.data.resize(frames * n_bins, Complex::default());
         let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
         for (t, out) in spec.data.chunks_exact_mut(n_bins).enumerate() {
-            self.analyzer
-                .analyse(&self.padded[t * hop..t * hop + n_fft], out);
+            self.analyzer.analyse(&self.padded[t * hop..t * hop + n_fft], out);
         }
     }
 
@@ -306,33 +299,21 @@ impl<T: Real> Stft<T> {
             if let Some(last) = self.ibuf.last_mut() {
                 last.im = T::zero();
             }
-            let _ = self.ifft.process_with_scratch(
-                &mut self.ibuf,
-                &mut self.iframe,
-                &mut self.iscratch,
-            );
+            let _ = self
+                .ifft
+                .process_with_scratch(&mut self.ibuf, &mut self.iframe, &mut self.iscratch);
             let start = t * hop;
-            for ((a, &v), &w) in acc[start..start + n_fft]
-                .iter_mut()
-                .zip(&self.iframe)
-                .zip(window)
-            {
+            for ((a, &v), &w) in acc[start..start + n_fft].iter_mut().zip(&self.iframe).zip(window) {
                 *a = *a + v * scale * w;
             }
         }
         let tiny = T::min_positive_value();
         let want = length.unwrap_or_else(|| full.saturating_sub(2 * pad));
         y.clear();
-        y.extend(
-            acc.iter()
-                .zip(&self.wsum)
-                .skip(pad)
-                .take(want)
-                .map(|(&v, &w)| {
-                    let v = if w > tiny { v / w } else { v };
-                    v.to_f32().unwrap_or(0.0)
-                }),
-        );
+        y.extend(acc.iter().zip(&self.wsum).skip(pad).take(want).map(|(&v, &w)| {
+            let v = if w > tiny { v / w } else { v };
+            v.to_f32().unwrap_or(0.0)
+        }));
         y.resize(want, 0.0);
     }
 }
@@ -471,11 +452,7 @@ mod tests {
             let spec = stft.forward(&x);
             assert_eq!(spec.frames, 1 + x.len() / cfg.hop_length);
             let y = stft.inverse(&spec, Some(x.len()));
-            let err = x
-                .iter()
-                .zip(&y)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(err < 1e-5, "{cfg:?}: max error {err}");
         }
     }
@@ -518,25 +495,13 @@ mod tests {
             .unwrap();
         // 1000 Hz at 40 Hz per bin is bin 25; the Hann window's gain is win/2.
         assert_eq!(peak, 25);
-        assert!(
-            (frame[25] - 100.0).abs() < 0.5,
-            "peak magnitude {}",
-            frame[25]
-        );
+        assert!((frame[25] - 100.0).abs() < 0.5, "peak magnitude {}", frame[25]);
     }
 
     #[test]
     fn bad_configs_are_rejected() {
         assert!(Stft::<f32>::new(StftConfig { n_fft: 401, ..CFG }).is_err());
-        assert!(Stft::<f32>::new(StftConfig {
-            win_length: 500,
-            ..CFG
-        })
-        .is_err());
-        assert!(Stft::<f32>::new(StftConfig {
-            hop_length: 0,
-            ..CFG
-        })
-        .is_err());
+        assert!(Stft::<f32>::new(StftConfig { win_length: 500, ..CFG }).is_err());
+        assert!(Stft::<f32>::new(StftConfig { hop_length: 0, ..CFG }).is_err());
     }
 }

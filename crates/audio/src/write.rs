@@ -83,8 +83,7 @@ impl WavWriter {
             },
         };
         let file = tmp.as_file().try_clone().map_err(werr)?;
-        let writer =
-            hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| werr(hound_io(e)))?;
+        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| werr(hound_io(e)))?;
         Ok(Self {
             path,
             format,
@@ -175,12 +174,7 @@ fn hound_io(e: hound::Error) -> std::io::Error {
 ///
 /// # Errors
 /// See [`WavWriter::create`], [`WavWriter::write`] and [`WavWriter::finish`].
-pub fn write_wav(
-    path: impl AsRef<Path>,
-    samples: &[f32],
-    sample_rate: u32,
-    format: WavFormat,
-) -> Result<WriteReport> {
+pub fn write_wav(path: impl AsRef<Path>, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<WriteReport> {
     let mut w = WavWriter::create(path, sample_rate, format)?;
     w.write(samples)?;
     w.finish()
@@ -197,13 +191,7 @@ mod tests {
         let p = dir.path().join("out.wav");
         let x: Vec<f32> = vec![0.0, 0.5, -0.5, 1.5, -2.0, 0.25];
         let r = write_wav(&p, &x, 16000, WavFormat::Pcm16).unwrap();
-        assert_eq!(
-            r,
-            WriteReport {
-                samples: 6,
-                clipped: 2
-            }
-        );
+        assert_eq!(r, WriteReport { samples: 6, clipped: 2 });
         let y = read_mono(&p, ChannelMix::Downmix).unwrap();
         assert_eq!(y.sample_rate, 16000);
         let want = [0.0, 0.5, -0.5, 1.0, -1.0, 0.25];
@@ -230,10 +218,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.wav");
         let err = write_wav(&p, &[0.1, f32::NAN], 16000, WavFormat::Pcm16).unwrap_err();
-        assert!(
-            matches!(err, Error::NonFiniteInput { index: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, Error::NonFiniteInput { index: 1, .. }), "{err}");
         assert!(!p.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use voxswap_audio::{
-    griffin_lim, read_mono, spectral_convergence, ChannelMix, FrontendConfig, GriffinLimConfig,
-    LogMel, MelFilterbank, MelNorm, MelScale, PhaseInit, Stft,
+    griffin_lim, read_mono, spectral_convergence, ChannelMix, FrontendConfig, GriffinLimConfig, LogMel, MelFilterbank,
+    MelNorm, MelScale, PhaseInit, Stft,
 };
 
 fn data() -> PathBuf {
@@ -77,11 +77,7 @@ fn filterbanks_equal_librosa() {
         let got = MelFilterbank::new(sr, n_fft, n_mels, fmin, fmax, scale, norm)
             .unwrap()
             .dense();
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(err <= 1e-6, "{name}: max difference {err}");
     }
 }
@@ -112,11 +108,10 @@ fn log_mel_equals_librosa_on_speech() {
 #[test]
 fn griffin_lim_is_at_least_as_good_as_librosa() {
     let values = &fixtures()["values"];
-    let librosa_best = values["griffinlim_sc_32_zero_phase"].as_f64().unwrap().min(
-        values["griffinlim_sc_32_random_phase_mean5"]
-            .as_f64()
-            .unwrap(),
-    );
+    let librosa_best = values["griffinlim_sc_32_zero_phase"]
+        .as_f64()
+        .unwrap()
+        .min(values["griffinlim_sc_32_random_phase_mean5"].as_f64().unwrap());
     let audio = read_mono(data().join("speech_m.wav"), ChannelMix::Downmix).unwrap();
     let mut stft = Stft::new(FrontendConfig::speech_16k().stft()).unwrap();
     let spec = stft.forward(&audio.samples);
@@ -133,8 +128,6 @@ fn griffin_lim_is_at_least_as_good_as_librosa() {
         })
         .sum::<f64>()
         / 5.0;
-    eprintln!(
-        "spectral convergence after 32 iterations: voxswap {sc:.4}, librosa {librosa_best:.4}"
-    );
+    eprintln!("spectral convergence after 32 iterations: voxswap {sc:.4}, librosa {librosa_best:.4}");
     assert!(sc <= librosa_best, "voxswap {sc} > librosa {librosa_best}");
 }

@@ -7,11 +7,9 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::config::{ContentEncoderConfig, DecoderConfig, ModelConfig, SpeakerEncoderConfig};
-use crate::layers::{
-    adain, avg_pool2, check_mel, instance_norm, linear, pixel_shuffle, upsample_nearest, ConvBank,
-    PadConv,
-};
+use crate::config::{ContentEncoderConfig, DecoderConfig, ModelConfig, SpeakerEncoderConfig, Temporal};
+use crate::layers::{adain, avg_pool2, check_mel, linear, pixel_shuffle, upsample_nearest, ConvBank, PadConv, Padding};
+use crate::stream::{Ctx, Stream};
 use crate::Result;
 
 /// The residual convolution blocks of an encoder: two convolutions per block, the second
@@ -21,11 +19,12 @@ struct ConvBlocks {
     first: Vec<PadConv>,
     second: Vec<PadConv>,
     subsample: Vec<usize>,
-    norm: bool,
+    /// Instance norm after each convolution (content encoder), with this padding's statistics.
+    norm: Option<Padding>,
 }
 
 impl ConvBlocks {
-    fn new(c_h: usize, k: usize, subsample: &[usize], norm: bool, vb: &VarBuilder) -> Result<Self> {
+    fn new(c_h: usize, k: usize, subsample: &[usize], padding: Padding, norm: bool, vb: &VarBuilder) -> Result<Self> {
         let mut first = Vec::new();
         let mut second = Vec::new();
         for (l, &s) in subsample.iter().enumerate() {
@@ -34,6 +33,7 @@ impl ConvBlocks {
                 c_h,
                 k,
                 1,
+                padding,
                 vb.pp(format!("first_conv_layers.{l}")),
             )?);
             second.push(PadConv::new(
@@ -41,6 +41,7 @@ impl ConvBlocks {
                 c_h,
                 k,
                 s,
+                padding,
                 vb.pp(format!("second_conv_layers.{l}")),
             )?);
         }
@@ -48,21 +49,20 @@ impl ConvBlocks {
             first,
             second,
             subsample: subsample.to_vec(),
-            norm,
+            norm: norm.then_some(padding),
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let mut out = x.clone();
         for ((a, b), &s) in self.first.iter().zip(&self.second).zip(&self.subsample) {
-            let mut y = a.forward(&out)?;
-            if self.norm {
-                y = instance_norm(&y)?;
+            let mut y = ctx.conv(a, &out)?;
+            if let Some(p) = self.norm {
+                y = ctx.norm(p, &y)?;
             }
-            y = y.relu()?;
-            y = b.forward(&y)?;
-            if self.norm {
-                y = instance_norm(&y)?;
+            y = ctx.conv(b, &y.relu()?)?;
+            if let Some(p) = self.norm {
+                y = ctx.norm(p, &y)?;
             }
             y = y.relu()?;
             if s > 1 {
@@ -74,7 +74,8 @@ impl ConvBlocks {
     }
 }
 
-/// Summarises an utterance's voice into one vector.
+/// Summarises an utterance's voice into one vector. Reads whole references, so it is never
+/// causal.
 #[derive(Debug, Clone)]
 pub struct SpeakerEncoder {
     bank: ConvBank,
@@ -89,24 +90,17 @@ impl SpeakerEncoder {
     /// Builds the encoder; tensor names mirror the reference code's module tree.
     pub fn new(cfg: &SpeakerEncoderConfig, vb: VarBuilder) -> Result<Self> {
         let s = &cfg.stack;
+        let p = Padding::Reflect;
         let mut dense_first = Vec::new();
         let mut dense_second = Vec::new();
         for l in 0..cfg.n_dense_blocks {
-            dense_first.push(linear(
-                s.c_h,
-                s.c_h,
-                vb.pp(format!("first_dense_layers.{l}")),
-            )?);
-            dense_second.push(linear(
-                s.c_h,
-                s.c_h,
-                vb.pp(format!("second_dense_layers.{l}")),
-            )?);
+            dense_first.push(linear(s.c_h, s.c_h, vb.pp(format!("first_dense_layers.{l}")))?);
+            dense_second.push(linear(s.c_h, s.c_h, vb.pp(format!("second_dense_layers.{l}")))?);
         }
         Ok(Self {
-            bank: ConvBank::new(s.c_in, s.c_bank, &s.bank_kernels(), vb.pp("conv_bank"))?,
-            in_conv: PadConv::new(s.bank_out(), s.c_h, 1, 1, vb.pp("in_conv_layer"))?,
-            blocks: ConvBlocks::new(s.c_h, s.kernel_size, &s.subsample, false, &vb)?,
+            bank: ConvBank::new(s.c_in, s.c_bank, &s.bank_kernels(), p, vb.pp("conv_bank"))?,
+            in_conv: PadConv::new(s.bank_out(), s.c_h, 1, 1, p, vb.pp("in_conv_layer"))?,
+            blocks: ConvBlocks::new(s.c_h, s.kernel_size, &s.subsample, p, false, &vb)?,
             dense_first,
             dense_second,
             output: linear(s.c_h, cfg.c_out, vb.pp("output_layer"))?,
@@ -117,7 +111,7 @@ impl SpeakerEncoder {
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
         let out = self.bank.forward(mel)?;
         let out = self.in_conv.forward(&out)?.relu()?;
-        let out = self.blocks.forward(&out)?;
+        let out = self.blocks.forward(&out, &mut Ctx::Offline)?;
         let mut out = out.mean(D::Minus1)?;
         for (a, b) in self.dense_first.iter().zip(&self.dense_second) {
             let y = a.forward(&out)?.relu()?;
@@ -136,27 +130,39 @@ pub struct ContentEncoder {
     blocks: ConvBlocks,
     mean: PadConv,
     log_var: PadConv,
+    padding: Padding,
 }
 
 impl ContentEncoder {
     /// Builds the encoder.
-    pub fn new(cfg: &ContentEncoderConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &ContentEncoderConfig, padding: Padding, vb: VarBuilder) -> Result<Self> {
         let s = &cfg.stack;
         Ok(Self {
-            bank: ConvBank::new(s.c_in, s.c_bank, &s.bank_kernels(), vb.pp("conv_bank"))?,
-            in_conv: PadConv::new(s.bank_out(), s.c_h, 1, 1, vb.pp("in_conv_layer"))?,
-            blocks: ConvBlocks::new(s.c_h, s.kernel_size, &s.subsample, true, &vb)?,
-            mean: PadConv::new(s.c_h, cfg.c_out, 1, 1, vb.pp("mean_layer"))?,
-            log_var: PadConv::new(s.c_h, cfg.c_out, 1, 1, vb.pp("std_layer"))?,
+            bank: ConvBank::new(s.c_in, s.c_bank, &s.bank_kernels(), padding, vb.pp("conv_bank"))?,
+            in_conv: PadConv::new(s.bank_out(), s.c_h, 1, 1, padding, vb.pp("in_conv_layer"))?,
+            blocks: ConvBlocks::new(s.c_h, s.kernel_size, &s.subsample, padding, true, &vb)?,
+            mean: PadConv::new(s.c_h, cfg.c_out, 1, 1, padding, vb.pp("mean_layer"))?,
+            log_var: PadConv::new(s.c_h, cfg.c_out, 1, 1, padding, vb.pp("std_layer"))?,
+            padding,
         })
     }
 
     /// `[B, n_mels, T]` → (mean, log-variance) of the content code, each `[B, c_out, T / s]`.
     pub fn forward(&self, mel: &Tensor) -> Result<(Tensor, Tensor)> {
-        let out = self.bank.forward(mel)?;
-        let out = instance_norm(&self.in_conv.forward(&out)?)?.relu()?;
-        let out = self.blocks.forward(&out)?;
-        Ok((self.mean.forward(&out)?, self.log_var.forward(&out)?))
+        self.forward_ctx(mel, &mut Ctx::Offline)
+    }
+
+    fn forward_ctx(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
+        let mut outs = Vec::new();
+        for c in self.bank.convs() {
+            outs.push(ctx.conv(c, mel)?.relu()?);
+        }
+        outs.push(mel.clone());
+        let out = Tensor::cat(&outs, 1)?;
+        let out = ctx.conv(&self.in_conv, &out)?;
+        let out = ctx.norm(self.padding, &out)?.relu()?;
+        let out = self.blocks.forward(&out, ctx)?;
+        Ok((ctx.conv(&self.mean, &out)?, ctx.conv(&self.log_var, &out)?))
     }
 }
 
@@ -169,6 +175,7 @@ pub struct Decoder {
     affine: Vec<Linear>,
     upsample: Vec<usize>,
     out_conv: PadConv,
+    padding: Padding,
 }
 
 impl Decoder {
@@ -179,6 +186,7 @@ impl Decoder {
         c_in: usize,
         c_cond: usize,
         c_out: usize,
+        padding: Padding,
         vb: VarBuilder,
     ) -> Result<Self> {
         let (c_h, k) = (cfg.c_h, cfg.kernel_size);
@@ -191,6 +199,7 @@ impl Decoder {
                 c_h,
                 k,
                 1,
+                padding,
                 vb.pp(format!("first_conv_layers.{l}")),
             )?);
             second.push(PadConv::new(
@@ -198,43 +207,42 @@ impl Decoder {
                 c_h * u,
                 k,
                 1,
+                padding,
                 vb.pp(format!("second_conv_layers.{l}")),
             )?);
         }
         for i in 0..cfg.upsample.len() * 2 {
-            affine.push(linear(
-                c_cond,
-                2 * c_h,
-                vb.pp(format!("conv_affine_layers.{i}")),
-            )?);
+            affine.push(linear(c_cond, 2 * c_h, vb.pp(format!("conv_affine_layers.{i}")))?);
         }
         Ok(Self {
-            in_conv: PadConv::new(c_in, c_h, 1, 1, vb.pp("in_conv_layer"))?,
+            in_conv: PadConv::new(c_in, c_h, 1, 1, padding, vb.pp("in_conv_layer"))?,
             first,
             second,
             affine,
             upsample: cfg.upsample.clone(),
-            out_conv: PadConv::new(c_h, c_out, 1, 1, vb.pp("out_conv_layer"))?,
+            out_conv: PadConv::new(c_h, c_out, 1, 1, padding, vb.pp("out_conv_layer"))?,
+            padding,
         })
     }
 
     /// Content code `[B, c_in, T']` and speaker vector `[B, c_cond]` → mel `[B, c_out, T' · up]`.
     pub fn forward(&self, code: &Tensor, speaker: &Tensor) -> Result<Tensor> {
-        let mut out = instance_norm(&self.in_conv.forward(code)?)?.relu()?;
-        for (l, ((a, b), &u)) in self
-            .first
-            .iter()
-            .zip(&self.second)
-            .zip(&self.upsample)
-            .enumerate()
-        {
-            let y = instance_norm(&a.forward(&out)?)?;
+        self.forward_ctx(code, speaker, &mut Ctx::Offline)
+    }
+
+    fn forward_ctx(&self, code: &Tensor, speaker: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let p = self.padding;
+        let out = ctx.conv(&self.in_conv, code)?;
+        let mut out = ctx.norm(p, &out)?.relu()?;
+        for (l, ((a, b), &u)) in self.first.iter().zip(&self.second).zip(&self.upsample).enumerate() {
+            let y = ctx.conv(a, &out)?;
+            let y = ctx.norm(p, &y)?;
             let y = adain(&y, &self.affine[2 * l].forward(speaker)?)?.relu()?;
-            let mut y = b.forward(&y)?;
+            let mut y = ctx.conv(b, &y)?;
             if u > 1 {
                 y = pixel_shuffle(&y, u)?;
             }
-            let y = instance_norm(&y)?;
+            let y = ctx.norm(p, &y)?;
             let y = adain(&y, &self.affine[2 * l + 1].forward(speaker)?)?.relu()?;
             out = if u > 1 {
                 (y + upsample_nearest(&out, u)?)?
@@ -242,7 +250,7 @@ impl Decoder {
                 (y + out)?
             };
         }
-        Ok(self.out_conv.forward(&out)?)
+        ctx.conv(&self.out_conv, &out)
     }
 }
 
@@ -279,16 +287,15 @@ impl AdaInVc {
     /// [`crate::Error::Config`] for an inconsistent configuration; a missing or mis-shaped tensor.
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
+        let padding = match cfg.temporal {
+            Temporal::Offline => Padding::Reflect,
+            Temporal::Causal => Padding::Causal,
+        };
+        let (c_code, c_spk, n_mels) = (cfg.content.c_out, cfg.speaker.c_out, cfg.frontend.n_mels);
         Ok(Self {
             speaker: SpeakerEncoder::new(&cfg.speaker, vb.pp("speaker_encoder"))?,
-            content: ContentEncoder::new(&cfg.content, vb.pp("content_encoder"))?,
-            decoder: Decoder::new(
-                &cfg.decoder,
-                cfg.content.c_out,
-                cfg.speaker.c_out,
-                cfg.frontend.n_mels,
-                vb.pp("decoder"),
-            )?,
+            content: ContentEncoder::new(&cfg.content, padding, vb.pp("content_encoder"))?,
+            decoder: Decoder::new(&cfg.decoder, c_code, c_spk, n_mels, padding, vb.pp("decoder"))?,
             cfg: cfg.clone(),
         })
     }
@@ -327,5 +334,57 @@ impl AdaInVc {
         check_mel(source, self.cfg.frontend.n_mels, self.cfg.frame_multiple())?;
         let (mu, _) = self.content.forward(source)?;
         self.decoder.forward(&mu, speaker)
+    }
+}
+
+/// Chunk-by-chunk conversion with a causal model: `step` takes the next mel frames and returns
+/// as many converted frames, equal to what the offline [`AdaInVc::convert`] gives for the whole
+/// input; `reset` starts a new stream. The speaker can change between chunks.
+#[derive(Debug)]
+pub struct StreamingConverter {
+    model: AdaInVc,
+    speaker: Tensor,
+    state: Stream,
+}
+
+impl StreamingConverter {
+    /// A stream converting to `speaker` (`[1, c_out]`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] when the model is not causal.
+    pub fn new(model: AdaInVc, speaker: Tensor) -> Result<Self> {
+        if model.cfg.temporal != Temporal::Causal {
+            return Err(crate::Error::Config(format!(
+                "preset `{}` is not causal and cannot stream; use a streaming preset",
+                model.cfg.preset
+            )));
+        }
+        Ok(Self {
+            model,
+            speaker,
+            state: Stream::default(),
+        })
+    }
+
+    /// Changes the target voice from the next chunk on.
+    pub fn set_speaker(&mut self, speaker: Tensor) {
+        self.speaker = speaker;
+    }
+
+    /// Converts the next chunk `[1, n_mels, frames]` (any number of frames ≥ 1).
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for a wrongly shaped chunk.
+    pub fn step(&mut self, chunk: &Tensor) -> Result<Tensor> {
+        check_mel(chunk, self.model.cfg.frontend.n_mels, 1)?;
+        self.state.begin();
+        let mut ctx = Ctx::Stream(&mut self.state);
+        let (mu, _) = self.model.content.forward_ctx(chunk, &mut ctx)?;
+        self.model.decoder.forward_ctx(&mu, &self.speaker, &mut ctx)
+    }
+
+    /// Forgets the stream's past.
+    pub fn reset(&mut self) {
+        self.state.reset();
     }
 }

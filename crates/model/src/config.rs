@@ -14,6 +14,12 @@ pub enum Temporal {
     /// The paper's model: symmetric reflect padding and whole-utterance instance norm. Needs
     /// the future, so it cannot stream.
     Offline,
+    /// Streamable: the content encoder and the decoder see only the past (convolutions padded
+    /// on the left), and their instance norm uses statistics of the frames so far (cumulative
+    /// mean and variance), which a stream keeps exactly. Trained exactly as it runs, so the
+    /// stream equals the offline pass. The speaker encoder, which reads references, stays
+    /// offline.
+    Causal,
 }
 
 /// Convolution bank plus convolution blocks: the front of both encoders.
@@ -66,10 +72,7 @@ impl ConvStackConfig {
             ));
         }
         if self.subsample.iter().any(|&s| s != 1 && s != 2) {
-            return bad(format!(
-                "subsample factors must be 1 or 2, got {:?}",
-                self.subsample
-            ));
+            return bad(format!("subsample factors must be 1 or 2, got {:?}", self.subsample));
         }
         Ok(())
     }
@@ -160,6 +163,29 @@ impl ModelConfig {
         }
     }
 
+    /// The streaming model: the paper's layer sizes, causal, without temporal subsampling (a
+    /// subsampled code would hold a stream back by the subsampling factor), and a narrower
+    /// content code (64 channels) to keep the bottleneck that subsampling gave the paper.
+    pub fn stream() -> Self {
+        let mut cfg = Self::paper();
+        cfg.preset = "stream".into();
+        cfg.temporal = Temporal::Causal;
+        cfg.content.stack.subsample = vec![1; 6];
+        cfg.content.c_out = 64;
+        cfg.decoder.upsample = vec![1; 6];
+        cfg
+    }
+
+    /// [`tiny`](Self::tiny), causal, for streaming tests.
+    pub fn tiny_stream() -> Self {
+        let mut cfg = Self::tiny();
+        cfg.preset = "tiny-stream".into();
+        cfg.temporal = Temporal::Causal;
+        cfg.content.stack.subsample = vec![1, 1];
+        cfg.decoder.upsample = vec![1, 1];
+        cfg
+    }
+
     /// A small model of the same shape for tests (a few thousand parameters).
     pub fn tiny() -> Self {
         let stack = ConvStackConfig {
@@ -197,9 +223,7 @@ impl ModelConfig {
         match name {
             "paper" => Ok(Self::paper()),
             "tiny" => Ok(Self::tiny()),
-            other => Err(Error::Config(format!(
-                "unknown preset `{other}` (known: paper, tiny)"
-            ))),
+            other => Err(Error::Config(format!("unknown preset `{other}` (known: paper, tiny)"))),
         }
     }
 
@@ -213,9 +237,7 @@ impl ModelConfig {
     /// # Errors
     /// [`Error::Config`] naming the mismatch.
     pub fn validate(&self) -> Result<()> {
-        self.frontend
-            .validate()
-            .map_err(|e| Error::Config(e.to_string()))?;
+        self.frontend.validate().map_err(|e| Error::Config(e.to_string()))?;
         self.speaker.stack.validate("speaker")?;
         self.content.stack.validate("content")?;
         for (what, c_in) in [
@@ -242,10 +264,13 @@ impl ModelConfig {
                 self.content.stack.total_subsample()
             )));
         }
-        if self.decoder.kernel_size == 0 || self.decoder.c_h == 0 {
+        if self.temporal == Temporal::Causal && up != 1 {
             return Err(Error::Config(
-                "decoder kernel_size and c_h must be positive".into(),
+                "a causal (streaming) model cannot subsample or upsample in time".into(),
             ));
+        }
+        if self.decoder.kernel_size == 0 || self.decoder.c_h == 0 {
+            return Err(Error::Config("decoder kernel_size and c_h must be positive".into()));
         }
         Ok(())
     }
@@ -257,7 +282,12 @@ mod tests {
 
     #[test]
     fn presets_validate_and_round_trip() {
-        for cfg in [ModelConfig::paper(), ModelConfig::tiny()] {
+        for cfg in [
+            ModelConfig::paper(),
+            ModelConfig::stream(),
+            ModelConfig::tiny(),
+            ModelConfig::tiny_stream(),
+        ] {
             cfg.validate().unwrap();
             let json = serde_json::to_string_pretty(&cfg).unwrap();
             assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), cfg);
@@ -272,11 +302,7 @@ mod tests {
         assert!(err.to_string().contains("n_dense_blockz"), "{err}");
         let mut cfg = ModelConfig::tiny();
         cfg.decoder.upsample = vec![1, 1];
-        assert!(cfg
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("upsamples ×1"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("upsamples ×1"));
         assert!(ModelConfig::preset("huge").is_err());
     }
 }

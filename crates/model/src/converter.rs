@@ -34,9 +34,7 @@ impl SpeakerEmbedding {
         };
         let total: f32 = parts.iter().map(|(w, _)| *w).sum();
         if parts.iter().any(|(w, _)| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
-            return Err(Error::Input(
-                "mix weights must be non-negative and not all zero".into(),
-            ));
+            return Err(Error::Input("mix weights must be non-negative and not all zero".into()));
         }
         let mut out = vec![0.0; first.0.len()];
         for (w, e) in parts {

@@ -34,10 +34,8 @@ pub fn init_pytorch_like(vars: &VarMap, seed: u64) -> Result<()> {
         };
         let fan_in: usize = weight_dims.iter().skip(1).product::<usize>().max(1);
         let bound = 1.0 / (fan_in as f32).sqrt();
-        let values: Vec<f32> = (0..var.elem_count())
-            .map(|_| rng.random_range(-bound..bound))
-            .collect();
-        var.set(&Tensor::from_vec(values, var.dims(), var.device())?)?;
+        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
+        var.set(&Tensor::from_vec(values, var.dims(), var.device())?.to_dtype(var.dtype())?)?;
     }
     Ok(())
 }

@@ -27,10 +27,9 @@ fn file_err(path: &Path, detail: impl std::fmt::Display) -> Error {
 /// A missing or unreadable file, invalid JSON, an unknown field, an inconsistent configuration.
 pub fn read_config(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join(CONFIG_FILE);
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| file_err(&path, format!("cannot read: {e}")))?;
-    let cfg: ModelConfig = serde_json::from_str(&text)
-        .map_err(|e| file_err(&path, format!("invalid model config: {e}")))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, format!("cannot read: {e}")))?;
+    let cfg: ModelConfig =
+        serde_json::from_str(&text).map_err(|e| file_err(&path, format!("invalid model config: {e}")))?;
     cfg.validate().map_err(|e| file_err(&path, e))?;
     Ok(cfg)
 }
@@ -43,9 +42,8 @@ fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| file_err(path, format!("cannot write: {e}")))
-    });
+    let result = write(&tmp)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| file_err(path, format!("cannot write: {e}"))));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -57,33 +55,25 @@ fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<
 /// # Errors
 /// The folder cannot be created or a file cannot be written; nothing half-written is left.
 pub fn save_model(dir: &Path, cfg: &ModelConfig, vars: &VarMap) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| file_err(dir, format!("cannot create folder: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create folder: {e}")))?;
     let json = serde_json::to_string_pretty(cfg).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&dir.join(WEIGHTS_FILE), |tmp| {
         vars.save(tmp).map_err(|e| file_err(tmp, e))
     })?;
     write_atomic(&dir.join(CONFIG_FILE), |tmp| {
-        std::fs::write(tmp, json.as_bytes())
-            .map_err(|e| file_err(tmp, format!("cannot write: {e}")))
+        std::fs::write(tmp, json.as_bytes()).map_err(|e| file_err(tmp, format!("cannot write: {e}")))
     })
 }
 
 /// The name and shape of every parameter a configuration needs.
 pub fn expected_tensors(cfg: &ModelConfig) -> Result<HashMap<String, Vec<usize>>> {
     let vars = VarMap::new();
-    AdaInVc::new(
-        cfg,
-        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
-    )?;
+    AdaInVc::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))?;
     let data = vars
         .data()
         .lock()
         .map_err(|_| Error::Config("parameter map lock poisoned".into()))?;
-    Ok(data
-        .iter()
-        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
-        .collect())
+    Ok(data.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect())
 }
 
 /// Reads `path` (safetensors) and checks that it holds exactly the tensors `cfg` needs, with
@@ -91,11 +81,7 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Result<HashMap<String, Vec<usize>>
 ///
 /// # Errors
 /// A missing or corrupt file, a missing, extra or wrongly shaped tensor, each named.
-pub fn read_weights(
-    path: &Path,
-    cfg: &ModelConfig,
-    device: &Device,
-) -> Result<HashMap<String, Tensor>> {
+pub fn read_weights(path: &Path, cfg: &ModelConfig, device: &Device) -> Result<HashMap<String, Tensor>> {
     if !path.is_file() {
         return Err(file_err(path, "no such file"));
     }

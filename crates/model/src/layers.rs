@@ -11,11 +11,7 @@ use crate::Result;
 /// size `k` gets `k/2` on the left and `k/2` (odd `k`) or `k/2 − 1` (even `k`) on the right.
 pub fn reflect_pad(x: &Tensor, k: usize) -> Result<Tensor> {
     let left = k / 2;
-    let right = if k % 2 == 0 {
-        (k / 2).saturating_sub(1)
-    } else {
-        k / 2
-    };
+    let right = if k % 2 == 0 { (k / 2).saturating_sub(1) } else { k / 2 };
     if left == 0 && right == 0 {
         return Ok(x.clone());
     }
@@ -25,6 +21,8 @@ pub fn reflect_pad(x: &Tensor, k: usize) -> Result<Tensor> {
             "{t} frames are too few for a kernel of {k} (reflect padding)"
         )));
     }
+    // index_select wants a contiguous input (a narrowed mel is not).
+    let x = &x.contiguous()?;
     let dev = x.device();
     let li: Vec<u32> = (1..=left).rev().map(|i| i as u32).collect();
     let ri: Vec<u32> = (0..right).map(|i| (t - 2 - i) as u32).collect();
@@ -39,16 +37,26 @@ pub fn reflect_pad(x: &Tensor, k: usize) -> Result<Tensor> {
     Ok(Tensor::cat(&parts, D::Minus1)?)
 }
 
-/// A 1-d convolution with "same" reflect padding (stride may subsample).
+/// How a convolution pads time so that its output is as long as its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// Symmetric reflection (the paper's model).
+    Reflect,
+    /// `k − 1` zeros on the left: output frame `t` sees input frames `t − k + 1 ..= t` only.
+    Causal,
+}
+
+/// A 1-d convolution with "same" padding (stride may subsample).
 #[derive(Debug, Clone)]
 pub struct PadConv {
     conv: Conv1d,
     kernel: usize,
+    padding: Padding,
 }
 
 impl PadConv {
     /// `c_in → c_out` channels, kernel `k`, stride `stride`; weights at `vb` (`weight`, `bias`).
-    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, padding: Padding, vb: VarBuilder) -> Result<Self> {
         let cfg = Conv1dConfig {
             stride,
             ..Default::default()
@@ -56,14 +64,27 @@ impl PadConv {
         Ok(Self {
             conv: candle_nn::conv1d(c_in, c_out, k, cfg, vb)?,
             kernel: k,
+            padding,
         })
+    }
+
+    /// Kernel size.
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+
+    /// The convolution without padding ("valid"): `T` frames in, `T − k + 1` out.
+    pub fn forward_valid(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.conv.forward(x)
     }
 }
 
 impl Module for PadConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let padded =
-            reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let padded = match self.padding {
+            Padding::Reflect => reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            Padding::Causal => x.pad_with_zeros(D::Minus1, self.kernel - 1, 0)?,
+        };
         self.conv.forward(&padded)
     }
 }
@@ -75,6 +96,112 @@ pub fn instance_norm(x: &Tensor) -> Result<Tensor> {
     let centred = x.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
     Ok(centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?)
+}
+
+/// Added to the variance in the causal instance norm. Larger than the paper's 1e-5: at the
+/// start of a stream, and in silence, a channel's variance is near zero, and 1/√1e-5 ≈ 316
+/// amplified float rounding layer after layer (a chunk of one frame and the whole input then
+/// differed by 1e-3 of the output's scale in the first silent frames).
+pub const CAUSAL_NORM_EPS: f64 = 1e-3;
+
+/// Causal instance normalisation: frame `t` is normalised with the mean and (biased) variance
+/// of frames `0..=t` of its channel, eps [`CAUSAL_NORM_EPS`]. The sums run over `x − x₀` (the first frame,
+/// which changes neither statistic): without the shift, `E[x²] − E[x]²` of a near-constant
+/// channel (silence sits at the log floor, −11.5) loses all its digits to cancellation. A
+/// stream keeps the same sums exactly ([`crate::stream::Ctx::norm`]).
+pub fn causal_instance_norm(x: &Tensor) -> Result<Tensor> {
+    let shift = x.narrow(D::Minus1, 0, 1)?.detach();
+    let (mean, var) = causal_stats(&x.broadcast_sub(&shift)?, None, 0)?;
+    Ok((x.broadcast_sub(&shift)? - mean)?.div(&(var + CAUSAL_NORM_EPS)?.sqrt()?)?)
+}
+
+/// Running mean and variance of `d` (`[B, C, T]`) over time, continuing from `carry` (sum and
+/// sum of squares of `count` earlier frames): returns `(mean, var)` per frame and leaves the new
+/// sums in the last frame of the cumulative tensors the caller can take with
+/// [`causal_sums`].
+pub(crate) fn causal_stats(d: &Tensor, carry: Option<(&Tensor, &Tensor)>, count: usize) -> Result<(Tensor, Tensor)> {
+    let (cs, cs2) = causal_sums(d, carry)?;
+    let t = d.dim(D::Minus1)?;
+    let inv_n: Vec<f32> = (count + 1..=count + t).map(|n| 1.0 / n as f32).collect();
+    let inv_n = Tensor::from_vec(inv_n, (1, 1, t), d.device())?.to_dtype(d.dtype())?;
+    let mean = cs.broadcast_mul(&inv_n)?;
+    let var = (cs2.broadcast_mul(&inv_n)? - mean.sqr()?)?.relu()?;
+    Ok((mean, var))
+}
+
+/// Cumulative sums of `d` and `d²` over time, plus `carry`.
+pub(crate) fn causal_sums(d: &Tensor, carry: Option<(&Tensor, &Tensor)>) -> Result<(Tensor, Tensor)> {
+    let mut cs = cumsum_time(d)?;
+    let mut cs2 = cumsum_time(&d.sqr()?)?;
+    if let Some((s, s2)) = carry {
+        cs = cs.broadcast_add(s)?;
+        cs2 = cs2.broadcast_add(s2)?;
+    }
+    Ok((cs, cs2))
+}
+
+/// Cumulative sum over the last dimension. On the CPU it accumulates frame after frame (a
+/// [`SeqCumsum`] custom op), so a stream that carries the sum forward computes bit for bit what
+/// the offline pass computes; candle's own `cumsum` is a matrix product, whose summation order
+/// depends on the length. Elsewhere it is candle's.
+pub fn cumsum_time(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        Ok(x.contiguous()?.apply_op1(SeqCumsum { reverse: false })?)
+    } else {
+        Ok(x.cumsum(D::Minus1)?)
+    }
+}
+
+/// Sequential cumulative sum over the last dimension of a contiguous f32 tensor (from the end
+/// when `reverse`, which is its gradient).
+#[derive(Debug, Clone, Copy)]
+pub struct SeqCumsum {
+    /// Sum from the last element backwards.
+    pub reverse: bool,
+}
+
+impl candle_core::CustomOp1 for SeqCumsum {
+    fn name(&self) -> &'static str {
+        "voxswap-seq-cumsum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("voxswap-seq-cumsum: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("voxswap-seq-cumsum: contiguous input only");
+        };
+        let data = &data[start..end];
+        let t = layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0.0f32; data.len()];
+        for (row, o) in data.chunks_exact(t).zip(out.chunks_exact_mut(t)) {
+            let mut acc = 0.0f32;
+            if self.reverse {
+                for (v, r) in row.iter().zip(o.iter_mut()).rev() {
+                    acc += v;
+                    *r = acc;
+                }
+            } else {
+                for (v, r) in row.iter().zip(o.iter_mut()) {
+                    acc += v;
+                    *r = acc;
+                }
+            }
+        }
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        // d/dx_s of Σ_t g_t · (Σ_{u≤t} x_u) = Σ_{t≥s} g_t: the reverse cumulative sum.
+        Ok(Some(
+            grad_res.contiguous()?.apply_op1(SeqCumsum { reverse: !self.reverse })?,
+        ))
+    }
 }
 
 /// `x · scale + shift` per channel, `scale` and `shift` the two halves of `cond` (`[B, 2C]`):
@@ -112,9 +239,7 @@ pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
 /// `upsample_nearest1d` gradient is wrong when its input has another consumer).
 pub fn upsample_nearest(x: &Tensor, r: usize) -> Result<Tensor> {
     let (b, c, t) = x.dims3()?;
-    Ok(x.unsqueeze(3)?
-        .broadcast_as((b, c, t, r))?
-        .reshape((b, c, t * r))?)
+    Ok(x.unsqueeze(3)?.broadcast_as((b, c, t, r))?.reshape((b, c, t * r))?)
 }
 
 /// Convolution bank: ReLU of convolutions of every kernel size, concatenated with the input.
@@ -125,13 +250,18 @@ pub struct ConvBank {
 
 impl ConvBank {
     /// One convolution `c_in → c_bank` per kernel size, at `vb.pp(i)`.
-    pub fn new(c_in: usize, c_bank: usize, kernels: &[usize], vb: VarBuilder) -> Result<Self> {
+    pub fn new(c_in: usize, c_bank: usize, kernels: &[usize], padding: Padding, vb: VarBuilder) -> Result<Self> {
         let convs = kernels
             .iter()
             .enumerate()
-            .map(|(i, &k)| PadConv::new(c_in, c_bank, k, 1, vb.pp(i.to_string())))
+            .map(|(i, &k)| PadConv::new(c_in, c_bank, k, 1, padding, vb.pp(i.to_string())))
             .collect::<Result<_>>()?;
         Ok(Self { convs })
+    }
+
+    /// The convolutions.
+    pub fn convs(&self) -> &[PadConv] {
+        &self.convs
     }
 }
 
@@ -166,9 +296,9 @@ pub fn check_mel(x: &Tensor, n_mels: usize, multiple: usize) -> Result<()> {
             dims[2]
         )));
     }
-    if x.dtype() != DType::F32 {
+    if !matches!(x.dtype(), DType::F32 | DType::F64) {
         return Err(crate::Error::Input(format!(
-            "expected f32 mels, got {:?}",
+            "expected f32 or f64 mels, got {:?}",
             x.dtype()
         )));
     }
@@ -209,12 +339,7 @@ mod tests {
     #[test]
     fn pooling_shuffle_and_upsampling() {
         let x = t(&[1., 2., 3., 4., 5.], (1, 1, 5));
-        let p = avg_pool2(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let p = avg_pool2(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(p, vec![1.5, 3.5, 5.0]);
         let u = upsample_nearest(&t(&[1., 2.], (1, 1, 2)), 2)
             .unwrap()

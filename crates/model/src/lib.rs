@@ -21,8 +21,9 @@ mod error;
 pub mod init;
 pub mod io;
 pub mod layers;
+pub mod stream;
 
-pub use adain_vc::{AdaInVc, AeOutput};
+pub use adain_vc::{AdaInVc, AeOutput, StreamingConverter};
 pub use config::ModelConfig;
 pub use converter::{SpeakerEmbedding, VoiceConverter};
 pub use error::{Error, Result};

@@ -23,10 +23,7 @@ fn conv1d_gradients_equal_direct_sums() {
         let w = Var::from_tensor(&randn((cout, cin, k))).unwrap();
         let t_out = (t - k) / stride + 1;
         let g = randn((2, cout, t_out));
-        let y = x
-            .as_tensor()
-            .conv1d(w.as_tensor(), 0, stride, 1, 1)
-            .unwrap();
+        let y = x.as_tensor().conv1d(w.as_tensor(), 0, stride, 1, 1).unwrap();
         let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
         let gw = grads.get(w.as_tensor()).unwrap().to_vec3::<f32>().unwrap();
         let gx = grads.get(x.as_tensor()).unwrap().to_vec3::<f32>().unwrap();

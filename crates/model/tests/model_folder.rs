@@ -23,11 +23,7 @@ fn clip_mel(name: &str) -> Mel {
 fn saved_tiny(dir: &Path, seed: u64) -> (ModelConfig, VarMap) {
     let cfg = ModelConfig::tiny();
     let vars = VarMap::new();
-    AdaInVc::new(
-        &cfg,
-        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
+    AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
     init::init_pytorch_like(&vars, seed).unwrap();
     save_model(dir, &cfg, &vars).unwrap();
     (cfg, vars)
@@ -39,9 +35,7 @@ fn saved_model_loads_and_converts_speech() {
     saved_tiny(dir.path(), 1);
     let vc = VoiceConverter::load(dir.path(), &Device::Cpu).unwrap();
     let src = clip_mel("speech_m.wav");
-    let target = vc
-        .embed(&[clip_mel("speech_f.wav"), clip_mel("speech_s.wav")])
-        .unwrap();
+    let target = vc.embed(&[clip_mel("speech_f.wav"), clip_mel("speech_s.wav")]).unwrap();
     assert_eq!(target.values().len(), 8);
     let out = vc.convert(&src, &target).unwrap();
     assert_eq!((out.n_mels, out.frames), (80, src.frames));
@@ -55,11 +49,7 @@ fn saved_model_loads_and_converts_speech() {
     }
     // A different voice changes the output.
     let other = vc.convert(&src, &a).unwrap();
-    assert!(out
-        .data
-        .iter()
-        .zip(&other.data)
-        .any(|(x, y)| (x - y).abs() > 1e-4));
+    assert!(out.data.iter().zip(&other.data).any(|(x, y)| (x - y).abs() > 1e-4));
 }
 
 #[test]
@@ -78,9 +68,7 @@ fn seeded_init_is_reproducible() {
 }
 
 fn load_err(dir: &Path) -> String {
-    VoiceConverter::load(dir, &Device::Cpu)
-        .unwrap_err()
-        .to_string()
+    VoiceConverter::load(dir, &Device::Cpu).unwrap_err().to_string()
 }
 
 #[test]
@@ -88,10 +76,7 @@ fn broken_folders_give_clear_errors() {
     // Missing folder / files.
     let dir = tempfile::tempdir().unwrap();
     let err = load_err(&dir.path().join("nothing"));
-    assert!(
-        err.contains(CONFIG_FILE) && err.contains("cannot read"),
-        "{err}"
-    );
+    assert!(err.contains(CONFIG_FILE) && err.contains("cannot read"), "{err}");
 
     // Corrupt weights.
     saved_tiny(dir.path(), 1);
@@ -109,32 +94,19 @@ fn broken_folders_give_clear_errors() {
     // Missing weights file.
     std::fs::remove_file(dir.path().join(WEIGHTS_FILE)).unwrap();
     let err = load_err(dir.path());
-    assert!(
-        err.contains(WEIGHTS_FILE) && err.contains("no such file"),
-        "{err}"
-    );
+    assert!(err.contains(WEIGHTS_FILE) && err.contains("no such file"), "{err}");
 
     // Wrong shapes: weights of a wider model under the tiny config.
     let other = tempfile::tempdir().unwrap();
     let mut wide = ModelConfig::tiny();
     wide.decoder.c_h = 24;
     let vars = VarMap::new();
-    AdaInVc::new(
-        &wide,
-        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
+    AdaInVc::new(&wide, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
     save_model(other.path(), &wide, &vars).unwrap();
-    std::fs::copy(
-        other.path().join(WEIGHTS_FILE),
-        dir.path().join(WEIGHTS_FILE),
-    )
-    .unwrap();
+    std::fs::copy(other.path().join(WEIGHTS_FILE), dir.path().join(WEIGHTS_FILE)).unwrap();
     let err = load_err(dir.path());
     assert!(
-        err.contains("tensor `decoder.")
-            && err.contains("shape")
-            && err.contains("the model expects"),
+        err.contains("tensor `decoder.") && err.contains("shape") && err.contains("the model expects"),
         "{err}"
     );
 
@@ -168,9 +140,5 @@ fn short_and_mismatched_inputs_are_refused() {
     assert!(err.contains("too short"), "{err}");
     assert!(vc.embed(&[]).is_err());
     let wrong = SpeakerEmbedding::new(vec![0.0; 5]);
-    assert!(vc
-        .convert(&mel, &wrong)
-        .unwrap_err()
-        .to_string()
-        .contains("5 values"));
+    assert!(vc.convert(&mel, &wrong).unwrap_err().to_string().contains("5 values"));
 }

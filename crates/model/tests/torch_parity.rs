@@ -30,16 +30,10 @@ fn max_abs(t: &Tensor) -> f32 {
 }
 
 fn setup() -> (AdaInVc, VarMap, HashMap<String, Tensor>) {
-    let cfg: ModelConfig =
-        serde_json::from_str(&std::fs::read_to_string(data("tiny_config.json")).unwrap()).unwrap();
-    let fix =
-        candle_core::safetensors::load(data("adain_vc_tiny.safetensors"), &Device::Cpu).unwrap();
+    let cfg: ModelConfig = serde_json::from_str(&std::fs::read_to_string(data("tiny_config.json")).unwrap()).unwrap();
+    let fix = candle_core::safetensors::load(data("adain_vc_tiny.safetensors"), &Device::Cpu).unwrap();
     let vars = VarMap::new();
-    let model = AdaInVc::new(
-        &cfg,
-        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
-    )
-    .unwrap();
+    let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
     let mut n = 0;
     for (name, var) in vars.data().lock().unwrap().iter() {
         let want = fix
@@ -128,8 +122,5 @@ fn gradients_match_pytorch() {
         }
         assert!(rel <= 1e-3, "{name}: relative gradient error {rel}");
     }
-    eprintln!(
-        "worst relative gradient error {:.2e} ({})",
-        worst.0, worst.1
-    );
+    eprintln!("worst relative gradient error {:.2e} ({})", worst.0, worst.1);
 }

@@ -35,10 +35,7 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let step = name.strip_prefix("step-")?.parse().ok()?;
-            e.path()
-                .join(STATE_FILE)
-                .is_file()
-                .then(|| (step, e.path()))
+            e.path().join(STATE_FILE).is_file().then(|| (step, e.path()))
         })
         .collect();
     out.sort();
@@ -50,14 +47,7 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
 ///
 /// # Errors
 /// [`Error::File`] when it cannot be written; older checkpoints are then untouched.
-pub fn save(
-    dir: &Path,
-    cfg: &ModelConfig,
-    vars: &VarMap,
-    opt: &Adam,
-    seed: u64,
-    keep: usize,
-) -> Result<PathBuf> {
+pub fn save(dir: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &Adam, seed: u64, keep: usize) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create: {e}")))?;
     let final_dir = dir.join(format!("step-{:08}", opt.step));
     let tmp = dir.join(format!(".tmp-step-{:08}-{}", opt.step, std::process::id()));
@@ -66,13 +56,8 @@ pub fn save(
         io::save_model(&tmp, cfg, vars)?;
         candle_core::safetensors::save(&opt.state_tensors(), tmp.join(OPTIM_FILE))
             .map_err(|e| file_err(&tmp.join(OPTIM_FILE), e))?;
-        let state = serde_json::to_string_pretty(&State {
-            step: opt.step,
-            seed,
-        })
-        .map_err(|e| file_err(&tmp, e))?;
-        std::fs::write(tmp.join(STATE_FILE), state)
-            .map_err(|e| file_err(&tmp.join(STATE_FILE), e))?;
+        let state = serde_json::to_string_pretty(&State { step: opt.step, seed }).map_err(|e| file_err(&tmp, e))?;
+        std::fs::write(tmp.join(STATE_FILE), state).map_err(|e| file_err(&tmp.join(STATE_FILE), e))?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| file_err(&final_dir, e))?;
         }
@@ -94,17 +79,10 @@ pub fn save(
 ///
 /// # Errors
 /// A missing, corrupt or mismatched checkpoint, named.
-pub fn restore(
-    ckpt: &Path,
-    cfg: &ModelConfig,
-    vars: &VarMap,
-    opt: &mut Adam,
-    device: &Device,
-) -> Result<State> {
+pub fn restore(ckpt: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &mut Adam, device: &Device) -> Result<State> {
     let state_path = ckpt.join(STATE_FILE);
     let state: State = serde_json::from_str(
-        &std::fs::read_to_string(&state_path)
-            .map_err(|e| file_err(&state_path, format!("cannot read: {e}")))?,
+        &std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, format!("cannot read: {e}")))?,
     )
     .map_err(|e| file_err(&state_path, format!("invalid: {e}")))?;
     let saved_cfg = io::read_config(ckpt)?;
@@ -129,10 +107,9 @@ pub fn restore(
     let optim_path = ckpt.join(OPTIM_FILE);
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&optim_path, device)
         .map_err(|e| file_err(&optim_path, format!("not a readable safetensors file: {e}")))?;
-    opt.load_state(&tensors, state.step)
-        .map_err(|e| Error::File {
-            path: optim_path,
-            detail: e,
-        })?;
+    opt.load_state(&tensors, state.step).map_err(|e| Error::File {
+        path: optim_path,
+        detail: e,
+    })?;
     Ok(state)
 }

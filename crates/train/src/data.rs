@@ -37,8 +37,7 @@ pub fn scan_corpus(root: &Path) -> Result<Vec<Utterance>> {
         path: root.to_path_buf(),
         detail,
     };
-    let entries =
-        std::fs::read_dir(root).map_err(|e| corpus_err(format!("cannot read folder: {e}")))?;
+    let entries = std::fs::read_dir(root).map_err(|e| corpus_err(format!("cannot read folder: {e}")))?;
     let mut speakers: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
@@ -126,19 +125,13 @@ fn read_cached(path: &Path, stamp: (u64, u64)) -> Option<Mel> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Some(Mel {
-        n_mels,
-        frames,
-        data,
-    })
+    Some(Mel { n_mels, frames, data })
 }
 
 fn write_cached(path: &Path, stamp: (u64, u64), mel: &Mel) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| file_err(dir, format!("cannot create cache folder: {e}")))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| file_err(dir, format!("cannot write: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create cache folder: {e}")))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_err(dir, format!("cannot write: {e}")))?;
     let mut buf = Vec::with_capacity(32 + mel.data.len() * 4);
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&stamp.0.to_le_bytes());
@@ -189,10 +182,7 @@ pub fn load_features(
                     m
                 }
             };
-            progress(
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                utts.len(),
-            );
+            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, utts.len());
             Ok(mel)
         })
         .collect()
@@ -231,10 +221,7 @@ impl Dataset {
             let end = (i..utts.len())
                 .find(|&j| &utts[j].speaker != speaker)
                 .unwrap_or(utts.len());
-            let group: Vec<&Mel> = mels[i..end]
-                .iter()
-                .filter(|m| m.frames >= segment_frames)
-                .collect();
+            let group: Vec<&Mel> = mels[i..end].iter().filter(|m| m.frames >= segment_frames).collect();
             let n_valid = valid_per_speaker.min(group.len().saturating_sub(1));
             let (tr, va) = group.split_at(group.len() - n_valid);
             valid.extend(va.iter().map(|m| (*m).clone()));

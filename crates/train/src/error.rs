@@ -26,11 +26,7 @@ pub enum Error {
     Corpus { path: PathBuf, detail: String },
     /// The loss stopped being a finite number.
     #[error("training diverged at step {step}: loss is {loss}; the last good checkpoint is kept ({checkpoint})")]
-    Diverged {
-        step: u64,
-        loss: f32,
-        checkpoint: String,
-    },
+    Diverged { step: u64, loss: f32, checkpoint: String },
 }
 
 /// Result with the training crate's [`Error`].

@@ -199,11 +199,7 @@ impl Adam {
     ///
     /// # Errors
     /// A moment missing or of the wrong shape (the checkpoint is of another model).
-    pub fn load_state(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        step: u64,
-    ) -> std::result::Result<(), String> {
+    pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, step: u64) -> std::result::Result<(), String> {
         for (i, (name, p)) in self.params.iter().enumerate() {
             for (kind, slot) in [
                 ("m", &mut self.m[i]),
@@ -243,12 +239,10 @@ mod tests {
             ..Default::default()
         };
         let mut opt = Adam::new(vec![("p".into(), p.clone())], cfg.clone()).unwrap();
-        let (mut th, mut m, mut v, mut vmax) =
-            ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2], [0.0f64; 2]);
+        let (mut th, mut m, mut v, mut vmax) = ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2], [0.0f64; 2]);
         for step in 1..=5 {
             // loss = Σ (step · θ²) / 2 → grad = step · θ
-            let loss =
-                (p.as_tensor().sqr().unwrap().sum_all().unwrap() * (step as f64 / 2.0)).unwrap();
+            let loss = (p.as_tensor().sqr().unwrap().sum_all().unwrap() * (step as f64 / 2.0)).unwrap();
             let grads = loss.backward().unwrap();
             opt.step(&grads, 100).unwrap();
             for i in 0..2 {
@@ -262,10 +256,7 @@ mod tests {
         }
         let got = p.as_tensor().to_vec1::<f32>().unwrap();
         for i in 0..2 {
-            assert!(
-                (f64::from(got[i]) - th[i]).abs() < 1e-5,
-                "{got:?} vs {th:?}"
-            );
+            assert!((f64::from(got[i]) - th[i]).abs() < 1e-5, "{got:?} vs {th:?}");
         }
     }
 

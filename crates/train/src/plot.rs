@@ -74,9 +74,7 @@ pub fn loss_curves(path: &Path, title: &str, curves: &[Curve]) -> Result<()> {
             .filter(|(_, v)| v.is_finite() && *v > 0.0)
     };
     let x_max = points().map(|p| p.0).fold(1.0, f64::max);
-    let (lo, hi) = points().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
+    let (lo, hi) = points().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
     let (lo, hi) = if lo.is_finite() {
         (lo * 0.9, hi * 1.1)
     } else {
@@ -112,9 +110,7 @@ pub fn loss_curves(path: &Path, title: &str, curves: &[Curve]) -> Result<()> {
                 ))
                 .map_err(|e| perr(path, e))?
                 .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
         chart
             .configure_series_labels()

@@ -133,8 +133,7 @@ impl Recipe {
             detail,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let mut r: Recipe =
-            toml::from_str(&text).map_err(|e| err(format!("invalid recipe: {e}")))?;
+        let mut r: Recipe = toml::from_str(&text).map_err(|e| err(format!("invalid recipe: {e}")))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut r.data.corpus, &mut r.data.cache, &mut r.output.dir] {
             if p.is_relative() {
@@ -165,22 +164,14 @@ impl Recipe {
         if self.train.steps == 0 || self.train.batch_size == 0 {
             return Err("train.steps and train.batch_size must be positive".into());
         }
-        if self.train.checkpoint_every == 0
-            || self.train.valid_every == 0
-            || self.train.log_every == 0
-        {
-            return Err(
-                "train.checkpoint_every, valid_every and log_every must be positive".into(),
-            );
+        if self.train.checkpoint_every == 0 || self.train.valid_every == 0 || self.train.log_every == 0 {
+            return Err("train.checkpoint_every, valid_every and log_every must be positive".into());
         }
         if self.train.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());
         }
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
-            return Err(format!(
-                "optim.lr {} must be a positive number",
-                self.optim.lr
-            ));
+            return Err(format!("optim.lr {} must be a positive number", self.optim.lr));
         }
         Ok(())
     }

@@ -108,13 +108,7 @@ pub fn train(
 ) -> Result<Outcome> {
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
-    let mels = load_features(
-        &recipe.data.corpus,
-        &utts,
-        &recipe.data.cache,
-        &cfg.frontend,
-        features,
-    )?;
+    let mels = load_features(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
     let data = Dataset::new(
         &recipe.data.corpus,
         &utts,
@@ -177,11 +171,7 @@ pub fn train(
     };
     while opt.step < total {
         if stop.load(Ordering::Relaxed) {
-            let p = if last_ckpt.is_some()
-                && checkpoint::list(&ckpt_dir)
-                    .last()
-                    .is_some_and(|(s, _)| *s == opt.step)
-            {
+            let p = if last_ckpt.is_some() && checkpoint::list(&ckpt_dir).last().is_some_and(|(s, _)| *s == opt.step) {
                 checkpoint::list(&ckpt_dir)
                     .last()
                     .map(|(_, p)| p.clone())
@@ -197,19 +187,11 @@ pub fn train(
         let step = opt.step + 1;
         // Everything random in a step derives from (seed, step): a resumed run draws exactly
         // what an uninterrupted one would.
-        let mut rng = rand::rngs::StdRng::seed_from_u64(
-            recipe.train.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step,
-        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(recipe.train.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step);
         let x = data.sample(&mut rng, recipe.train.batch_size, device)?;
         let n_noise = recipe.train.batch_size * cfg.content.c_out * code_frames;
-        let noise: Vec<f32> = (0..n_noise)
-            .map(|_| StandardNormal.sample(&mut rng))
-            .collect();
-        let noise = Tensor::from_vec(
-            noise,
-            (recipe.train.batch_size, cfg.content.c_out, code_frames),
-            device,
-        )?;
+        let noise: Vec<f32> = (0..n_noise).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let noise = Tensor::from_vec(noise, (recipe.train.batch_size, cfg.content.c_out, code_frames), device)?;
         let out = model.forward(&x, &noise)?;
         let lambda_kl = recipe.lambda_kl_at(step);
         let loss = ae_loss(&x, &out, recipe.train.lambda_rec, lambda_kl)?;
@@ -262,21 +244,11 @@ pub fn train(
     })
 }
 
-fn validate(
-    model: &AdaInVc,
-    cfg: &ModelConfig,
-    valid: &[Tensor],
-    recipe: &Recipe,
-    step: u64,
-) -> Result<LogRecord> {
+fn validate(model: &AdaInVc, cfg: &ModelConfig, valid: &[Tensor], recipe: &Recipe, step: u64) -> Result<LogRecord> {
     let (mut rec, mut kl, mut n) = (0.0f32, 0.0f32, 0.0f32);
     for x in valid {
         let (b, _, t) = x.dims3()?;
-        let noise = Tensor::zeros(
-            (b, cfg.content.c_out, t / cfg.frame_multiple()),
-            DType::F32,
-            x.device(),
-        )?;
+        let noise = Tensor::zeros((b, cfg.content.c_out, t / cfg.frame_multiple()), DType::F32, x.device())?;
         let out = model.forward(x, &noise)?;
         let l = ae_loss(x, &out, recipe.train.lambda_rec, recipe.train.lambda_kl)?;
         rec += l.rec.to_scalar::<f32>()? * b as f32;
@@ -285,12 +257,7 @@ fn validate(
     }
     let (rec, kl) = (rec / n, kl / n);
     let loss = (recipe.train.lambda_rec as f32) * rec + (recipe.train.lambda_kl as f32) * kl;
-    Ok(LogRecord::Valid {
-        step,
-        loss,
-        rec,
-        kl,
-    })
+    Ok(LogRecord::Valid { step, loss, rec, kl })
 }
 
 /// `train.jsonl`: records of steps up to the resumed step are kept, later ones (from a run that
@@ -330,8 +297,7 @@ impl Log {
 
     fn write(&mut self, r: &LogRecord) -> Result<()> {
         let line = serde_json::to_string(r).map_err(|e| file_err(&self.path, e))?;
-        writeln!(self.file, "{line}")
-            .map_err(|e| file_err(&self.path, format!("cannot write: {e}")))?;
+        writeln!(self.file, "{line}").map_err(|e| file_err(&self.path, format!("cannot write: {e}")))?;
         self.records.push(r.clone());
         Ok(())
     }
@@ -348,10 +314,7 @@ impl Log {
         plot::loss_curves(
             png,
             "L1 reconstruction loss",
-            &[
-                ("train".to_string(), train),
-                ("validation".to_string(), valid),
-            ],
+            &[("train".to_string(), train), ("validation".to_string(), valid)],
         )
     }
 }

@@ -18,17 +18,11 @@ fn clips() -> PathBuf {
 /// Three speakers, two utterances each (the clip, and its second half as another utterance).
 fn make_corpus(dir: &Path) -> PathBuf {
     let corpus = dir.join("corpus");
-    for (spk, clip) in [
-        ("m", "speech_m.wav"),
-        ("f", "speech_f.wav"),
-        ("s", "speech_s.wav"),
-    ] {
+    for (spk, clip) in [("m", "speech_m.wav"), ("f", "speech_f.wav"), ("s", "speech_s.wav")] {
         let d = corpus.join(spk);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::copy(clips().join(clip), d.join("a.wav")).unwrap();
-        let audio =
-            voxswap_audio::read_mono(clips().join(clip), voxswap_audio::ChannelMix::Downmix)
-                .unwrap();
+        let audio = voxswap_audio::read_mono(clips().join(clip), voxswap_audio::ChannelMix::Downmix).unwrap();
         let half = &audio.samples[audio.samples.len() / 2..];
         voxswap_audio::write_wav(
             d.join("b.wav"),
@@ -92,35 +86,20 @@ fn train_records(dir: &Path) -> Vec<(u64, f32)> {
 fn loss_falls_well_below_its_start() {
     let dir = tempfile::tempdir().unwrap();
     let r = recipe(dir.path(), 300, "");
-    let out = trainer::train(
-        &r,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut Quiet,
-        &|_, _| {},
-    )
-    .unwrap();
-    assert!(
-        matches!(out, Outcome::Finished { step: 300, .. }),
-        "{out:?}"
-    );
+    let out = trainer::train(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    assert!(matches!(out, Outcome::Finished { step: 300, .. }), "{out:?}");
     let recs = train_records(dir.path());
     let first: f32 = recs[..4].iter().map(|r| r.1).sum::<f32>() / 4.0;
     let last: f32 = recs[recs.len() - 4..].iter().map(|r| r.1).sum::<f32>() / 4.0;
     assert!(last < 0.5 * first, "reconstruction loss {first} -> {last}");
     // The run folder: the newest two checkpoints, the log, the curves.
     let ckpts = voxswap_train::checkpoint::list(&dir.path().join("run/checkpoints"));
-    assert_eq!(
-        ckpts.iter().map(|c| c.0).collect::<Vec<_>>(),
-        vec![275, 300]
-    );
+    assert_eq!(ckpts.iter().map(|c| c.0).collect::<Vec<_>>(), vec![275, 300]);
     let png = std::fs::read(dir.path().join("run/loss.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
     // The final checkpoint is a model folder that converts.
     let vc = voxswap_model::VoiceConverter::load(&ckpts[1].1, &Device::Cpu).unwrap();
-    let mel =
-        voxswap_train::data::compute_mel(&clips().join("speech_m.wav"), &vc.config().frontend)
-            .unwrap();
+    let mel = voxswap_train::data::compute_mel(&clips().join("speech_m.wav"), &vc.config().frontend).unwrap();
     let spk = vc.embed(std::slice::from_ref(&mel)).unwrap();
     let y = vc.convert(&mel, &spk).unwrap();
     assert!(y.data.iter().all(|v| v.is_finite()));
@@ -143,33 +122,14 @@ fn interrupted_and_resumed_equals_straight() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // Straight: 60 steps.
     let ra = recipe(a.path(), 60, "");
-    trainer::train(
-        &ra,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut Quiet,
-        &|_, _| {},
-    )
-    .unwrap();
+    trainer::train(&ra, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
     // Interrupted after step 30 (not a checkpoint step: the stop writes one), then resumed.
     let rb = recipe(b.path(), 60, "");
     let out = trainer::train(&rb, &Device::Cpu, &STOP, &mut StopAt(30, &STOP), &|_, _| {}).unwrap();
-    assert!(
-        matches!(out, Outcome::Interrupted { step: 30, .. }),
-        "{out:?}"
-    );
-    let out = trainer::train(
-        &rb,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut Quiet,
-        &|_, _| {},
-    )
-    .unwrap();
+    assert!(matches!(out, Outcome::Interrupted { step: 30, .. }), "{out:?}");
+    let out = trainer::train(&rb, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
     assert!(matches!(out, Outcome::Finished { step: 60, .. }), "{out:?}");
-    let w = |d: &Path| {
-        std::fs::read(d.join("run/checkpoints/step-00000060/model.safetensors")).unwrap()
-    };
+    let w = |d: &Path| std::fs::read(d.join("run/checkpoints/step-00000060/model.safetensors")).unwrap();
     assert!(
         w(a.path()) == w(b.path()),
         "resumed weights differ from the straight run's"
@@ -183,25 +143,11 @@ fn divergence_stops_and_keeps_the_last_checkpoint() {
     let mut r = recipe(dir.path(), 200, "");
     // Train normally to step 50, then push the learning rate absurdly high.
     r.train.steps = 50;
-    trainer::train(
-        &r,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut Quiet,
-        &|_, _| {},
-    )
-    .unwrap();
+    trainer::train(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
     r.train.steps = 200;
     r.optim.lr = 1e12;
     r.optim.grad_clip = 0.0;
-    let err = trainer::train(
-        &r,
-        &Device::Cpu,
-        &AtomicBool::new(false),
-        &mut Quiet,
-        &|_, _| {},
-    )
-    .unwrap_err();
+    let err = trainer::train(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap_err();
     assert!(matches!(err, Error::Diverged { .. }), "{err}");
     assert!(err.to_string().contains("step-00000050"), "{err}");
     let ckpts = voxswap_train::checkpoint::list(&dir.path().join("run/checkpoints"));
@@ -214,10 +160,8 @@ fn loss_equals_the_pytorch_reference() {
     use candle_nn::{VarBuilder, VarMap};
     let dir = clips().join("model");
     let cfg: voxswap_model::ModelConfig =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny_config.json")).unwrap())
-            .unwrap();
-    let fix = candle_core::safetensors::load(dir.join("adain_vc_tiny.safetensors"), &Device::Cpu)
-        .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny_config.json")).unwrap()).unwrap();
+    let fix = candle_core::safetensors::load(dir.join("adain_vc_tiny.safetensors"), &Device::Cpu).unwrap();
     let vars = VarMap::new();
     let model = voxswap_model::AdaInVc::new(
         &cfg,
@@ -229,11 +173,7 @@ fn loss_equals_the_pytorch_reference() {
     }
     let out = model.forward(&fix["input"], &fix["noise"]).unwrap();
     let l = voxswap_train::loss::ae_loss(&fix["input"], &out, 10.0, 0.5).unwrap();
-    for (got, key) in [
-        (&l.total, "out.loss"),
-        (&l.rec, "out.rec"),
-        (&l.kl, "out.kl"),
-    ] {
+    for (got, key) in [(&l.total, "out.loss"), (&l.rec, "out.rec"), (&l.kl, "out.kl")] {
         let want = fix[key].flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
         let got = got.to_scalar::<f32>().unwrap();
         assert!(
