@@ -222,8 +222,12 @@ impl ModelConfig {
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "paper" => Ok(Self::paper()),
+            "stream" => Ok(Self::stream()),
             "tiny" => Ok(Self::tiny()),
-            other => Err(Error::Config(format!("unknown preset `{other}` (known: paper, tiny)"))),
+            "tiny-stream" => Ok(Self::tiny_stream()),
+            other => Err(Error::Config(format!(
+                "unknown preset `{other}` (known: paper, stream, tiny, tiny-stream)"
+            ))),
         }
     }
 

@@ -133,7 +133,13 @@ impl Recipe {
             detail,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let mut r: Recipe = toml::from_str(&text).map_err(|e| err(format!("invalid recipe: {e}")))?;
+        let mut r: Recipe = toml::from_str(&text).map_err(|e| {
+            // One line: toml's own message draws the offending line under it.
+            let line = e
+                .span()
+                .map_or(0, |sp| text[..sp.start.min(text.len())].lines().count().max(1));
+            err(format!("invalid recipe (line {line}): {}", e.message()))
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut r.data.corpus, &mut r.data.cache, &mut r.output.dir] {
             if p.is_relative() {

@@ -1,0 +1,98 @@
+//! `voxswap train` from the command line on real speech: it trains, writes its run folder, and
+//! on SIGINT (Ctrl-C) writes a checkpoint and exits 130; the same command then resumes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn write_recipe(dir: &Path, steps: u64) -> std::path::PathBuf {
+    for (spk, clip) in [("m", "speech_m.wav"), ("f", "speech_f.wav"), ("s", "speech_s.wav")] {
+        let d = dir.join("corpus").join(spk);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(data(clip), d.join("a.wav")).unwrap();
+        std::fs::copy(data(clip), d.join("b.wav")).unwrap();
+    }
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[data]\ncorpus = \"corpus\"\ncache = \"cache\"\nsegment_frames = 32\n\n[model]\npreset = \"tiny-stream\"\n\n\
+             [train]\nsteps = {steps}\nbatch_size = 2\ncheckpoint_every = 1000000\nvalid_every = 20\nlog_every = 5\n\n\
+             [output]\ndir = \"run\"\n"
+        ),
+    )
+    .unwrap();
+    recipe
+}
+
+#[test]
+fn train_runs_and_writes_its_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), 40);
+    let o = voxswap(&[&"train", &"--config", &recipe]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("finished at step 40"), "{}", stdout(&o));
+    let run = dir.path().join("run");
+    assert!(run.join("checkpoints/step-00000040/model.safetensors").is_file());
+    assert!(run.join("loss.png").is_file());
+    let log = std::fs::read_to_string(run.join("train.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"kind\":\"train\"")).count(), 8);
+    assert!(log.contains("\"kind\":\"valid\""));
+    // A bad recipe fails fast with the file and the key named.
+    std::fs::write(&recipe, "[data]\ncorpus = \"c\"\ncache = \"x\"\nsegment_framez = 3\n").unwrap();
+    let o = voxswap(&[&"train", &"--config", &recipe]);
+    assert_clean_error(&o, &recipe, "unknown field `segment_framez`");
+}
+
+#[test]
+fn ctrl_c_checkpoints_and_the_same_command_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), 100_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_voxswap"))
+        .args(["train", "--config"])
+        .arg(&recipe)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training is under way (the log has records), then interrupt.
+    let log = dir.path().join("run/train.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&log).map_or(true, |t| t.lines().count() < 2) {
+        assert!(start.elapsed() < Duration::from_secs(120), "training did not start");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("voxswap train exited early ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("stopped at step"), "{text}");
+    let ckpts: Vec<_> = std::fs::read_dir(dir.path().join("run/checkpoints"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(ckpts.len(), 1, "one checkpoint, no temporary folder left");
+    let name = ckpts[0].file_name().to_string_lossy().into_owned();
+    let step: u64 = name.trim_start_matches("step-").parse().unwrap();
+    // Resume with a target just past the interruption.
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("steps = 100000", &format!("steps = {}", step + 10));
+    std::fs::write(&recipe, text).unwrap();
+    let o = voxswap(&[&"train", &"--config", &recipe]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("finished at step {}", step + 10)),
+        "{}",
+        stdout(&o)
+    );
+}
