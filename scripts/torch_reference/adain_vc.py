@@ -3,22 +3,46 @@
 A transcription of the authors' model.py (github.com/jjery2243542/adaptive_voice_conversion),
 with the same module names (so the state_dict names are the safetensors names voxswap uses) and
 dropout left out (the paper's configuration sets it to 0). Configured from voxswap's
-config.json (ModelConfig).
+config.json (ModelConfig). With `"temporal": "causal"` the content encoder and decoder pad on
+the left with zeros and normalise with cumulative statistics (voxswap's streaming model).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-def pad_layer(inp, layer, pad_type="reflect"):
+CAUSAL = False  # set by AE from the config
+
+
+def pad_layer(inp, layer, pad_type="reflect", causal=None):
     k = layer.kernel_size[0]
+    if CAUSAL if causal is None else causal:
+        return layer(F.pad(inp, pad=(k - 1, 0)))
     pad = (k // 2, k // 2 - 1) if k % 2 == 0 else (k // 2, k // 2)
     return layer(F.pad(inp, pad=pad, mode=pad_type))
 
 
-def conv_bank(x, module_list, act):
-    outs = [act(pad_layer(x, layer)) for layer in module_list]
+def conv_bank(x, module_list, act, causal=None):
+    outs = [act(pad_layer(x, layer, causal=causal)) for layer in module_list]
     return torch.cat(outs + [x], dim=1)
+
+
+def causal_norm(x, eps=1e-3):
+    """Instance norm with the statistics of frames 0..t, over x - x0 (voxswap's causal norm)."""
+    d = x - x[:, :, :1].detach()
+    n = torch.arange(1, x.size(2) + 1, dtype=x.dtype, device=x.device)
+    mean = torch.cumsum(d, 2) / n
+    var = torch.relu(torch.cumsum(d * d, 2) / n - mean ** 2)
+    return (d - mean) / torch.sqrt(var + eps)
+
+
+class Norm(nn.Module):
+    def __init__(self, c_h):
+        super().__init__()
+        self.inorm = nn.InstanceNorm1d(c_h, affine=False)
+
+    def forward(self, x):
+        return causal_norm(x) if CAUSAL else self.inorm(x)
 
 
 def pixel_shuffle_1d(inp, scale_factor=2):
@@ -57,11 +81,11 @@ class SpeakerEncoder(nn.Module):
         self.output_layer = nn.Linear(c_h, cfg["c_out"])
 
     def forward(self, x):
-        out = conv_bank(x, self.conv_bank, F.relu)
-        out = F.relu(pad_layer(out, self.in_conv_layer))
+        out = conv_bank(x, self.conv_bank, F.relu, causal=False)
+        out = F.relu(pad_layer(out, self.in_conv_layer, causal=False))
         for l, sub in enumerate(self.subsample):
-            y = F.relu(pad_layer(out, self.first_conv_layers[l]))
-            y = F.relu(pad_layer(y, self.second_conv_layers[l]))
+            y = F.relu(pad_layer(out, self.first_conv_layers[l], causal=False))
+            y = F.relu(pad_layer(y, self.second_conv_layers[l], causal=False))
             if sub > 1:
                 out = F.avg_pool1d(out, kernel_size=sub, ceil_mode=True)
             out = y + out
@@ -83,7 +107,7 @@ class ContentEncoder(nn.Module):
         self.in_conv_layer = nn.Conv1d(c_bank * len(bank_kernels(s)) + c_in, c_h, 1)
         self.first_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k) for _ in self.subsample])
         self.second_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k, stride=sub) for sub in self.subsample])
-        self.norm_layer = nn.InstanceNorm1d(c_h, affine=False)
+        self.norm_layer = Norm(c_h)
         self.mean_layer = nn.Conv1d(c_h, cfg["c_out"], 1)
         self.std_layer = nn.Conv1d(c_h, cfg["c_out"], 1)
 
@@ -107,7 +131,7 @@ class Decoder(nn.Module):
         self.in_conv_layer = nn.Conv1d(c_in, c_h, 1)
         self.first_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h, k) for _ in self.upsample])
         self.second_conv_layers = nn.ModuleList([nn.Conv1d(c_h, c_h * up, k) for up in self.upsample])
-        self.norm_layer = nn.InstanceNorm1d(c_h, affine=False)
+        self.norm_layer = Norm(c_h)
         self.conv_affine_layers = nn.ModuleList([nn.Linear(c_cond, c_h * 2) for _ in range(len(self.upsample) * 2)])
         self.out_conv_layer = nn.Conv1d(c_h, c_out, 1)
 
@@ -128,6 +152,8 @@ class Decoder(nn.Module):
 class AE(nn.Module):
     def __init__(self, cfg):
         super().__init__()
+        global CAUSAL
+        CAUSAL = cfg["temporal"] == "causal"
         n_mels = cfg["frontend"]["n_mels"]
         self.speaker_encoder = SpeakerEncoder(cfg["speaker"])
         self.content_encoder = ContentEncoder(cfg["content"])

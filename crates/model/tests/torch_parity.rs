@@ -29,9 +29,9 @@ fn max_abs(t: &Tensor) -> f32 {
         .unwrap()
 }
 
-fn setup() -> (AdaInVc, VarMap, HashMap<String, Tensor>) {
-    let cfg: ModelConfig = serde_json::from_str(&std::fs::read_to_string(data("tiny_config.json")).unwrap()).unwrap();
-    let fix = candle_core::safetensors::load(data("adain_vc_tiny.safetensors"), &Device::Cpu).unwrap();
+fn setup(preset: &str) -> (AdaInVc, VarMap, HashMap<String, Tensor>) {
+    let cfg: ModelConfig = serde_json::from_str(&std::fs::read_to_string(data(&format!("{preset}_config.json"))).unwrap()).unwrap();
+    let fix = candle_core::safetensors::load(data(&format!("adain_vc_{preset}.safetensors")), &Device::Cpu).unwrap();
     let vars = VarMap::new();
     let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
     let mut n = 0;
@@ -63,9 +63,18 @@ fn loss(x: &Tensor, out: &voxswap_model::AeOutput) -> (Tensor, Tensor, Tensor) {
     (total, rec, kl)
 }
 
+/// The paper's model and the causal streaming model, each against its reference.
+const PRESETS: [&str; 2] = ["tiny", "tiny-stream"];
+
 #[test]
 fn forward_matches_pytorch() {
-    let (model, _vars, fix) = setup();
+    for preset in PRESETS {
+        forward_matches(preset);
+    }
+}
+
+fn forward_matches(preset: &str) {
+    let (model, _vars, fix) = setup(preset);
     let out = model.forward(&fix["input"], &fix["noise"]).unwrap();
     for (name, got) in [
         ("out.mu", &out.mu),
@@ -76,7 +85,7 @@ fn forward_matches_pytorch() {
         let want = &fix[name];
         assert_eq!(got.dims(), want.dims(), "{name}");
         let err = max_abs(&(got - want).unwrap());
-        assert!(err <= 1e-4, "{name}: max difference {err}");
+        assert!(err <= 1e-4, "{preset} {name}: max difference {err}");
     }
     let (total, rec, kl) = loss(&fix["input"], &out);
     for (name, got) in [("out.loss", &total), ("out.rec", &rec), ("out.kl", &kl)] {
@@ -91,7 +100,13 @@ fn forward_matches_pytorch() {
 
 #[test]
 fn gradients_match_pytorch() {
-    let (model, vars, fix) = setup();
+    for preset in PRESETS {
+        gradients_match(preset);
+    }
+}
+
+fn gradients_match(preset: &str) {
+    let (model, vars, fix) = setup(preset);
     let out = model.forward(&fix["input"], &fix["noise"]).unwrap();
     let (total, _, _) = loss(&fix["input"], &out);
     let grads = total.backward().unwrap();
@@ -120,7 +135,7 @@ fn gradients_match_pytorch() {
         if rel > worst.0 {
             worst = (rel, name.clone());
         }
-        assert!(rel <= 1e-3, "{name}: relative gradient error {rel}");
+        assert!(rel <= 1e-3, "{preset} {name}: relative gradient error {rel}");
     }
-    eprintln!("worst relative gradient error {:.2e} ({})", worst.0, worst.1);
+    eprintln!("{preset}: worst relative gradient error {:.2e} ({})", worst.0, worst.1);
 }
