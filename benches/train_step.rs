@@ -22,10 +22,18 @@ fn build(cfg: &ModelConfig) -> (AdaInVc, VarMap) {
 fn models(c: &mut Criterion) {
     let dev = Device::Cpu;
     let mut g = c.benchmark_group("model");
-    g.sample_size(10).measurement_time(Duration::from_secs(10)).warm_up_time(Duration::from_secs(2));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(10))
+        .warm_up_time(Duration::from_secs(2));
     for cfg in [ModelConfig::paper(), ModelConfig::stream()] {
         let (model, vars) = build(&cfg);
-        let params = vars.data().lock().expect("lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let params = vars
+            .data()
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut opt = Adam::new(params, AdamConfig::default()).expect("adam");
         let x = Tensor::randn(0f32, 1.0, (16, 80, 128), &dev).expect("x");
         let noise = Tensor::randn(0f32, 1.0, (16, cfg.content.c_out, 128 / cfg.frame_multiple()), &dev).expect("noise");
@@ -38,7 +46,10 @@ fn models(c: &mut Criterion) {
             })
         });
         let src = Tensor::randn(0f32, 1.0, (1, 80, 1000), &dev).expect("src");
-        let spk = model.speaker.forward(&src.narrow(2, 0, 300).expect("ref")).expect("spk");
+        let spk = model
+            .speaker
+            .forward(&src.narrow(2, 0, 300).expect("ref"))
+            .expect("spk");
         g.bench_function(format!("convert_10s_{}", cfg.preset), |b| {
             b.iter(|| black_box(model.convert(&src, &spk).expect("convert")))
         });

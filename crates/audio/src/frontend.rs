@@ -471,22 +471,17 @@ impl StreamingLogMel {
     }
 
     /// Feeds samples; `emit` receives each finished frame (`n_mels` values).
-    pub fn push(&mut self, x: &[f32], mut emit: impl FnMut(&[f32])) {
-        let Self {
-            stft,
-            fb,
-            mag,
-            frame,
-            cfg,
-        } = self;
-        stft.push(x, |f| {
-            log_mel_frame(fb, f, mag, frame, cfg.log_floor);
-            emit(frame);
-        });
+    pub fn push(&mut self, x: &[f32], emit: impl FnMut(&[f32])) {
+        self.run(Some(x), emit);
     }
 
     /// Ends the stream (trailing padding), emitting the last frames.
-    pub fn finish(&mut self, mut emit: impl FnMut(&[f32])) {
+    pub fn finish(&mut self, emit: impl FnMut(&[f32])) {
+        self.run(None, emit);
+    }
+
+    /// `push` (`Some`) or `finish` (`None`), with each STFT frame turned into a log-mel frame.
+    fn run(&mut self, x: Option<&[f32]>, mut emit: impl FnMut(&[f32])) {
         let Self {
             stft,
             fb,
@@ -494,10 +489,14 @@ impl StreamingLogMel {
             frame,
             cfg,
         } = self;
-        stft.finish(|f| {
+        let on_frame = |f: &[Complex<f64>]| {
             log_mel_frame(fb, f, mag, frame, cfg.log_floor);
             emit(frame);
-        });
+        };
+        match x {
+            Some(x) => stft.push(x, on_frame),
+            None => stft.finish(on_frame),
+        }
     }
 
     /// Back to the start of a new stream.

@@ -30,7 +30,8 @@ fn max_abs(t: &Tensor) -> f32 {
 }
 
 fn setup(preset: &str) -> (AdaInVc, VarMap, HashMap<String, Tensor>) {
-    let cfg: ModelConfig = serde_json::from_str(&std::fs::read_to_string(data(&format!("{preset}_config.json"))).unwrap()).unwrap();
+    let cfg: ModelConfig =
+        serde_json::from_str(&std::fs::read_to_string(data(&format!("{preset}_config.json"))).unwrap()).unwrap();
     let fix = candle_core::safetensors::load(data(&format!("adain_vc_{preset}.safetensors")), &Device::Cpu).unwrap();
     let vars = VarMap::new();
     let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
