@@ -238,20 +238,6 @@ impl<T: Real> Stft<T> {
         }
     }
 
-    /// Calls `f(t, frame)` for each frame of `x` in order, without storing the spectrogram
-    /// (for consumers that reduce each frame at once, such as the log-mel).
-    pub fn for_each_frame(&mut self, x: &[f32], mut f: impl FnMut(usize, &[Complex<T>])) {
-        let frames = self.cfg.n_frames(x.len());
-        self.pad_input(x);
-        let (n_fft, hop) = (self.cfg.n_fft, self.cfg.hop_length);
-        // `ibuf` is free outside `inverse_into` and has the right length.
-        for t in 0..frames {
-            self.analyzer
-                .analyse(&self.padded[t * hop..t * hop + n_fft], &mut self.ibuf);
-            f(t, &self.ibuf);
-        }
-    }
-
     fn pad_input(&mut self, x: &[f32]) {
         let pad = self.cfg.pad();
         self.padded.clear();

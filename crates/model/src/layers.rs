@@ -110,34 +110,47 @@ pub const CAUSAL_NORM_EPS: f64 = 1e-3;
 /// channel (silence sits at the log floor, −11.5) loses all its digits to cancellation. A
 /// stream keeps the same sums exactly ([`crate::stream::Ctx::norm`]).
 pub fn causal_instance_norm(x: &Tensor) -> Result<Tensor> {
-    let shift = x.narrow(D::Minus1, 0, 1)?.detach();
-    let (mean, var) = causal_stats(&x.broadcast_sub(&shift)?, None, 0)?;
-    Ok((x.broadcast_sub(&shift)? - mean)?.div(&(var + CAUSAL_NORM_EPS)?.sqrt()?)?)
+    Ok(causal_norm_continue(x, None)?.0)
 }
 
-/// Running mean and variance of `d` (`[B, C, T]`) over time, continuing from `carry` (sum and
-/// sum of squares of `count` earlier frames): returns `(mean, var)` per frame and leaves the new
-/// sums in the last frame of the cumulative tensors the caller can take with
-/// [`causal_sums`].
-pub(crate) fn causal_stats(d: &Tensor, carry: Option<(&Tensor, &Tensor)>, count: usize) -> Result<(Tensor, Tensor)> {
-    let (cs, cs2) = causal_sums(d, carry)?;
-    let t = d.dim(D::Minus1)?;
+/// The running statistics of a causal instance norm after some frames: the first frame (the
+/// shift), the frame count, and the sums of `x − shift` and of its square per channel.
+#[derive(Debug, Clone)]
+pub struct CausalStats {
+    shift: Tensor,
+    count: usize,
+    sum: Tensor,
+    sum_sq: Tensor,
+}
+
+/// Causal instance norm of `x`, continuing from the statistics of earlier frames (`None`: `x`
+/// starts the sequence); also returns the statistics after `x`. Offline and streaming passes
+/// both go through here, so they compute the same thing.
+pub fn causal_norm_continue(x: &Tensor, before: Option<&CausalStats>) -> Result<(Tensor, CausalStats)> {
+    let (shift, count) = match before {
+        Some(b) => (b.shift.clone(), b.count),
+        None => (x.narrow(D::Minus1, 0, 1)?.detach().contiguous()?, 0),
+    };
+    let d = x.broadcast_sub(&shift)?;
+    let mut cs = cumsum_time(&d)?;
+    let mut cs2 = cumsum_time(&d.sqr()?)?;
+    if let Some(b) = before {
+        cs = cs.broadcast_add(&b.sum)?;
+        cs2 = cs2.broadcast_add(&b.sum_sq)?;
+    }
+    let t = x.dim(D::Minus1)?;
     let inv_n: Vec<f32> = (count + 1..=count + t).map(|n| 1.0 / n as f32).collect();
-    let inv_n = Tensor::from_vec(inv_n, (1, 1, t), d.device())?.to_dtype(d.dtype())?;
+    let inv_n = Tensor::from_vec(inv_n, (1, 1, t), x.device())?.to_dtype(x.dtype())?;
     let mean = cs.broadcast_mul(&inv_n)?;
     let var = (cs2.broadcast_mul(&inv_n)? - mean.sqr()?)?.relu()?;
-    Ok((mean, var))
-}
-
-/// Cumulative sums of `d` and `d²` over time, plus `carry`.
-pub(crate) fn causal_sums(d: &Tensor, carry: Option<(&Tensor, &Tensor)>) -> Result<(Tensor, Tensor)> {
-    let mut cs = cumsum_time(d)?;
-    let mut cs2 = cumsum_time(&d.sqr()?)?;
-    if let Some((s, s2)) = carry {
-        cs = cs.broadcast_add(s)?;
-        cs2 = cs2.broadcast_add(s2)?;
-    }
-    Ok((cs, cs2))
+    let y = (d - mean)?.div(&(var + CAUSAL_NORM_EPS)?.sqrt()?)?;
+    let after = CausalStats {
+        shift,
+        count: count + t,
+        sum: cs.narrow(D::Minus1, t - 1, 1)?.contiguous()?,
+        sum_sq: cs2.narrow(D::Minus1, t - 1, 1)?.contiguous()?,
+    };
+    Ok((y, after))
 }
 
 /// Cumulative sum over the last dimension. On the CPU it accumulates frame after frame (a

@@ -5,19 +5,14 @@
 
 use candle_core::{Tensor, D};
 
-use crate::layers::{causal_instance_norm, causal_sums, instance_norm, PadConv, Padding};
+use crate::layers::{causal_instance_norm, causal_norm_continue, instance_norm, CausalStats, PadConv, Padding};
 use crate::Result;
 
 #[derive(Debug, Clone)]
 enum Slot {
     Empty,
     Conv(Tensor),
-    Norm {
-        count: usize,
-        shift: Tensor,
-        sum: Tensor,
-        sum_sq: Tensor,
-    },
+    Norm(CausalStats),
 }
 
 /// The state of every stateful layer, in the order the forward pass meets them.
@@ -89,28 +84,12 @@ impl Ctx<'_> {
             (Ctx::Stream(s), _) => s,
         };
         let slot = s.slot();
-        let (count, shift, carry) = match slot {
-            Slot::Norm {
-                count,
-                shift,
-                sum,
-                sum_sq,
-            } => (*count, shift.clone(), Some((sum.clone(), sum_sq.clone()))),
-            _ => (0, x.narrow(D::Minus1, 0, 1)?.contiguous()?, None),
+        let before = match slot {
+            Slot::Norm(stats) => Some(&*stats),
+            _ => None,
         };
-        let d = x.broadcast_sub(&shift)?;
-        let (cs, cs2) = causal_sums(&d, carry.as_ref().map(|(a, b)| (a, b)))?;
-        let t = x.dim(D::Minus1)?;
-        let inv_n: Vec<f32> = (count + 1..=count + t).map(|n| 1.0 / n as f32).collect();
-        let inv_n = Tensor::from_vec(inv_n, (1, 1, t), x.device())?.to_dtype(x.dtype())?;
-        let mean = cs.broadcast_mul(&inv_n)?;
-        let var = (cs2.broadcast_mul(&inv_n)? - mean.sqr()?)?.relu()?;
-        *slot = Slot::Norm {
-            count: count + t,
-            shift,
-            sum: cs.narrow(D::Minus1, t - 1, 1)?.contiguous()?,
-            sum_sq: cs2.narrow(D::Minus1, t - 1, 1)?.contiguous()?,
-        };
-        Ok((d - mean)?.div(&(var + crate::layers::CAUSAL_NORM_EPS)?.sqrt()?)?)
+        let (y, after) = causal_norm_continue(x, before)?;
+        *slot = Slot::Norm(after);
+        Ok(y)
     }
 }

@@ -214,19 +214,24 @@ impl Dataset {
     ) -> Result<Self> {
         let mut train: Vec<(String, Vec<Mel>)> = Vec::new();
         let mut valid = Vec::new();
+        // `utts` is sorted by speaker, so each speaker's mels are consecutive; they move into
+        // the dataset (no copies: a corpus of mels is the run's largest allocation).
+        let mut mels = mels.into_iter();
         let mut i = 0;
-        let mels: Vec<Mel> = mels;
         while i < utts.len() {
             let speaker = &utts[i].speaker;
             let end = (i..utts.len())
                 .find(|&j| &utts[j].speaker != speaker)
                 .unwrap_or(utts.len());
-            let group: Vec<&Mel> = mels[i..end].iter().filter(|m| m.frames >= segment_frames).collect();
+            let mut group: Vec<Mel> = mels
+                .by_ref()
+                .take(end - i)
+                .filter(|m| m.frames >= segment_frames)
+                .collect();
             let n_valid = valid_per_speaker.min(group.len().saturating_sub(1));
-            let (tr, va) = group.split_at(group.len() - n_valid);
-            valid.extend(va.iter().map(|m| (*m).clone()));
-            if !tr.is_empty() {
-                train.push((speaker.clone(), tr.iter().map(|m| (*m).clone()).collect()));
+            valid.extend(group.drain(group.len() - n_valid..));
+            if !group.is_empty() {
+                train.push((speaker.clone(), group));
             }
             i = end;
         }

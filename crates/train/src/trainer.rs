@@ -132,7 +132,7 @@ pub fn train(
     let mut opt = Adam::new(params, recipe.optim.clone())?;
     let ckpt_dir = checkpoints_dir(recipe);
     let latest = checkpoint::list(&ckpt_dir).pop();
-    let mut last_ckpt = None;
+    let mut last_ckpt: Option<(u64, PathBuf)> = None;
     if let Some((_, path)) = &latest {
         let state = checkpoint::restore(path, &cfg, &vars, &mut opt, device)?;
         if state.seed != recipe.train.seed {
@@ -144,13 +144,13 @@ pub fn train(
                 ),
             ));
         }
-        last_ckpt = Some(path.clone());
+        last_ckpt = Some((state.step, path.clone()));
     }
     let start = opt.step;
     let total = recipe.train.steps;
     let log_path = recipe.output.dir.join("train.jsonl");
     let mut log = Log::open(&log_path, start)?;
-    observer.start(start, total, last_ckpt.as_deref());
+    observer.start(start, total, last_ckpt.as_ref().map(|(_, p)| p.as_path()));
     let valid = data.valid_batches(recipe.train.batch_size, device)?;
 
     let code_frames = recipe.data.segment_frames / cfg.frame_multiple();
@@ -171,13 +171,10 @@ pub fn train(
     };
     while opt.step < total {
         if stop.load(Ordering::Relaxed) {
-            let p = if last_ckpt.is_some() && checkpoint::list(&ckpt_dir).last().is_some_and(|(s, _)| *s == opt.step) {
-                checkpoint::list(&ckpt_dir)
-                    .last()
-                    .map(|(_, p)| p.clone())
-                    .unwrap_or_default()
-            } else {
-                save(&opt, &log, observer)?
+            // A checkpoint of this very step exists when the stop comes right after one.
+            let p = match &last_ckpt {
+                Some((step, p)) if *step == opt.step => p.clone(),
+                _ => save(&opt, &log, observer)?,
             };
             return Ok(Outcome::Interrupted {
                 step: opt.step,
@@ -199,7 +196,7 @@ pub fn train(
         if !value.is_finite() {
             let checkpoint = last_ckpt
                 .as_ref()
-                .map_or("none written yet".into(), |p| p.display().to_string());
+                .map_or("none written yet".into(), |(_, p)| p.display().to_string());
             return Err(Error::Diverged {
                 step,
                 loss: value,
@@ -231,11 +228,11 @@ pub fn train(
             observer.record(&rec);
         }
         if step % recipe.train.checkpoint_every == 0 || step == total {
-            last_ckpt = Some(save(&opt, &log, observer)?);
+            last_ckpt = Some((opt.step, save(&opt, &log, observer)?));
         }
     }
     let checkpoint = match last_ckpt {
-        Some(p) => p,
+        Some((_, p)) => p,
         None => save(&opt, &log, observer)?,
     };
     Ok(Outcome::Finished {
