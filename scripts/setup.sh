@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages voxswap needs to build and test, if any are missing.
 # pkg-config and libasound2-dev: cpal (audio devices, for `voxswap live`) links ALSA.
+# espeak-ng, sox, wordnet-base: the synthetic-corpus recipe (recipes/synth), which the tests run
+# on a few espeak-ng voices.
 # Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
-packages=(pkg-config libasound2-dev)
+packages=(pkg-config libasound2-dev espeak-ng sox wordnet-base)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

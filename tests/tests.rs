@@ -4,5 +4,6 @@
 mod bad_input;
 mod commands;
 mod decoding;
+mod recipes;
 mod train_cli;
 mod util;

@@ -3,6 +3,7 @@
 //! Thin by design: argument parsing, validation into ready-built objects, and wiring of the
 //! library crates. Errors print as one line with their whole chain.
 
+mod data;
 mod info;
 mod io;
 mod resynth;
@@ -36,6 +37,9 @@ enum Command {
     /// Train a model from a recipe (TOML). Resumes from the newest checkpoint; Ctrl-C writes a
     /// checkpoint and stops; progress, a JSONL log and a PNG of the loss curves as it goes.
     Train(train::Args),
+    /// Inspect a corpus before training on it.
+    #[command(subcommand)]
+    Data(data::Command),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spectrogram(a) => spectrogram::run(a),
         Command::Resynth(a) => resynth::run(a),
         Command::Train(a) => train::run(a),
+        Command::Data(c) => data::run(c),
     }
 }
 

@@ -19,6 +19,9 @@ pub struct Args {
     /// Where to compute: cpu, cuda:N (build with --features cuda) or metal (--features metal).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: DeviceArg,
+    /// Only fill the feature cache (log-mels of the whole corpus), then stop.
+    #[arg(long)]
+    features_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +115,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         features.set_length(total as u64);
         features.set_position(done as u64);
     };
+    if a.features_only {
+        let (utts, frames) = trainer::extract_features(&recipe, &on_features)?;
+        features.finish_and_clear();
+        let fe = recipe.model_config()?.frontend;
+        let hours = frames as f64 * fe.hop_length as f64 / f64::from(fe.sample_rate) / 3600.0;
+        println!(
+            "features of {utts} utterances ({hours:.2} h) in {}",
+            recipe.data.cache.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let bar = ProgressBar::new(recipe.train.steps).with_style(
         ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed} elapsed, {eta} left]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

@@ -24,6 +24,14 @@ pub struct Recipe {
     pub optim: AdamConfig,
     /// Where results go.
     pub output: OutputSection,
+    /// `[prepare]`: settings of a recipe's data-preparation stage, read by its `run.sh`; not used
+    /// by the trainer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare: Option<toml::Table>,
+    /// `[export]`: settings of a recipe's export stage, read by its `run.sh`; not used by the
+    /// trainer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<toml::Table>,
 }
 
 /// `[data]`.

@@ -92,6 +92,18 @@ pub fn checkpoints_dir(recipe: &Recipe) -> PathBuf {
     recipe.output.dir.join("checkpoints")
 }
 
+/// Scans the recipe's corpus and fills its feature cache (in parallel; cached files are only
+/// read). Returns the utterance count and the total frames, without training.
+///
+/// # Errors
+/// A corpus that cannot be scanned or a file that cannot be decoded, named.
+pub fn extract_features(recipe: &Recipe, features: &(dyn Fn(usize, usize) + Sync)) -> Result<(usize, usize)> {
+    let cfg = recipe.model_config()?;
+    let utts = scan_corpus(&recipe.data.corpus)?;
+    let mels = load_features(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
+    Ok((utts.len(), mels.iter().map(|m| m.frames).sum()))
+}
+
 /// Runs (or resumes, from the newest checkpoint in the run folder) the recipe's training on
 /// `device`. `stop` is polled every step: when set, a checkpoint is written and the run returns
 /// [`Outcome::Interrupted`]. `features` reports feature-cache progress (done, total).

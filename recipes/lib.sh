@@ -1,0 +1,127 @@
+# Shared by every recipe's run.sh (sourced, not run). Gives:
+#   parse_args "$@"      --config FILE --stage N --stop-stage M --jobs J --help
+#   stage N "title"      true when stage N is selected; prints its banner and start time
+#   toml_get SECTION KEY [DEFAULT]   a scalar from the config's [SECTION] (strings unquoted)
+#   voxswap ARGS...      the workspace's release binary, built on first use
+#   as_root CMD...       runs CMD as root (directly, or through sudo)
+#   run_common_stages CORPUS   stages 2 to 6, the same in every recipe
+#   apt_private_install PKG...   apt-get install with Debian's contrib and non-free components
+#                        enabled through private sources/lists/cache folders: the system's apt
+#                        configuration is not changed.
+set -euo pipefail
+RECIPE_DIR=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
+REPO_ROOT=$(cd "$RECIPE_DIR/../.." && pwd)
+CONFIG=$RECIPE_DIR/config.toml
+STAGE=0
+STOP_STAGE=100
+JOBS=$(nproc)
+
+usage() {
+  sed -n '2,/^$/s/^# \{0,1\}//p' "$RECIPE_DIR/run.sh"
+  exit "${1:-0}"
+}
+
+parse_args() {
+  while (($#)); do
+    case $1 in
+    --config) CONFIG=$(realpath "$2"); shift 2 ;;
+    --stage) STAGE=$2; shift 2 ;;
+    --stop-stage) STOP_STAGE=$2; shift 2 ;;
+    --jobs) JOBS=$2; shift 2 ;;
+    -h | --help) usage 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+  done
+  [[ $STAGE =~ ^[0-9]+$ && $STOP_STAGE =~ ^[0-9]+$ && $JOBS =~ ^[1-9][0-9]*$ ]] ||
+    { echo "run.sh: --stage, --stop-stage and --jobs take whole numbers" >&2; exit 2; }
+  [[ -r $CONFIG ]] || { echo "run.sh: cannot read config $CONFIG" >&2; exit 2; }
+  CONFIG_DIR=$(dirname "$CONFIG")
+}
+
+stage() {
+  local n=$1
+  ((n >= STAGE && n <= STOP_STAGE)) || return 1
+  echo "== stage $n: $2 ($(date '+%H:%M:%S'))"
+}
+
+toml_get() {
+  local section=$1 key=$2 default=${3-}
+  local v
+  v=$(awk -v s="[$section]" -v k="$key" '
+    /^[[:space:]]*\[/ { insec = ($0 ~ "^[[:space:]]*\\[" substr(s, 2, length(s) - 2) "\\][[:space:]]*(#.*)?$"); next }
+    insec && $0 ~ "^[[:space:]]*" k "[[:space:]]*=" {
+      sub(/^[^=]*=[[:space:]]*/, ""); sub(/[[:space:]]*(#.*)?$/, ""); gsub(/^"|"$/, ""); print; exit
+    }' "$CONFIG")
+  if [[ -z $v ]]; then
+    [[ $# -ge 3 ]] || { echo "run.sh: $CONFIG has no [$section] $key" >&2; exit 2; }
+    v=$default
+  fi
+  printf '%s\n' "$v"
+}
+
+# A path from the config, relative to the config's folder.
+toml_path() {
+  local p
+  p=$(toml_get "$@")
+  [[ $p = /* ]] || p=$CONFIG_DIR/$p
+  printf '%s\n' "$p"
+}
+
+voxswap() {
+  if [[ -z ${VOXSWAP_BIN-} ]]; then
+    (cd "$REPO_ROOT" && cargo build --release --locked --quiet)
+    VOXSWAP_BIN=$REPO_ROOT/target/release/voxswap
+  fi
+  "$VOXSWAP_BIN" "$@"
+}
+
+as_root() {
+  if ((EUID == 0)); then "$@"; else sudo "$@"; fi
+}
+
+apt_private_install() {
+  local dir=${APT_PRIVATE_DIR:-$REPO_ROOT/target/apt-private}
+  mkdir -p "$dir/sources" "$dir/lists/partial" "$dir/cache/archives/partial"
+  local codename
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+  cat >"$dir/sources/voxswap.sources" <<SRC
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: $codename
+Components: main contrib non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  local opts=(-o "Dir::Etc::SourceParts=$dir/sources" -o "Dir::Etc::SourceList=/dev/null"
+    -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o "APT::Sandbox::User=root")
+  as_root apt-get "${opts[@]}" update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -qq --no-install-recommends "$@"
+}
+
+# Stages 2 to 6 of every recipe, on CORPUS/train and CORPUS/valid (unseen speakers).
+run_common_stages() {
+  local corpus=$1
+  if stage 2 "extract features"; then
+    voxswap data check "$corpus/train"
+    voxswap data check "$corpus/valid"
+    voxswap train --config "$CONFIG" --features-only
+  fi
+  if stage 3 "train the model"; then
+    voxswap train --config "$CONFIG"
+  fi
+  if stage 4 "train the vocoder"; then
+    echo "skipped: this version has no neural vocoder; conversion uses Griffin-Lim"
+  fi
+  if stage 5 "evaluate"; then
+    echo "skipped: this version has no voxswap eval"
+  fi
+  if stage 6 "export"; then
+    local run dest last
+    run=$(toml_path output dir)
+    dest=$(toml_path export dir)
+    last=$(find "$run/checkpoints" -maxdepth 1 -type d -name 'step-*' 2>/dev/null | sort | tail -n 1)
+    [[ -n $last ]] || { echo "stage 6: no checkpoint in $run/checkpoints (run stage 3)" >&2; exit 1; }
+    mkdir -p "$dest"
+    cp "$last/config.json" "$last/model.safetensors" "$dest/"
+    echo "exported $(basename "$last") to $dest"
+  fi
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# recipes/libritts/run.sh: voxswap on LibriTTS (24 kHz read English, 2,456 speakers), which you
+# download yourself (see README.md).
+#
+#   bash recipes/libritts/run.sh [--config FILE] [--stage N] [--stop-stage M] [--jobs J]
+#
+# Stages (each can be re-run; a re-run resumes or does nothing):
+#   0  check the download: [prepare] root holds the subsets named in [prepare] train_subsets and
+#      valid_subsets (e.g. train-clean-100/, dev-clean/), each <subset>/<speaker>/<chapter>/*.wav
+#   1  prepare data: <work>/corpus/{train,valid}/<speaker>/ linking to the speakers' folders;
+#      the valid subsets' speakers (disjoint from the training subsets' in LibriTTS) go to valid/
+#   2  extract features: check the corpus (voxswap data check), fill the log-mel cache
+#   3  train the model (voxswap train; resumes from the newest checkpoint)
+#   4  train the vocoder (not in this version: conversion uses Griffin-Lim)
+#   5  evaluate (not in this version: needs voxswap eval)
+#   6  export the newest checkpoint to a model folder ([export] dir)
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+parse_args "$@"
+
+WORK=$(toml_path prepare work data)
+ROOT=$(toml_path prepare root)
+CORPUS=$WORK/corpus
+read -r -a TRAIN_SUBSETS <<<"$(toml_get prepare train_subsets)"
+read -r -a VALID_SUBSETS <<<"$(toml_get prepare valid_subsets)"
+
+if stage 0 "check the download"; then
+  for s in "${TRAIN_SUBSETS[@]}" "${VALID_SUBSETS[@]}"; do
+    [[ -d $ROOT/$s ]] || { echo "LibriTTS subset $s not found in $ROOT; set [prepare] root in $CONFIG (see recipes/libritts/README.md)" >&2; exit 1; }
+    echo "$s: $(find "$ROOT/$s" -mindepth 1 -maxdepth 1 -type d | wc -l) speakers"
+  done
+fi
+
+if stage 1 "prepare data"; then
+  rm -rf "$CORPUS.tmp"
+  mkdir -p "$CORPUS.tmp/train" "$CORPUS.tmp/valid"
+  link_subsets() {
+    local split=$1
+    shift
+    for s in "$@"; do
+      [[ -d $ROOT/$s ]] || { echo "LibriTTS subset $s not found in $ROOT" >&2; exit 1; }
+      for dir in "$ROOT/$s"/*/; do
+        local spk
+        spk=$(basename "$dir")
+        if [[ -e $CORPUS.tmp/train/$spk || -e $CORPUS.tmp/valid/$spk ]]; then
+          echo "speaker $spk is in more than one subset ($s); LibriTTS subsets have disjoint speakers" >&2
+          exit 1
+        fi
+        ln -s "$(realpath "$dir")" "$CORPUS.tmp/$split/$spk"
+      done
+    done
+  }
+  link_subsets train "${TRAIN_SUBSETS[@]}"
+  link_subsets valid "${VALID_SUBSETS[@]}"
+  rm -rf "$CORPUS"
+  mv "$CORPUS.tmp" "$CORPUS"
+  echo "$(ls "$CORPUS/train" | wc -l) training speakers (${TRAIN_SUBSETS[*]}), $(ls "$CORPUS/valid" | wc -l) validation speakers (${VALID_SUBSETS[*]})"
+fi
+
+run_common_stages "$CORPUS"

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Development step (run once, result committed as voices.tsv): keep the candidate voices that the
+independent judge (../shared/judge, Resemblyzer d-vectors) can tell apart.
+
+    ./candidates.sh > candidates.tsv
+    # synthesise 12 sentences per candidate into PROBE/<name>/sNNNN.wav (see README.md), then
+    ../judge-venv/bin/python ../shared/judge/judge.py spk PROBE      # writes PROBE/dvectors.npy
+    ../judge-venv/bin/python select_voices.py candidates.tsv PROBE > voices.tsv
+
+Same rule as the judge's own "pairwise-separated" count: voices in order of decreasing
+within-voice similarity, each kept only if its centroid's cosine to every kept voice is below
+THRESHOLD (0.85; the judge's same-voice mean on these voices is 0.89 and its equal-error-rate
+threshold 0.81). Every VALID_EVERY-th kept voice, in name order, becomes a validation speaker.
+"""
+import os
+import sys
+
+import numpy as np
+
+THRESHOLD = 0.85
+VALID_EVERY = 7
+
+cand_path, probe = sys.argv[1], sys.argv[2]
+cands = [l.rstrip("\n").split("\t") for l in open(cand_path) if l.strip()]
+voices = sorted(d for d in os.listdir(probe) if os.path.isdir(os.path.join(probe, d))
+                and any(f.endswith(".wav") for f in os.listdir(os.path.join(probe, d))))
+names = [v for v in voices for f in sorted(os.listdir(os.path.join(probe, v))) if f.endswith(".wav")]
+E = np.load(os.path.join(probe, "dvectors.npy"))
+assert len(E) == len(names), "dvectors.npy does not match the probe folder"
+idx = {v: [i for i, n in enumerate(names) if n == v] for v in voices}
+C = np.stack([E[idx[v]].mean(0) for v in voices])
+C /= np.linalg.norm(C, axis=1, keepdims=True)
+intra = {}
+for v in voices:
+    S = E[idx[v]] @ E[idx[v]].T
+    intra[v] = S[np.triu_indices(len(idx[v]), 1)].mean()
+kept = []
+for k in sorted(range(len(voices)), key=lambda k: -intra[voices[k]]):
+    if all(C[k] @ C[r] < THRESHOLD for r in kept):
+        kept.append(k)
+kept_names = sorted(voices[k] for k in kept)
+by_name = {c[0]: c for c in cands}
+print(f"# {len(kept_names)} of {len(voices)} candidate voices kept: centroid cosine < {THRESHOLD} to every other "
+      f"kept voice (judge spk, 12 sentences each); every {VALID_EVERY}th is a validation speaker")
+print("# name\tengine\tvoice\tsplit")
+for i, v in enumerate(kept_names):
+    _, engine, voice = by_name[v][:3]
+    split = "valid" if i % VALID_EVERY == VALID_EVERY - 1 else "train"
+    print(f"{v}\t{engine}\t{voice}\t{split}")
