@@ -43,9 +43,9 @@ fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     if a.json {
-        crate::io::say(&serde_json::to_string_pretty(&report)?)?;
+        crate::io::say(serde_json::to_string_pretty(&report)?)?;
     } else {
-        crate::io::say(&text(&report, a.list))?;
+        crate::io::say(text(&report, a.list))?;
     }
     Ok(if report.ok() {
         ExitCode::SUCCESS

@@ -224,12 +224,12 @@ mod tests {
         let b = dir.path().join("b/chapter");
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
-        write_wav(&a.join("ok.wav"), &tone(16000, 0.5), 16000, WavFormat::Pcm16).unwrap();
+        write_wav(a.join("ok.wav"), &tone(16000, 0.5), 16000, WavFormat::Pcm16).unwrap();
         let mut clip = tone(16000, 0.5);
         clip[100..110].fill(1.0);
-        write_wav(&a.join("clip.wav"), &clip, 16000, WavFormat::Pcm16).unwrap();
-        write_wav(&b.join("quiet.wav"), &vec![0.0; 24000], 24000, WavFormat::Pcm16).unwrap();
-        write_wav(&b.join("short.wav"), &tone(1000, 0.5), 16000, WavFormat::Pcm16).unwrap();
+        write_wav(a.join("clip.wav"), &clip, 16000, WavFormat::Pcm16).unwrap();
+        write_wav(b.join("quiet.wav"), &vec![0.0; 24000], 24000, WavFormat::Pcm16).unwrap();
+        write_wav(b.join("short.wav"), &tone(1000, 0.5), 16000, WavFormat::Pcm16).unwrap();
         std::fs::write(b.join("broken.wav"), b"RIFF nonsense").unwrap();
         let r = check_corpus(dir.path(), &|_, _| {}).unwrap();
         assert_eq!(r.speakers.len(), 2);
