@@ -73,8 +73,11 @@ if stage 1 "prepare data"; then
   # Every speaker reads the first `shared` sentences (a parallel set shared by all voices) and
   # per-shared more from a window that moves on by per-shared sentences from one speaker to the
   # next, so that together the speakers read every sentence and any two neighbours share some.
+  # The corpus is exactly what voices.tsv and [prepare] say: speaker folders and files they no
+  # longer name (a voice dropped or moved to the other split, other sentence counts) are removed.
   jobs_file=$WORK/jobs.bin
   : >"$jobs_file"
+  declare -A wanted=()
   i=0 todo=0 total=0
   while IFS=$'\t' read -r name engine voice split; do
     [[ $name = \#* || -z $name ]] && continue
@@ -85,6 +88,7 @@ if stage 1 "prepare data"; then
     for ((j = 0; j < per; j++)); do
       if ((j < shared)); then k=$j; else k=$((shared + (i * (per - shared) + j - shared) % rest)); fi
       out=$dir/s$(printf %04d $((k + 1))).wav
+      wanted[$out]=1
       total=$((total + 1))
       [[ -s $out ]] && continue
       printf '%s\0%s\0%s\0%s\0' "$engine" "$voice" "${text[k]}" "$out" >>"$jobs_file"
@@ -92,11 +96,19 @@ if stage 1 "prepare data"; then
     done
     i=$((i + 1))
   done <"$VOICES"
+  removed=0
+  while IFS= read -r -d '' f; do
+    [[ -n ${wanted[$f]-} ]] && continue
+    rm -f "$f"
+    removed=$((removed + 1))
+  done < <(find "$CORPUS/train" "$CORPUS/valid" -mindepth 2 -maxdepth 2 -name '*.wav' -print0)
+  find "$CORPUS/train" "$CORPUS/valid" -mindepth 1 -maxdepth 1 -type d -empty -delete
+  ((removed == 0)) || echo "removed $removed files that the voices and settings no longer name"
   echo "$i voices, $total utterances, $todo to synthesise ($JOBS jobs)"
   if ((todo)); then
     start=$SECONDS
     xargs -0 -n4 -P "$JOBS" "$RECIPE_DIR/synth_one.sh" <"$jobs_file" || true
-    have=$(find "$CORPUS" -name 's[0-9]*.wav' | wc -l)
+    have=$(find "$CORPUS/train" "$CORPUS/valid" -mindepth 2 -maxdepth 2 -name '*.wav' | wc -l)
     ((have >= total)) || { echo "stage 1: $((total - have)) utterances failed; rerun to retry" >&2; exit 1; }
     echo "synthesised $todo utterances in $((SECONDS - start)) s"
   fi

@@ -10,7 +10,9 @@ independent judge (../shared/judge, Resemblyzer d-vectors) can tell apart.
 Same rule as the judge's own "pairwise-separated" count: voices in order of decreasing
 within-voice similarity, each kept only if its centroid's cosine to every kept voice is below
 THRESHOLD (0.85; the judge's same-voice mean on these voices is 0.89 and its equal-error-rate
-threshold 0.81). Every VALID_EVERY-th kept voice, in name order, becomes a validation speaker.
+threshold 0.81). Voices that do not read the text are dropped first: more than MAX_SILENCE of
+silence (missing diphones replaced by silence) or MAX_DURATION times the median duration
+(spelling words out). Every VALID_EVERY-th kept voice, in name order, becomes a validation speaker.
 """
 import os
 import sys
@@ -19,6 +21,8 @@ import numpy as np
 
 THRESHOLD = 0.85
 VALID_EVERY = 7
+MAX_DURATION = 2.0  # times the median voice's duration for the same sentences
+MAX_SILENCE = 0.45  # share of 20 ms windows below -50 dBFS
 
 cand_path, probe = sys.argv[1], sys.argv[2]
 cands = [l.rstrip("\n").split("\t") for l in open(cand_path) if l.strip()]
@@ -34,14 +38,35 @@ intra = {}
 for v in voices:
     S = E[idx[v]] @ E[idx[v]].T
     intra[v] = S[np.triu_indices(len(idx[v]), 1)].mean()
+# Voices that do not read the text: a database lacking most English diphones (silence in their
+# place) or a voice spelling words out letter by letter (far longer than the others).
+import soundfile as sf
+dur, sil = {}, {}
+for v in voices:
+    d, s_, n_ = 0.0, 0, 0
+    for f in sorted(os.listdir(os.path.join(probe, v))):
+        if f.endswith(".wav"):
+            x, sr = sf.read(os.path.join(probe, v, f), dtype="float32")
+            w = sr // 50
+            p = (x[: len(x) // w * w].reshape(-1, w) ** 2).mean(1)
+            d += len(x) / sr; s_ += int((p < 1e-5).sum()); n_ += len(p)
+    dur[v], sil[v] = d, s_ / max(n_, 1)
+med = float(np.median(list(dur.values())))
+bad = {v: f"{dur[v] / med:.1f}x the median duration, {100 * sil[v]:.0f}% silence" for v in voices
+       if dur[v] > MAX_DURATION * med or sil[v] > MAX_SILENCE}
+for v, why in sorted(bad.items()):
+    print(f"dropped {v}: {why}", file=sys.stderr)
 kept = []
 for k in sorted(range(len(voices)), key=lambda k: -intra[voices[k]]):
+    if voices[k] in bad:
+        continue
     if all(C[k] @ C[r] < THRESHOLD for r in kept):
         kept.append(k)
 kept_names = sorted(voices[k] for k in kept)
 by_name = {c[0]: c for c in cands}
 print(f"# {len(kept_names)} of {len(voices)} candidate voices kept: centroid cosine < {THRESHOLD} to every other "
-      f"kept voice (judge spk, 12 sentences each); every {VALID_EVERY}th is a validation speaker")
+      f"kept voice (judge spk, 12 sentences each), {len(bad)} dropped for not reading the text; every {VALID_EVERY}th "
+      f"is a validation speaker")
 print("# name\tengine\tvoice\tsplit")
 for i, v in enumerate(kept_names):
     _, engine, voice = by_name[v][:3]

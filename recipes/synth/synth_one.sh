@@ -6,6 +6,7 @@
 set -euo pipefail
 engine=$1 voice=$2 text=$3 out=$4
 [[ -s $out ]] && exit 0
+mkdir -p "$(dirname "$out")"
 tmp=$(mktemp --tmpdir="$(dirname "$out")" .synth.XXXXXX)
 raw=$tmp.raw.wav
 trap 'rm -f "$tmp" "$raw"' EXIT
