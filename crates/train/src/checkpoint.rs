@@ -54,7 +54,7 @@ pub fn save(dir: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &Adam, seed: u64,
     let _ = std::fs::remove_dir_all(&tmp);
     let write = || -> Result<()> {
         io::save_model(&tmp, cfg, vars)?;
-        candle_core::safetensors::save(&opt.state_tensors(), tmp.join(OPTIM_FILE))
+        candle_core::safetensors::save(&opt.state_tensors()?, tmp.join(OPTIM_FILE))
             .map_err(|e| file_err(&tmp.join(OPTIM_FILE), e))?;
         let state = serde_json::to_string_pretty(&State { step: opt.step, seed }).map_err(|e| file_err(&tmp, e))?;
         std::fs::write(tmp.join(STATE_FILE), state).map_err(|e| file_err(&tmp.join(STATE_FILE), e))?;

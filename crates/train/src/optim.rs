@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{backprop::GradStore, Tensor, Var};
+use candle_core::{backprop::GradStore, DType, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -84,13 +85,18 @@ impl AdamConfig {
 }
 
 /// Adam state over named parameters.
+///
+/// The moments live in flat `f32` buffers on the host and the update is one fused pass per
+/// parameter (clip, decay, both moments, AMSGrad maximum, step), not a chain of tensor ops: the
+/// chain cost about 200 ms per step for 2.7 M parameters in candle, and moments computed as
+/// tensors from the gradients kept each step's autograd graph (all its activations) alive.
 #[derive(Debug)]
 pub struct Adam {
     cfg: AdamConfig,
     params: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    vmax: Vec<Tensor>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    vmax: Vec<Vec<f32>>,
     /// Updates applied so far.
     pub step: u64,
 }
@@ -104,29 +110,66 @@ pub struct StepInfo {
     pub lr: f64,
 }
 
+/// The constants of one update, shared by every parameter.
+#[derive(Debug, Clone, Copy)]
+struct Update {
+    clip: f32,
+    l2: f32,
+    b1: f32,
+    b2: f32,
+    /// lr / (1 - β1^t)
+    step_size: f32,
+    /// 1 / (1 - β2^t)
+    inv_bc2: f32,
+    eps: f32,
+    /// lr · decoupled weight decay
+    decay: f32,
+    amsgrad: bool,
+}
+
+impl Update {
+    /// θ, m, v, vmax ← one Adam(W)/AMSGrad step with gradient g.
+    fn apply(&self, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: &mut [f32]) {
+        for i in 0..theta.len() {
+            let th = theta[i];
+            let gi = g[i] * self.clip + self.l2 * th;
+            let mi = self.b1 * m[i] + (1.0 - self.b1) * gi;
+            let vi = self.b2 * v[i] + (1.0 - self.b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            let second = if self.amsgrad {
+                let x = vmax[i].max(vi);
+                vmax[i] = x;
+                x
+            } else {
+                vi
+            };
+            // PyTorch's form: θ -= lr/bc1 · m / (√(v/bc2) + eps).
+            theta[i] = th - self.step_size * mi / ((second * self.inv_bc2).sqrt() + self.eps) - self.decay * th;
+        }
+    }
+}
+
+fn host_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
+}
+
 impl Adam {
     /// Optimiser over `params` (sorted by name for a stable order), moments at zero.
     pub fn new(mut params: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let zeros = |p: &Var| p.as_tensor().zeros_like();
-        let m = params
-            .iter()
-            .map(|(_, p)| zeros(p))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let v = params
-            .iter()
-            .map(|(_, p)| zeros(p))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let vmax = params
-            .iter()
-            .map(|(_, p)| zeros(p))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let zeros = || {
+            params
+                .iter()
+                .map(|(_, p)| vec![0f32; p.elem_count()])
+                .collect::<Vec<_>>()
+        };
         Ok(Self {
             cfg,
+            m: zeros(),
+            v: zeros(),
+            vmax: zeros(),
             params,
-            m,
-            v,
-            vmax,
             step: 0,
         })
     }
@@ -136,21 +179,24 @@ impl Adam {
         &self.cfg
     }
 
-    /// One update from `grads`; `total_steps` sets the schedule.
+    /// One update from `grads`; `total_steps` sets the schedule. A parameter without a gradient
+    /// gets a zero gradient (its moments decay, weight decay still applies).
     pub fn step(&mut self, grads: &GradStore, total_steps: u64) -> Result<StepInfo> {
         self.step += 1;
         let c = &self.cfg;
         let lr = c.lr_at(self.step, total_steps);
-        let mut gs = Vec::with_capacity(self.params.len());
-        let mut sq = 0.0f64;
-        for (_, p) in &self.params {
-            let g = match grads.get(p.as_tensor()) {
-                Some(g) => g.clone(),
-                None => p.as_tensor().zeros_like()?,
-            };
-            sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
-            gs.push(g);
-        }
+        let gs = self
+            .params
+            .iter()
+            .map(|(_, p)| match grads.get(p.as_tensor()) {
+                Some(g) => host_vec(g),
+                None => Ok(vec![0f32; p.elem_count()]),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let sq: f64 = gs
+            .par_iter()
+            .map(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .sum();
         let grad_norm = sq.sqrt();
         let clip = if c.grad_clip > 0.0 && grad_norm > c.grad_clip {
             c.grad_clip / (grad_norm + 1e-6)
@@ -159,40 +205,52 @@ impl Adam {
         };
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2 = 1.0 - c.beta2.powi(self.step as i32);
-        for (i, (_, p)) in self.params.iter().enumerate() {
-            let theta = p.as_tensor();
-            let mut g = (&gs[i] * clip)?;
-            if c.weight_decay > 0.0 && !c.decoupled {
-                g = (g + (theta * c.weight_decay)?)?;
-            }
-            self.m[i] = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            self.v[i] = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let second = if c.amsgrad {
-                self.vmax[i] = self.vmax[i].maximum(&self.v[i])?;
-                &self.vmax[i]
-            } else {
-                &self.v[i]
-            };
-            // PyTorch's form: θ -= lr/bc1 · m / (√v / √bc2 + eps).
-            let denom = ((second / bc2)?.sqrt()? + c.eps)?;
-            let mut next = (theta - ((&self.m[i] / &denom)? * (lr / bc1))?)?;
-            if c.weight_decay > 0.0 && c.decoupled {
-                next = (next - (theta * (lr * c.weight_decay))?)?;
-            }
-            p.set(&next)?;
+        let up = Update {
+            clip: clip as f32,
+            l2: if c.decoupled { 0.0 } else { c.weight_decay as f32 },
+            b1: c.beta1 as f32,
+            b2: c.beta2 as f32,
+            step_size: (lr / bc1) as f32,
+            inv_bc2: (1.0 / bc2) as f32,
+            eps: c.eps as f32,
+            decay: if c.decoupled { (lr * c.weight_decay) as f32 } else { 0.0 },
+            amsgrad: c.amsgrad,
+        };
+        let thetas = self
+            .params
+            .iter()
+            .map(|(_, p)| host_vec(p.as_tensor()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let updated: Vec<Vec<f32>> = thetas
+            .into_par_iter()
+            .zip(gs.par_iter())
+            .zip(self.m.par_iter_mut())
+            .zip(self.v.par_iter_mut())
+            .zip(self.vmax.par_iter_mut())
+            .map(|((((mut th, g), m), v), vmax)| {
+                up.apply(&mut th, g, m, v, vmax);
+                th
+            })
+            .collect();
+        for ((_, p), th) in self.params.iter().zip(updated) {
+            let t = Tensor::from_vec(th, p.shape(), p.device())?.to_dtype(p.dtype())?;
+            p.set(&t)?;
         }
         Ok(StepInfo { grad_norm, lr })
     }
 
     /// The moments as named tensors (`m.<name>`, `v.<name>`, `vmax.<name>`), for a checkpoint.
-    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+    pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for (i, (name, _)) in self.params.iter().enumerate() {
-            out.insert(format!("m.{name}"), self.m[i].clone());
-            out.insert(format!("v.{name}"), self.v[i].clone());
-            out.insert(format!("vmax.{name}"), self.vmax[i].clone());
+        for (i, (name, p)) in self.params.iter().enumerate() {
+            for (kind, buf) in [("m", &self.m[i]), ("v", &self.v[i]), ("vmax", &self.vmax[i])] {
+                out.insert(
+                    format!("{kind}.{name}"),
+                    Tensor::from_slice(buf, p.shape(), &candle_core::Device::Cpu)?,
+                );
+            }
         }
-        out
+        Ok(out)
     }
 
     /// Restores the moments from [`state_tensors`](Self::state_tensors) and the step count.
@@ -217,7 +275,7 @@ impl Adam {
                         p.dims()
                     ));
                 }
-                *slot = t.clone();
+                *slot = host_vec(t).map_err(|e| format!("optimiser state `{key}`: {e}"))?;
             }
         }
         self.step = step;
