@@ -46,11 +46,13 @@ pub enum Padding {
     Causal,
 }
 
-/// A 1-d convolution with "same" padding (stride may subsample).
+/// A 1-d convolution with "same" padding (stride may subsample), computed by
+/// [`crate::conv::conv1d`].
 #[derive(Debug, Clone)]
 pub struct PadConv {
     conv: Conv1d,
     kernel: usize,
+    stride: usize,
     padding: Padding,
 }
 
@@ -64,6 +66,7 @@ impl PadConv {
         Ok(Self {
             conv: candle_nn::conv1d(c_in, c_out, k, cfg, vb)?,
             kernel: k,
+            stride,
             padding,
         })
     }
@@ -75,7 +78,11 @@ impl PadConv {
 
     /// The convolution without padding ("valid"): `T` frames in, `T − k + 1` out.
     pub fn forward_valid(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.conv.forward(x)
+        let y = crate::conv::conv1d(x, self.conv.weight(), self.stride)?;
+        match self.conv.bias() {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
+            None => Ok(y),
+        }
     }
 }
 
@@ -85,7 +92,7 @@ impl Module for PadConv {
             Padding::Reflect => reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
             Padding::Causal => x.pad_with_zeros(D::Minus1, self.kernel - 1, 0)?,
         };
-        self.conv.forward(&padded)
+        self.forward_valid(&padded)
     }
 }
 

@@ -16,6 +16,7 @@
 
 pub mod adain_vc;
 pub mod config;
+pub mod conv;
 mod converter;
 mod error;
 pub mod init;
