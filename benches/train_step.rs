@@ -20,6 +20,8 @@ fn build(cfg: &ModelConfig) -> (AdaInVc, VarMap) {
 }
 
 fn models(c: &mut Criterion) {
+    // As `voxswap` does at start-up.
+    voxswap_train::keep_freed_memory();
     let dev = Device::Cpu;
     let mut g = c.benchmark_group("model");
     g.sample_size(10)

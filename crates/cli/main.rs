@@ -53,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    voxswap_train::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

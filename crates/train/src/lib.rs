@@ -22,3 +22,19 @@ pub mod recipe;
 pub mod trainer;
 
 pub use error::{Error, Result};
+
+/// Keeps freed memory in the process for reuse (glibc only; elsewhere does nothing). A training
+/// step allocates and frees hundreds of megabytes of tensors; by default glibc returns large
+/// blocks to the kernel at once, and the next step faults them back in page by page, each page
+/// zeroed by the kernel: 20% of a step's time went to system time. Call once at start-up.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before the heavy allocations.
+    unsafe {
+        // Blocks up to 32 MiB (glibc's maximum) from the heap instead of fresh mappings, keep up to
+        // 1 GiB free at the top of the heap, and grow it 64 MiB at a time.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
