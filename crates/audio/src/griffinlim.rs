@@ -180,6 +180,101 @@ pub fn mel_to_audio(cfg: &FrontendConfig, mel: &Mel, gl: GriffinLimConfig) -> Re
     Ok(griffin_lim(&mut stft, &mag, mel.frames, length, gl))
 }
 
+/// Griffin-Lim over a stream of log-mel frames, block by block, for inputs of any length in
+/// bounded memory. Each block is resynthesised with the `overlap` frames before it, and the
+/// overlapping audio is crossfaded linearly, so block edges (where Griffin-Lim has only half a
+/// window) never reach the output on their own.
+#[derive(Debug)]
+pub struct BlockVocoder {
+    cfg: FrontendConfig,
+    gl: GriffinLimConfig,
+    block: usize,
+    overlap: usize,
+    /// Pending frames, frame-major: the overlap context, then new frames.
+    frames: Vec<f32>,
+    /// Audio of the overlap region, not emitted yet.
+    tail: Vec<f32>,
+    started: bool,
+}
+
+impl BlockVocoder {
+    /// Blocks of `block` new frames, each with `overlap` frames of context (`overlap < block`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] for an invalid frontend or block sizes.
+    pub fn new(cfg: &FrontendConfig, gl: GriffinLimConfig, block: usize, overlap: usize) -> Result<Self> {
+        cfg.validate()?;
+        if block == 0 || overlap >= block {
+            return Err(crate::Error::Config(format!(
+                "vocoder block of {block} frames with {overlap} frames of overlap"
+            )));
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            gl,
+            block,
+            overlap,
+            frames: Vec::new(),
+            tail: Vec::new(),
+            started: false,
+        })
+    }
+
+    /// Adds one frame (`n_mels` values); finished audio is appended to `out`.
+    ///
+    /// # Errors
+    /// From Griffin-Lim's set-up (not expected after `new`).
+    pub fn push(&mut self, frame: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        self.frames.extend_from_slice(frame);
+        let context = if self.started { self.overlap } else { 0 };
+        if self.frames.len() / self.cfg.n_mels >= context + self.block {
+            self.run(false, out)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: the rest of the audio.
+    ///
+    /// # Errors
+    /// From Griffin-Lim's set-up (not expected after `new`).
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        let context = if self.started { self.overlap } else { 0 };
+        if self.frames.len() / self.cfg.n_mels > context {
+            self.run(true, out)?;
+        } else {
+            out.append(&mut self.tail);
+        }
+        self.frames.clear();
+        Ok(())
+    }
+
+    fn run(&mut self, last: bool, out: &mut Vec<f32>) -> Result<()> {
+        let n_mels = self.cfg.n_mels;
+        let hop = self.cfg.hop_length;
+        let n = self.frames.len() / n_mels;
+        let mel = Mel::from_frames(n_mels, &self.frames);
+        let mut wave = mel_to_audio(&self.cfg, &mel, self.gl)?;
+        wave.resize(n * hop, 0.0);
+        let mut start = 0;
+        if self.started {
+            // Crossfade the previous block's tail into this block's start.
+            let len = self.tail.len().min(wave.len());
+            for (i, (w, t)) in wave[..len].iter_mut().zip(&self.tail).enumerate() {
+                let a = (i as f32 + 0.5) / len as f32;
+                *w = a * *w + (1.0 - a) * t;
+            }
+            out.extend_from_slice(&wave[..len]);
+            start = len;
+        }
+        let keep = if last { 0 } else { (self.overlap * hop).min(wave.len() - start) };
+        out.extend_from_slice(&wave[start..wave.len() - keep]);
+        self.tail = wave[wave.len() - keep..].to_vec();
+        self.frames.drain(..(n - self.overlap.min(n)) * n_mels);
+        self.started = true;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +348,34 @@ mod tests {
         }
         eprintln!("mean log-mel distance {}", d / n as f32);
         assert!(d / (n as f32) < 0.15, "mean log-mel distance {}", d / n as f32);
+    }
+
+    #[test]
+    fn block_vocoder_matches_one_pass_in_length_and_spectrum() {
+        let cfg = FrontendConfig::speech_16k();
+        let x = chirp(16000 * 3);
+        let mel = LogMel::new(&cfg).unwrap().compute(&x);
+        let gl = GriffinLimConfig::default();
+        let mut v = BlockVocoder::new(&cfg, gl, 100, 12).unwrap();
+        let mut y = Vec::new();
+        for t in 0..mel.frames {
+            v.push(&mel.frame(t), &mut y).unwrap();
+        }
+        v.finish(&mut y).unwrap();
+        assert_eq!(y.len(), mel.frames * cfg.hop_length);
+        // The blocks' audio has the input's spectrum: its log-mel is close to the input's.
+        let back = LogMel::new(&cfg).unwrap().compute(&y[..x.len()]);
+        let (mut err, mut n) = (0f64, 0usize);
+        for t in 2..mel.frames - 2 {
+            for m in 0..cfg.n_mels {
+                if mel.at(m, t) > -6.0 {
+                    err += f64::from((mel.at(m, t) - back.at(m, t)).abs());
+                    n += 1;
+                }
+            }
+        }
+        let mean = err / n as f64;
+        assert!(mean < 0.5, "mean log-mel error {mean}");
+        assert!(BlockVocoder::new(&cfg, gl, 10, 10).is_err());
     }
 }

@@ -112,6 +112,101 @@ impl StreamResampler {
     }
 }
 
+/// Streaming resampling for pushes of any length, with the resampler's delay removed: output
+/// sample `n` lines up with input time `n · from / to`, and after [`finish`](Self::finish)
+/// exactly `round(inputs · to / from)` samples have come out, as [`resample`] gives offline.
+/// Equal rates pass through untouched.
+#[derive(Debug)]
+pub struct ChunkResampler {
+    inner: Option<StreamResampler>,
+    from_hz: u32,
+    to_hz: u32,
+    pending: Vec<f32>,
+    buf: Vec<f32>,
+    skip: usize,
+    n_in: u64,
+    n_out: u64,
+}
+
+impl ChunkResampler {
+    /// A resampler from `from_hz` to `to_hz`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero rate.
+    pub fn new(from_hz: u32, to_hz: u32) -> Result<Self> {
+        let inner = if from_hz == to_hz {
+            if from_hz == 0 {
+                return Err(Error::Config("resampler needs positive rates".into()));
+            }
+            None
+        } else {
+            Some(StreamResampler::new(from_hz, to_hz, 3072)?)
+        };
+        let (buf, skip) = inner
+            .as_ref()
+            .map_or((Vec::new(), 0), |r| (vec![0.0; r.output_max()], r.delay_samples()));
+        Ok(Self {
+            inner,
+            from_hz,
+            to_hz,
+            pending: Vec::new(),
+            buf,
+            skip,
+            n_in: 0,
+            n_out: 0,
+        })
+    }
+
+    /// Feeds `x`; the resampled samples ready so far are appended to `out`.
+    ///
+    /// # Errors
+    /// [`Error::Resample`] from the resampler (not expected).
+    pub fn push(&mut self, x: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        self.n_in += x.len() as u64;
+        let Some(r) = self.inner.as_mut() else {
+            out.extend_from_slice(x);
+            self.n_out += x.len() as u64;
+            return Ok(());
+        };
+        self.pending.extend_from_slice(x);
+        let chunk = r.input_chunk();
+        let mut start = 0;
+        while self.pending.len() - start >= chunk {
+            let w = r.process(&self.pending[start..start + chunk], &mut self.buf)?;
+            start += chunk;
+            let skip = self.skip.min(w);
+            self.skip -= skip;
+            out.extend_from_slice(&self.buf[skip..w]);
+            self.n_out += (w - skip) as u64;
+        }
+        self.pending.drain(..start);
+        Ok(())
+    }
+
+    /// Ends the stream: the remaining samples, up to `round(inputs · to / from)` in all.
+    ///
+    /// # Errors
+    /// [`Error::Resample`] from the resampler (not expected).
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        let target = (self.n_in as f64 * f64::from(self.to_hz) / f64::from(self.from_hz)).round() as u64;
+        if let Some(r) = self.inner.as_mut() {
+            let chunk = r.input_chunk();
+            let mut block = std::mem::take(&mut self.pending);
+            while self.n_out < target {
+                block.resize(chunk, 0.0);
+                let w = r.process(&block, &mut self.buf)?;
+                block.clear();
+                let skip = self.skip.min(w);
+                self.skip -= skip;
+                let take = ((w - skip) as u64).min(target - self.n_out) as usize;
+                out.extend_from_slice(&self.buf[skip..skip + take]);
+                self.n_out += take as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +295,28 @@ mod tests {
         let mut out = vec![0.0; r.output_max()];
         assert!(r.process(&[0.0; 100], &mut out).is_err());
         assert!(StreamResampler::new(0, 16000, 480).is_err());
+    }
+
+    #[test]
+    fn pushes_of_any_length_equal_the_offline_resampler() {
+        let x: Vec<f32> = (0..48_000).map(|i| (i as f32 * 0.031).sin() * 0.5).collect();
+        for (from, to) in [(48_000u32, 16_000u32), (16_000, 44_100), (16_000, 16_000)] {
+            let x = &x[..(from as usize)];
+            let want = resample(x, from, to).unwrap();
+            let mut r = ChunkResampler::new(from, to).unwrap();
+            let mut got = Vec::new();
+            for piece in x.chunks(777) {
+                r.push(piece, &mut got).unwrap();
+            }
+            r.finish(&mut got).unwrap();
+            assert_eq!(got.len(), to as usize, "{from} -> {to}");
+            assert_eq!(want.len(), got.len(), "{from} -> {to}");
+            // Same signal away from the ends (the offline resampler sees the whole input).
+            let err = want[200..want.len() - 200]
+                .iter()
+                .zip(&got[200..got.len() - 200])
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err < 1e-3, "{from} -> {to}: {err}");
+        }
     }
 }
