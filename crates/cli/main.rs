@@ -3,10 +3,12 @@
 //! Thin by design: argument parsing, validation into ready-built objects, and wiring of the
 //! library crates. Errors print as one line with their whole chain.
 
+mod convert;
 mod data;
 mod info;
 mod io;
 mod resynth;
+mod speakers;
 mod spectrogram;
 mod train;
 
@@ -27,6 +29,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Convert speech into another voice: a source recording and a few seconds of the target
+    /// voice (-t REF) or a speaker from a bank (--speaker), with the shipped model by default.
+    /// Files or whole folders; any length in bounded memory; loudness matched to the source.
+    Convert(convert::Args),
+    /// Add a speaker to a speaker bank from reference recordings.
+    Embed(speakers::EmbedArgs),
+    /// List the speakers of a speaker bank.
+    Speakers(speakers::ListArgs),
     /// Show an audio file's format, sample rate, channels, duration, peak and RMS level.
     Info(info::Args),
     /// Draw the log-mel spectrogram the model sees as a PNG, with time and frequency axes.
@@ -44,6 +54,9 @@ enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Convert(a) => convert::run(a),
+        Command::Embed(a) => speakers::embed(a),
+        Command::Speakers(a) => speakers::list(a),
         Command::Info(a) => info::run(a),
         Command::Spectrogram(a) => spectrogram::run(a),
         Command::Resynth(a) => resynth::run(a),

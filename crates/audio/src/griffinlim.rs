@@ -266,7 +266,11 @@ impl BlockVocoder {
             out.extend_from_slice(&wave[..len]);
             start = len;
         }
-        let keep = if last { 0 } else { (self.overlap * hop).min(wave.len() - start) };
+        let keep = if last {
+            0
+        } else {
+            (self.overlap * hop).min(wave.len() - start)
+        };
         out.extend_from_slice(&wave[start..wave.len() - keep]);
         self.tail = wave[wave.len() - keep..].to_vec();
         self.frames.drain(..(n - self.overlap.min(n)) * n_mels);

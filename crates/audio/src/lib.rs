@@ -29,7 +29,9 @@ pub mod write;
 pub use decode::{read_mono, Audio, AudioInfo, AudioReader, ChannelMix};
 pub use error::{Error, Result};
 pub use frontend::{FrontendConfig, LogMel, Mel, StreamingLogMel};
-pub use griffinlim::{griffin_lim, BlockVocoder, mel_to_audio, spectral_convergence, GlMethod, GriffinLimConfig, PhaseInit};
+pub use griffinlim::{
+    griffin_lim, mel_to_audio, spectral_convergence, BlockVocoder, GlMethod, GriffinLimConfig, PhaseInit,
+};
 pub use mel::{MelFilterbank, MelNorm, MelScale};
 pub use resample::{resample, ChunkResampler, StreamResampler};
 pub use stft::{Spectrogram, Stft, StftConfig, StreamingStft};

@@ -80,6 +80,29 @@ impl VoiceConverter {
         }
     }
 
+    /// A chunk-by-chunk converter to `speaker`, for causal models (`None` for offline ones).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a wrong embedding size.
+    pub fn stream(&self, speaker: &SpeakerEmbedding) -> Result<Option<crate::StreamingConverter>> {
+        if self.config().temporal != crate::config::Temporal::Causal {
+            return Ok(None);
+        }
+        let spk = self.speaker_tensor(speaker)?;
+        Ok(Some(crate::StreamingConverter::new(self.model.clone(), spk)?))
+    }
+
+    fn speaker_tensor(&self, speaker: &SpeakerEmbedding) -> Result<Tensor> {
+        let c = self.config().speaker.c_out;
+        if speaker.0.len() != c {
+            return Err(Error::Input(format!(
+                "speaker embedding has {} values, the model uses {c}",
+                speaker.0.len()
+            )));
+        }
+        Ok(Tensor::from_slice(&speaker.0, (1, c), &self.device)?)
+    }
+
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         self.model.config()
@@ -156,13 +179,7 @@ impl VoiceConverter {
     /// # Errors
     /// [`Error::Input`] for a wrong band count, a too-short mel or a wrong embedding size.
     pub fn convert(&self, mel: &Mel, speaker: &SpeakerEmbedding) -> Result<Mel> {
-        let c = self.config().speaker.c_out;
-        if speaker.0.len() != c {
-            return Err(Error::Input(format!(
-                "speaker embedding has {} values, the model uses {c}",
-                speaker.0.len()
-            )));
-        }
+        let spk = self.speaker_tensor(speaker)?;
         let multiple = self.config().frame_multiple();
         let frames = mel.frames.max(self.min_frames()).div_ceil(multiple) * multiple;
         let silence = self.config().frontend.log_floor.ln();
@@ -176,7 +193,6 @@ impl VoiceConverter {
                 .copy_from_slice(&mel.data[m * mel.frames..(m + 1) * mel.frames]);
         }
         let x = self.to_tensor(&padded, "source")?;
-        let spk = Tensor::from_slice(&speaker.0, (1, c), &self.device)?;
         let y = self.model.convert(&x, &spk)?.narrow(2, 0, mel.frames)?;
         let data = y.flatten_all()?.to_vec1::<f32>()?;
         Ok(Mel {

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod adain_vc;
+pub mod bank;
 pub mod config;
 pub mod conv;
 mod converter;

@@ -1,0 +1,281 @@
+//! Speaker banks: named speaker embeddings in a folder, one JSON file per speaker
+//! (`<name>.json`), tied to the model that computed them by a fingerprint of its weights.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, SpeakerEmbedding};
+
+/// One stored speaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankEntry {
+    /// The speaker's name (the file stem).
+    pub name: String,
+    /// Fingerprint of the model weights the embedding belongs to ([`fingerprint`]).
+    pub model: String,
+    /// The embedding.
+    pub embedding: Vec<f32>,
+    /// The reference files it was computed from.
+    pub references: Vec<String>,
+    /// Seconds of reference audio.
+    pub seconds: f64,
+}
+
+/// FNV-1a (64 bits) of a file's bytes, as 16 hex digits: which weights an embedding belongs to.
+///
+/// # Errors
+/// [`Error::File`] when the file cannot be read.
+pub fn fingerprint(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        detail: format!("cannot read: {e}"),
+    })?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Checks a speaker name: letters, digits, `_`, `-` and `.`, not starting with `.`, ≤ 64 characters.
+///
+/// # Errors
+/// [`Error::Input`] naming the problem.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "`{name}` is not a speaker name: use 1 to 64 letters, digits, `_`, `-` or `.`"
+        )))
+    }
+}
+
+/// A folder of speakers.
+#[derive(Debug, Clone)]
+pub struct SpeakerBank {
+    dir: PathBuf,
+}
+
+impl SpeakerBank {
+    /// Opens an existing bank.
+    ///
+    /// # Errors
+    /// [`Error::File`] when `dir` is not a folder.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::File {
+                path: dir.to_path_buf(),
+                detail: "no speaker bank here (create one with `voxswap embed … --bank DIR`)".into(),
+            });
+        }
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    /// Opens a bank, creating its folder if needed.
+    ///
+    /// # Errors
+    /// [`Error::File`] when the folder cannot be created.
+    pub fn create(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::File {
+            path: dir.to_path_buf(),
+            detail: format!("cannot create speaker bank: {e}"),
+        })?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// Stores (or replaces) a speaker, atomically.
+    ///
+    /// # Errors
+    /// A bad name, or [`Error::File`] when it cannot be written.
+    pub fn put(&self, entry: &BankEntry) -> Result<()> {
+        check_name(&entry.name)?;
+        let path = self.path(&entry.name);
+        let file_err = |e: String| Error::File {
+            path: path.clone(),
+            detail: e,
+        };
+        let text = serde_json::to_string_pretty(entry).map_err(|e| file_err(e.to_string()))?;
+        let tmp = self
+            .dir
+            .join(format!(".{}.json.tmp-{}", entry.name, std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| file_err(format!("cannot write: {e}")))?;
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            file_err(format!("cannot write: {e}"))
+        })
+    }
+
+    /// Reads one speaker.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an unknown name (listing the known ones), [`Error::File`] for a
+    /// damaged entry.
+    pub fn get(&self, name: &str) -> Result<BankEntry> {
+        check_name(name)?;
+        let path = self.path(name);
+        if !path.is_file() {
+            let known: Vec<String> = self.list()?.into_iter().map(|e| e.name).collect();
+            return Err(Error::Input(format!(
+                "no speaker `{name}` in bank {} (it has: {})",
+                self.dir.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        read_entry(&path)
+    }
+
+    /// Every speaker, sorted by name.
+    ///
+    /// # Errors
+    /// [`Error::File`] when the folder or an entry cannot be read.
+    pub fn list(&self) -> Result<Vec<BankEntry>> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::File {
+            path: self.dir.clone(),
+            detail: format!("cannot read: {e}"),
+        })?;
+        let mut paths: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| read_entry(p)).collect()
+    }
+}
+
+fn read_entry(path: &Path) -> Result<BankEntry> {
+    let err = |detail: String| Error::File {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let e: BankEntry = serde_json::from_str(&text).map_err(|e| err(format!("not a speaker entry: {e}")))?;
+    if e.embedding.iter().any(|v| !v.is_finite()) {
+        return Err(err("embedding holds NaN or infinity".into()));
+    }
+    Ok(e)
+}
+
+impl BankEntry {
+    /// The embedding, checked against the model it is used with.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when it belongs to other weights.
+    pub fn embedding_for(&self, model_fingerprint: &str) -> Result<SpeakerEmbedding> {
+        if self.model != model_fingerprint {
+            return Err(Error::Input(format!(
+                "speaker `{}` was embedded with another model (weights {}, this model {}); embed it again with this model",
+                self.name, self.model, model_fingerprint
+            )));
+        }
+        Ok(SpeakerEmbedding::new(self.embedding.clone()))
+    }
+}
+
+/// Parses a speaker mix: `alice` or `alice:0.7,bob:0.3` (weights need not sum to 1).
+///
+/// # Errors
+/// [`Error::Input`] for an empty part, a bad name or a weight that is not a non-negative number.
+pub fn parse_mix(spec: &str) -> Result<Vec<(String, f32)>> {
+    let mut out = Vec::new();
+    for part in spec.split(',') {
+        let part = part.trim();
+        let (name, w) = match part.rsplit_once(':') {
+            Some((n, w)) => {
+                let w: f32 = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::Input(format!("`{part}`: weight `{w}` is not a number")))?;
+                (n.trim(), w)
+            }
+            None => (part, 1.0),
+        };
+        check_name(name)?;
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(Error::Input(format!("`{part}`: weights must be non-negative")));
+        }
+        out.push((name.to_string(), w));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> BankEntry {
+        BankEntry {
+            name: name.into(),
+            model: "00ff".into(),
+            embedding: vec![0.5, -1.0],
+            references: vec!["a.wav".into()],
+            seconds: 3.0,
+        }
+    }
+
+    #[test]
+    fn stores_lists_and_reads_speakers() {
+        let dir = tempfile::tempdir().unwrap();
+        let bank = SpeakerBank::create(&dir.path().join("bank")).unwrap();
+        bank.put(&entry("bob")).unwrap();
+        bank.put(&entry("alice")).unwrap();
+        let names: Vec<_> = bank.list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["alice", "bob"]);
+        assert_eq!(bank.get("bob").unwrap(), entry("bob"));
+        let e = bank.get("carol").unwrap_err().to_string();
+        assert!(e.contains("no speaker `carol`") && e.contains("alice, bob"), "{e}");
+        assert!(bank.get("alice").unwrap().embedding_for("00ff").is_ok());
+        assert!(bank
+            .get("alice")
+            .unwrap()
+            .embedding_for("1234")
+            .unwrap_err()
+            .to_string()
+            .contains("another model"));
+        std::fs::write(bank.dir().join("broken.json"), "{").unwrap();
+        assert!(bank.list().is_err());
+        assert!(SpeakerBank::open(&dir.path().join("none")).is_err());
+    }
+
+    #[test]
+    fn names_and_mixes() {
+        assert!(check_name("p225_mic-1.a").is_ok());
+        for bad in ["", "../x", ".hidden", "a b", "a/b"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_mix("alice").unwrap(), [("alice".to_string(), 1.0)]);
+        assert_eq!(
+            parse_mix("alice:0.7, bob:0.3").unwrap(),
+            [("alice".to_string(), 0.7), ("bob".to_string(), 0.3)]
+        );
+        assert!(parse_mix("alice:x").is_err());
+        assert!(parse_mix("alice:-1").is_err());
+        assert!(parse_mix("alice,,bob").is_err());
+    }
+}

@@ -1,0 +1,312 @@
+//! `voxswap convert`, `embed` and `speakers` on real (synthetic) speech, with a small trained
+//! causal model (tiny-stream): lengths, rates, loudness, folders, banks and mixes, and
+//! a clear error for every bad input.
+
+use std::path::{Path, PathBuf};
+
+use voxswap_audio::{read_mono, ChannelMix};
+
+use crate::util::*;
+
+/// A model folder: the tiny-stream preset trained for 600 steps on the synthetic corpus
+/// (recipes/synth/config_tiny.toml with `preset = "tiny-stream"`), copied so that a bank can
+/// be created inside it.
+fn model(dir: &Path) -> PathBuf {
+    let m = dir.join("model");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(data("model/tiny-stream-synth").join(f), m.join(f)).unwrap();
+    }
+    m
+}
+
+fn rms(x: &[f32]) -> f64 {
+    (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+#[track_caller]
+fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    stdout(o)
+}
+
+#[test]
+fn converts_a_file_at_its_rate_and_loudness() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let out = dir.path().join("out.wav");
+    let o = voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+    ]);
+    assert!(ok(&o).contains("wrote"));
+    let src = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    let y = read_mono(&out, ChannelMix::Downmix).unwrap();
+    assert_eq!(y.sample_rate, src.sample_rate);
+    assert_eq!(y.samples.len(), src.samples.len());
+    let db = 20.0 * (rms(&y.samples) / rms(&src.samples)).log10();
+    assert!(db.abs() < 0.5, "loudness differs by {db:.2} dB");
+    // Not a copy of the source.
+    assert_ne!(y.samples, src.samples);
+
+    // A 44.1 kHz stereo 24-bit source: output at 44.1 kHz, same duration; --rate overrides.
+    let o = voxswap(&[
+        &"convert",
+        &data("stereo_44k_24bit.wav"),
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+        &"--rate",
+        &"22050",
+        &"--float",
+    ]);
+    ok(&o);
+    let src = read_mono(data("stereo_44k_24bit.wav"), ChannelMix::Downmix).unwrap();
+    let y = read_mono(&out, ChannelMix::Downmix).unwrap();
+    assert_eq!(y.sample_rate, 22050);
+    let want = (src.samples.len() as f64 * 22050.0 / f64::from(src.sample_rate)).round() as usize;
+    assert_eq!(y.samples.len(), want);
+}
+
+#[test]
+fn converts_a_folder_into_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(data("speech_m.wav"), src.join("a.wav")).unwrap();
+    std::fs::copy(data("speech_m.flac"), src.join("b.flac")).unwrap();
+    std::fs::write(src.join("notes.txt"), "not audio").unwrap();
+    let out = dir.path().join("out");
+    let o = voxswap(&[
+        &"convert",
+        &src,
+        &"-t",
+        &data("speech_s.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+    ]);
+    assert!(ok(&o).contains("converted 2 of 2 files"), "{}", stdout(&o));
+    for n in ["a.wav", "b.wav"] {
+        let y = read_mono(out.join(n), ChannelMix::Downmix).unwrap();
+        assert!(y.duration_s() > 1.0);
+    }
+}
+
+#[test]
+fn embed_lists_and_converts_with_a_bank_and_a_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let bank = dir.path().join("bank");
+    let o = voxswap(&[
+        &"embed",
+        &data("speech_f.wav"),
+        &data("speech_f.wav"),
+        &"--name",
+        &"fiona",
+        &"--bank",
+        &bank,
+        &"--model",
+        &m,
+    ]);
+    assert!(ok(&o).contains("added `fiona`"), "{}", stdout(&o));
+    ok(&voxswap(&[
+        &"embed",
+        &data("speech_s.wav"),
+        &"--name",
+        &"sam",
+        &"--bank",
+        &bank,
+        &"--model",
+        &m,
+    ]));
+    let o = voxswap(&[&"speakers", &"--bank", &bank, &"--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fiona", "sam"]);
+    assert_eq!(v[0]["references"].as_array().unwrap().len(), 2);
+
+    let out = |n: &str| dir.path().join(n);
+    let run = |spec: &str, o: &Path| {
+        voxswap(&[
+            &"convert",
+            &data("speech_m.wav"),
+            &"--speaker",
+            &spec,
+            &"--bank",
+            &bank,
+            &"-o",
+            &o,
+            &"--model",
+            &m,
+        ])
+    };
+    ok(&run("fiona", &out("f.wav")));
+    ok(&run("sam", &out("s.wav")));
+    ok(&run("fiona:0.5,sam:0.5", &out("mix.wav")));
+    // The bank embedding gives what the reference files give.
+    ok(&voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out("t.wav"),
+        &"--model",
+        &m,
+    ]));
+    let read = |n: &str| read_mono(out(n), ChannelMix::Downmix).unwrap().samples;
+    assert_eq!(read("f.wav"), read("t.wav"));
+    let (f, s, mix) = (read("f.wav"), read("s.wav"), read("mix.wav"));
+    assert_ne!(f, s);
+    assert!(mix != f && mix != s);
+
+    // Unknown speaker and missing bank: named.
+    let o = run("nobody", &out("x.wav"));
+    assert!(
+        stderr(&o).contains("no speaker `nobody`") && stderr(&o).contains("fiona, sam"),
+        "{}",
+        stderr(&o)
+    );
+    let o = voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"--speaker",
+        &"fiona",
+        &"--bank",
+        &out("nobank"),
+        &"-o",
+        &out("x.wav"),
+        &"--model",
+        &m,
+    ]);
+    assert_clean_error(&o, &out("nobank"), "no speaker bank");
+    assert!(!out("x.wav").exists());
+}
+
+#[test]
+fn bad_references_sources_and_models_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let silent = dir.path().join("silent.wav");
+    write_pcm16(&silent, &vec![0i16; 32000], 16000);
+    let short = dir.path().join("short.wav");
+    let clip = read_mono(data("speech_f.wav"), ChannelMix::Downmix).unwrap();
+    let s16: Vec<i16> = clip.samples[8000..8000 + 800]
+        .iter()
+        .map(|v| (v * 32767.0) as i16)
+        .collect();
+    write_pcm16(&short, &s16, clip.sample_rate);
+    let out = dir.path().join("out.wav");
+    let conv =
+        |src: &Path, reference: &Path| voxswap(&[&"convert", &src, &"-t", &reference, &"-o", &out, &"--model", &m]);
+    assert_clean_error(&conv(&data("speech_m.wav"), &silent), &silent, "reference is silent");
+    assert_clean_error(&conv(&data("speech_m.wav"), &short), &short, "too short");
+    assert_clean_error(&conv(&silent, &data("speech_f.wav")), &silent, "source is silent");
+    assert!(!out.exists());
+
+    let o = voxswap(&[&"convert", &data("speech_m.wav"), &"-o", &out, &"--model", &m]);
+    assert!(stderr(&o).contains("no reference given"), "{}", stderr(&o));
+    let o = voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+        &"--vocoder",
+        &"neural",
+    ]);
+    assert!(stderr(&o).contains("no neural vocoder"), "{}", stderr(&o));
+    let nowhere = dir.path().join("nowhere");
+    let o = voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &nowhere,
+    ]);
+    assert_clean_error(&o, &nowhere, "");
+    let o = voxswap(&[&"embed", &data("speech_f.wav"), &"--name", &"../evil", &"--model", &m]);
+    assert!(stderr(&o).contains("not a speaker name"), "{}", stderr(&o));
+}
+
+/// The block pipeline (streaming resampler, streaming log-mel, streaming model, block
+/// Griffin-Lim, loudness) gives audio whose log-mel is the model's offline conversion of the
+/// whole file, frame for frame (up to Griffin-Lim's error and the loudness gain).
+#[test]
+fn the_file_pipeline_sounds_like_the_offline_conversion() {
+    use voxswap_audio::{resample, FrontendConfig, LogMel};
+    use voxswap_model::VoiceConverter;
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let out = dir.path().join("out.wav");
+    // A 44.1 kHz source so that both resamplers run.
+    ok(&voxswap(&[
+        &"convert",
+        &data("stereo_44k_24bit.wav"),
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+        &"--rate",
+        &"16000",
+    ]));
+    let fe = FrontendConfig::speech_16k();
+    let conv = VoiceConverter::load(&m, &candle_core::Device::Cpu).unwrap();
+    let src = read_mono(data("stereo_44k_24bit.wav"), ChannelMix::Downmix).unwrap();
+    let x = resample(&src.samples, src.sample_rate, 16000).unwrap();
+    let mut lm = LogMel::new(&fe).unwrap();
+    let reference = read_mono(data("speech_f.wav"), ChannelMix::Downmix).unwrap();
+    let spk = conv.embed(&[lm.compute(&reference.samples)]).unwrap();
+    let want = conv.convert(&lm.compute(&x), &spk).unwrap();
+    let y = read_mono(&out, ChannelMix::Downmix).unwrap().samples;
+    let got = lm.compute(&y);
+    assert_eq!(got.frames, want.frames);
+    // Compare shapes, not levels: remove each one's mean log level over loud bins.
+    let loud: Vec<(usize, usize)> = (2..want.frames - 2)
+        .flat_map(|t| (0..fe.n_mels).map(move |k| (k, t)))
+        .filter(|&(k, t)| want.at(k, t) > -6.0)
+        .collect();
+    assert!(loud.len() > 1000);
+    let mean =
+        |m: &voxswap_audio::Mel| loud.iter().map(|&(k, t)| f64::from(m.at(k, t))).sum::<f64>() / loud.len() as f64;
+    let (mw, mg) = (mean(&want), mean(&got));
+    let err = loud
+        .iter()
+        .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t)) - mg)).abs())
+        .sum::<f64>()
+        / loud.len() as f64;
+    assert!(err < 0.6, "mean log-mel difference {err:.3}");
+    // Shifted by two frames, it is clearly worse: the test sees misalignment.
+    let shifted = loud
+        .iter()
+        .filter(|&&(_, t)| t + 2 < want.frames)
+        .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t + 2)) - mg)).abs())
+        .sum::<f64>()
+        / loud.len() as f64;
+    assert!(shifted > err * 1.3, "aligned {err:.3}, shifted {shifted:.3}");
+}
