@@ -310,3 +310,66 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
         / loud.len() as f64;
     assert!(shifted > err * 1.3, "aligned {err:.3}, shifted {shifted:.3}");
 }
+
+#[test]
+fn eval_scores_parallel_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let resynth = dir.path().join("resynth.wav");
+    ok(&voxswap(&[&"resynth", &data("speech_m.wav"), &"-o", &resynth]));
+    let score = |test: &Path, reference: &Path| -> serde_json::Value {
+        let o = voxswap(&[
+            &"eval",
+            &test,
+            &"--reference",
+            &reference,
+            &"--source",
+            &data("speech_f.wav"),
+            &"--model",
+            &m,
+        ]);
+        serde_json::from_str(&ok(&o)).unwrap()
+    };
+    let same = score(&data("speech_m.wav"), &data("speech_m.wav"));
+    assert!(same["mcd_db"].as_f64().unwrap().abs() < 1e-9, "{same}");
+    assert!((same["f0_corr"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{same}");
+    assert!((same["similarity_to_target_voxswap_encoder"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+    // Griffin-Lim resynthesis: close in spectrum and pitch; another voice: far.
+    let gl = score(&resynth, &data("speech_m.wav"));
+    let other = score(&data("speech_f.wav"), &data("speech_m.wav"));
+    let mcd = |v: &serde_json::Value| v["mcd_db"].as_f64().unwrap();
+    assert!(mcd(&gl) < 2.0, "{gl}");
+    assert!(mcd(&other) > 2.0 * mcd(&gl), "{other}");
+    assert!(gl["f0_corr"].as_f64().unwrap() > 0.9, "{gl}");
+    assert!(gl["f0_rmse_hz"].as_f64().unwrap() < 10.0, "{gl}");
+
+    // A manifest with relative paths, and a JSON file.
+    std::fs::copy(data("speech_m.wav"), dir.path().join("m.wav")).unwrap();
+    let manifest = dir.path().join("pairs.tsv");
+    std::fs::write(
+        &manifest,
+        "converted\treference\tsource\ttargets\nresynth.wav\tm.wav\t\tm.wav;m.wav\nm.wav\tm.wav\t\t\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    ok(&voxswap(&[
+        &"eval",
+        &"--manifest",
+        &manifest,
+        &"--model",
+        &m,
+        &"--json",
+        &report,
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(v["pairs"], 2);
+    assert_eq!(v["per_pair"].as_array().unwrap().len(), 2);
+    assert!((v["mcd_db"].as_f64().unwrap() - mcd(&gl) / 2.0).abs() < 1e-6, "{v}");
+    std::fs::write(&manifest, "converted\tsource\nm.wav\tm.wav\n").unwrap();
+    let o = voxswap(&[&"eval", &"--manifest", &manifest, &"--model", &m]);
+    assert!(
+        stderr(&o).contains("columns `converted` and `reference`"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -5,6 +5,7 @@
 
 mod convert;
 mod data;
+mod eval;
 mod info;
 mod io;
 mod resynth;
@@ -33,6 +34,9 @@ enum Command {
     /// voice (-t REF) or a speaker from a bank (--speaker), with the shipped model by default.
     /// Files or whole folders; any length in bounded memory; loudness matched to the source.
     Convert(convert::Args),
+    /// Score conversions on parallel pairs: MCD after DTW, F0 error and correlation, and speaker
+    /// similarity by voxswap's own encoder, as JSON.
+    Eval(eval::Args),
     /// Add a speaker to a speaker bank from reference recordings.
     Embed(speakers::EmbedArgs),
     /// List the speakers of a speaker bank.
@@ -56,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Embed(a) => speakers::embed(a),
+        Command::Eval(a) => eval::run(a),
         Command::Speakers(a) => speakers::list(a),
         Command::Info(a) => info::run(a),
         Command::Spectrogram(a) => spectrogram::run(a),
