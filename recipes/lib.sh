@@ -97,6 +97,58 @@ SRC
   as_root env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -qq --no-install-recommends "$@"
 }
 
+# The file of speaker $2 under $1 for a name without the speaker prefix.
+file_of() {
+  if [[ -e $1/$2/$3 ]]; then echo "$1/$2/$3"; else echo "$1/$2/$2_$3"; fi
+}
+
+# Stage 5: one-shot conversion between the unseen (validation) speakers, scored by voxswap eval.
+# Speaker i converts to speaker i+1, for up to [eval] sentences files that both recorded (same
+# file name once a "<speaker>_" prefix is removed: a parallel pair); the target's one reference
+# is another such file. Corpora without
+# parallel files (LibriTTS) have nothing to score here.
+evaluate() {
+  local valid=$1
+  local run ckpt out n_sent
+  run=$(toml_path output dir)
+  ckpt=$(find "$run/checkpoints" -maxdepth 1 -type d -name 'step-*' 2>/dev/null | sort | tail -n 1)
+  [[ -n $ckpt ]] || { echo "stage 5: no checkpoint in $run/checkpoints (run stage 3)" >&2; exit 1; }
+  n_sent=$(toml_get eval sentences 3)
+  out=$run/eval/$(basename "$ckpt")
+  mkdir -p "$out/converted"
+  mapfile -t spk < <(find "$valid" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+  if ((${#spk[@]} < 2)); then
+    echo "stage 5: fewer than two validation speakers in $valid; nothing to score"
+    return 0
+  fi
+  printf 'converted\treference\tsource\ttargets\n' >"$out/pairs.tsv"
+  local i pairs=0
+  for ((i = 0; i < ${#spk[@]}; i++)); do
+    local a=${spk[i]} b=${spk[$(((i + 1) % ${#spk[@]}))]}
+    # File names without a leading "<speaker>_" (VCTK's p225_001_mic1.flac → 001_mic1.flac).
+    mapfile -t common < <(comm -12 <(ls "$valid/$a" | sed "s/^${a}_//" | sort) \
+      <(ls "$valid/$b" | sed "s/^${b}_//" | sort) | grep -E '\.(wav|flac)$' | head -n $((n_sent + 1)))
+    ((${#common[@]} >= 2)) || continue
+    local ref f
+    ref=$(file_of "$valid" "$b" "${common[0]}")
+    for f in "${common[@]:1}"; do
+      local conv=$out/converted/${a}_to_${b}_${f%.*}.wav src tgt
+      src=$(file_of "$valid" "$a" "$f")
+      tgt=$(file_of "$valid" "$b" "$f")
+      [[ -s $conv ]] || voxswap convert "$src" -t "$ref" -o "$conv" --model "$ckpt" >/dev/null
+      printf '%s\t%s\t%s\t%s\n' "$conv" "$tgt" "$src" "$ref" >>"$out/pairs.tsv"
+      pairs=$((pairs + 1))
+    done
+  done
+  if ((pairs == 0)); then
+    echo "stage 5: no parallel pairs (same file names) among the validation speakers; nothing to score"
+    return 0
+  fi
+  voxswap eval --manifest "$out/pairs.tsv" --model "$ckpt" --json "$out/scores.json" >/dev/null
+  grep -E '^  "(pairs|mcd_db|f0_rmse_hz|f0_corr|similarity_to_target_voxswap_encoder|similarity_to_source_voxswap_encoder)"' "$out/scores.json"
+  echo "$pairs conversions in $out/converted; scores in $out/scores.json"
+}
+
 # Stages 2 to 6 of every recipe, on CORPUS/train and CORPUS/valid (unseen speakers).
 run_common_stages() {
   local corpus=$1
@@ -112,7 +164,7 @@ run_common_stages() {
     echo "skipped: this version has no neural vocoder; conversion uses Griffin-Lim"
   fi
   if stage 5 "evaluate"; then
-    echo "skipped: this version has no voxswap eval"
+    evaluate "$corpus/valid"
   fi
   if stage 6 "export"; then
     local run dest last

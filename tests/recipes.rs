@@ -72,7 +72,7 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
     std::fs::write(
         &config,
         format!(
-            "[prepare]\nroot = \"{}\"\nwork = \"data\"\nvalid_speakers = \"p225 s5\"\n\n{}",
+            "[prepare]\nroot = \"{}\"\nwork = \"data\"\nvalid_speakers = \"p225 p226 s5\"\n\n{}",
             root.display(),
             train_sections(dir.path())
         ),
@@ -82,13 +82,13 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
     assert_ok(&o);
     assert!(stdout(&o).contains("VCTK 0.92"), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("9 utterances: 2 training speakers, 1 validation speakers"),
+        stdout(&o).contains("9 utterances: 1 training speakers, 2 validation speakers"),
         "{}",
         stdout(&o)
     );
     let corpus = dir.path().join("data/corpus");
-    assert_eq!(names(&corpus.join("train")), ["p226", "p300"].map(String::from).into());
-    assert_eq!(names(&corpus.join("valid")), ["p225"].map(String::from).into());
+    assert_eq!(names(&corpus.join("train")), ["p300"].map(String::from).into());
+    assert_eq!(names(&corpus.join("valid")), ["p225", "p226"].map(String::from).into());
     let files = names(&corpus.join("train/p300"));
     assert_eq!(files, (1..=3).map(|u| format!("p300_{u:03}_mic1.flac")).collect());
     // Links, not copies.
@@ -102,8 +102,14 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
     let o = run_recipe("vctk", &config, &["--stage", "2"]);
     assert_ok(&o);
     let out = stdout(&o);
-    assert!(out.contains("speakers    2"), "{out}");
-    assert!(out.contains("features of 6 utterances"), "{out}");
+    assert!(out.contains("speakers    1"), "{out}");
+    assert!(out.contains("features of 3 utterances"), "{out}");
+    // Stage 5: p225 → p226 and back on utterances 002 and 003 (001 is the reference).
+    assert!(out.contains("4 conversions"), "{out}");
+    assert!(out.contains("\"mcd_db\""), "{out}");
+    let pairs = std::fs::read_to_string(dir.path().join("exp/eval/step-00000006/pairs.tsv")).unwrap();
+    assert!(pairs.contains("p225_to_p226_002_mic1.wav"), "{pairs}");
+    assert!(pairs.contains("p226/p226_001_mic1.flac"), "{pairs}");
     assert!(out.contains("finished at step 6"), "{out}");
     assert!(out.contains("exported step-00000006"), "{out}");
     let model = dir.path().join("model");

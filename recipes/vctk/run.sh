@@ -12,7 +12,7 @@
 #   2  extract features: check the corpus (voxswap data check), fill the log-mel cache
 #   3  train the model (voxswap train; resumes from the newest checkpoint)
 #   4  train the vocoder (not in this version: conversion uses Griffin-Lim)
-#   5  evaluate (not in this version: needs voxswap eval)
+#   5  evaluate: one-shot conversions between validation speakers, scored by voxswap eval
 #   6  export the newest checkpoint to a model folder ([export] dir)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"

@@ -28,6 +28,10 @@ pub struct Recipe {
     /// by the trainer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepare: Option<toml::Table>,
+    /// `[eval]`: settings of a recipe's evaluation stage, read by its `run.sh`; not used by the
+    /// trainer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<toml::Table>,
     /// `[export]`: settings of a recipe's export stage, read by its `run.sh`; not used by the
     /// trainer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
