@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install what is missing, build, and run voxswap on a bundled
-# example. Until the pretrained model lands, that is `resynth`: speech -> log-mel -> Griffin-Lim
-# -> speech, which lets you hear what the model's frontend keeps.
+# The main job on a fresh machine: install what is missing, build, and convert a bundled example
+# into a voice the shipped model never heard, with the model in pretrained/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --locked
 mkdir -p out
-input=tests/data/speech_f.wav
-./target/release/voxswap info "$input"
-./target/release/voxswap resynth "$input" -o out/speech_f_resynth.wav
-./target/release/voxswap spectrogram out/speech_f_resynth.wav -o out/speech_f_resynth.png
-echo "Listen: out/speech_f_resynth.wav (original: $input); picture: out/speech_f_resynth.png"
+source=tests/data/speech_m.wav
+target=examples/target_unseen.wav
+./target/release/voxswap convert "$source" -t "$target" -o out/converted.wav
+./target/release/voxswap spectrogram out/converted.wav -o out/converted.png
+echo "Listen: out/converted.wav ($source in the voice of $target); picture: out/converted.png"

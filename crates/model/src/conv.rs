@@ -6,17 +6,17 @@
 //! alone. Here the three products a convolution needs are each one matrix product per batch
 //! item, in the layout the tensors already have:
 //!
-//! - forward: `y_b = W · col(x_b)` with `W` as `[C_out, C_in·K]` and `col(x_b)` as `[C_in·K, T_out]`;
-//! - weight gradient: `dW = Σ_b g_b · col(x_b)ᵀ`;
-//! - input gradient: `dx_b = col⁻¹(Wᵀ · g_b)` (overlapping columns added back).
+//! - forward: `Y = W · col(X)` with `W` as `[C_out, C_in·K]` and `col(X)` as `[C_in·K, B·T_out]`;
+//! - weight gradient: `dW = G · col(X)ᵀ`;
+//! - input gradient: `dX = col⁻¹(Wᵀ · G)` (overlapping columns added back).
 //!
 //! Valid convolution (no padding; [`crate::layers::PadConv`] pads), any stride, dilation 1,
-//! contiguous f32 on the CPU; anything else goes to candle's `conv1d`. Batch items run in
-//! parallel when there are enough of them for every thread, otherwise the matrix products do.
+//! contiguous f32 on the CPU; anything else goes to candle's `conv1d`. The batch items sit side
+//! by side in one wide matrix (`[C, B·T_out]`), so each product is a single large one, which the
+//! matrix kernel runs far more efficiently than one small product per item, and in parallel.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 /// `x [B, C_in, T] ⊛ w [C_out, C_in, K]` with stride `stride`, no padding: `[B, C_out, T_out]`,
 /// `T_out = (T − K) / stride + 1`.
@@ -62,57 +62,85 @@ impl Dims {
         self.c_in * self.k
     }
 
-    /// True when `col(x_b)` is `x_b` itself.
-    fn pointwise(&self) -> bool {
-        self.k == 1 && self.stride == 1
+    /// Columns of the wide matrices: every batch item's output frames side by side.
+    fn n(&self) -> usize {
+        self.b * self.t_out
     }
 
-    /// `(parallel over batch items, parallelism inside each product)`.
-    fn plan(&self) -> (bool, Parallelism) {
-        let threads = rayon::current_num_threads();
-        if threads > 1 && self.b >= threads {
-            (true, Parallelism::None)
-        } else if threads > 1 {
-            (false, Parallelism::Rayon(threads))
-        } else {
-            (false, Parallelism::None)
-        }
-    }
-
-    /// `col[(c·K + j)·T_out + t] = x[c·T + t·stride + j]`.
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        for c in 0..self.c_in {
-            let row = &x[c * self.t..(c + 1) * self.t];
-            for j in 0..self.k {
-                let dst = &mut col[(c * self.k + j) * self.t_out..][..self.t_out];
-                if self.stride == 1 {
-                    dst.copy_from_slice(&row[j..j + self.t_out]);
-                } else {
-                    for (t, d) in dst.iter_mut().enumerate() {
-                        *d = row[t * self.stride + j];
+    /// `col[(c·K + j), b·T_out + t] = x[b, c, t·stride + j]`: all batch items side by side, so
+    /// that each product below is one large matrix product, not one small one per item.
+    fn im2col(&self, x: &[f32]) -> Vec<f32> {
+        let n = self.n();
+        let mut col = vec![0f32; self.ck() * n];
+        for (c_row, chunk) in col.chunks_mut(self.k * n).enumerate() {
+            for b in 0..self.b {
+                let row = &x[(b * self.c_in + c_row) * self.t..][..self.t];
+                for j in 0..self.k {
+                    let dst = &mut chunk[j * n + b * self.t_out..][..self.t_out];
+                    if self.stride == 1 {
+                        dst.copy_from_slice(&row[j..j + self.t_out]);
+                    } else {
+                        for (t, d) in dst.iter_mut().enumerate() {
+                            *d = row[t * self.stride + j];
+                        }
                     }
                 }
             }
         }
+        col
     }
 
-    /// `x[c·T + t·stride + j] += col[(c·K + j)·T_out + t]` into a zeroed `x`.
+    /// `x[b, c, t·stride + j] += col[(c·K + j), b·T_out + t]` into a zeroed `x`.
     fn col2im(&self, col: &[f32], x: &mut [f32]) {
-        for c in 0..self.c_in {
-            let row = &mut x[c * self.t..(c + 1) * self.t];
-            for j in 0..self.k {
-                let src = &col[(c * self.k + j) * self.t_out..][..self.t_out];
-                if self.stride == 1 {
-                    for (d, s) in row[j..j + self.t_out].iter_mut().zip(src) {
-                        *d += s;
-                    }
-                } else {
-                    for (t, s) in src.iter().enumerate() {
-                        row[t * self.stride + j] += s;
+        let n = self.n();
+        for b in 0..self.b {
+            for c in 0..self.c_in {
+                let row = &mut x[(b * self.c_in + c) * self.t..][..self.t];
+                for j in 0..self.k {
+                    let src = &col[(c * self.k + j) * n + b * self.t_out..][..self.t_out];
+                    if self.stride == 1 {
+                        for (d, s) in row[j..j + self.t_out].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (t, s) in src.iter().enumerate() {
+                            row[t * self.stride + j] += s;
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// `[B, C, T_out]` → `[C, B·T_out]`.
+    fn widen(&self, y: &[f32], c: usize) -> Vec<f32> {
+        let mut w = vec![0f32; y.len()];
+        for b in 0..self.b {
+            for o in 0..c {
+                w[o * self.n() + b * self.t_out..][..self.t_out]
+                    .copy_from_slice(&y[(b * c + o) * self.t_out..][..self.t_out]);
+            }
+        }
+        w
+    }
+
+    /// `[C, B·T_out]` → `[B, C, T_out]`.
+    fn narrow_batch(&self, w: &[f32], c: usize) -> Vec<f32> {
+        let mut y = vec![0f32; w.len()];
+        for b in 0..self.b {
+            for o in 0..c {
+                y[(b * c + o) * self.t_out..][..self.t_out]
+                    .copy_from_slice(&w[o * self.n() + b * self.t_out..][..self.t_out]);
+            }
+        }
+        y
+    }
+}
+
+fn parallelism() -> Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
     }
 }
 
@@ -181,46 +209,37 @@ impl CustomOp2 for Conv1d {
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(xl.dims(), wl.dims(), self.stride)?;
         let (x, w) = (f32_slice(xs, xl, "input")?, f32_slice(ws, wl, "kernel")?);
-        let mut y = vec![0f32; d.b * d.c_out * d.t_out];
-        let (batch_par, par) = d.plan();
-        let one = |(yb, xb): (&mut [f32], &[f32])| {
-            let mut col = Vec::new();
-            let col: &[f32] = if d.pointwise() {
-                xb
-            } else {
-                col.resize(d.ck() * d.t_out, 0.0);
-                d.im2col(xb, &mut col);
-                &col
-            };
-            matmul(
-                (d.c_out, d.t_out, d.ck()),
-                yb,
-                false,
-                w,
-                (d.ck(), 1),
-                col,
-                (d.t_out, 1),
-                par,
-            );
-        };
-        let (yc, xc) = (d.c_out * d.t_out, d.c_in * d.t);
-        if batch_par {
-            y.par_chunks_mut(yc).zip(x.par_chunks(xc)).for_each(one);
-        } else {
-            y.chunks_mut(yc).zip(x.chunks(xc)).for_each(one);
-        }
+        // Y [C_out, B·T_out] = W [C_out, C_in·K] · col [C_in·K, B·T_out]
+        let col = d.im2col(x);
+        let mut wide = vec![0f32; d.c_out * d.n()];
+        matmul(
+            (d.c_out, d.n(), d.ck()),
+            &mut wide,
+            false,
+            w,
+            (d.ck(), 1),
+            &col,
+            (d.n(), 1),
+            parallelism(),
+        );
+        let y = d.narrow_batch(&wide, d.c_out);
         Ok((CpuStorage::F32(y), Shape::from((d.b, d.c_out, d.t_out))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
-        let gx = g.apply_op2_no_bwd(
-            w,
-            &InputGrad {
-                stride: self.stride,
-                t: x.dim(2)?,
-            },
-        )?;
+        // The input gradient only where something upstream wants it (not for the mel itself).
+        let gx = if !x.track_op() {
+            None
+        } else {
+            Some(g.apply_op2_no_bwd(
+                w,
+                &InputGrad {
+                    stride: self.stride,
+                    t: x.dim(2)?,
+                },
+            )?)
+        };
         let gw = x.apply_op2_no_bwd(
             &g,
             &WeightGrad {
@@ -228,7 +247,7 @@ impl CustomOp2 for Conv1d {
                 k: w.dim(2)?,
             },
         )?;
-        Ok((Some(gx), Some(gw)))
+        Ok((gx, Some(gw)))
     }
 }
 
@@ -256,42 +275,21 @@ impl CustomOp2 for InputGrad {
                 d.t_out
             );
         }
+        // dcol [C_in·K, B·T_out] = Wᵀ [C_in·K, C_out] · G [C_out, B·T_out]
+        let gw = d.widen(g, d.c_out);
+        let mut dcol = vec![0f32; d.ck() * d.n()];
+        matmul(
+            (d.ck(), d.n(), d.c_out),
+            &mut dcol,
+            false,
+            w,
+            (1, d.ck()),
+            &gw,
+            (d.n(), 1),
+            parallelism(),
+        );
         let mut dx = vec![0f32; d.b * d.c_in * d.t];
-        let (batch_par, par) = d.plan();
-        let one = |(dxb, gb): (&mut [f32], &[f32])| {
-            // Wᵀ [C_in·K, C_out] · g_b [C_out, T_out]
-            if d.pointwise() {
-                matmul(
-                    (d.ck(), d.t_out, d.c_out),
-                    dxb,
-                    false,
-                    w,
-                    (1, d.ck()),
-                    gb,
-                    (d.t_out, 1),
-                    par,
-                );
-            } else {
-                let mut col = vec![0f32; d.ck() * d.t_out];
-                matmul(
-                    (d.ck(), d.t_out, d.c_out),
-                    &mut col,
-                    false,
-                    w,
-                    (1, d.ck()),
-                    gb,
-                    (d.t_out, 1),
-                    par,
-                );
-                d.col2im(&col, dxb);
-            }
-        };
-        let (xc, gc) = (d.c_in * d.t, d.c_out * d.t_out);
-        if batch_par {
-            dx.par_chunks_mut(xc).zip(g.par_chunks(gc)).for_each(one);
-        } else {
-            dx.chunks_mut(xc).zip(g.chunks(gc)).for_each(one);
-        }
+        d.col2im(&dcol, &mut dx);
         Ok((CpuStorage::F32(dx), Shape::from((d.b, d.c_in, d.t))))
     }
 }
@@ -320,56 +318,20 @@ impl CustomOp2 for WeightGrad {
                 d.t_out
             );
         }
-        let n = d.c_out * d.ck();
-        let (batch_par, par) = d.plan();
-        // dW [C_out, C_in·K] += g_b [C_out, T_out] · col(x_b)ᵀ [T_out, C_in·K]
-        let add = |acc: &mut Vec<f32>, xb: &[f32], gb: &[f32]| {
-            let mut col = Vec::new();
-            let col: &[f32] = if d.pointwise() {
-                xb
-            } else {
-                col.resize(d.ck() * d.t_out, 0.0);
-                d.im2col(xb, &mut col);
-                &col
-            };
-            matmul(
-                (d.c_out, d.ck(), d.t_out),
-                acc,
-                true,
-                gb,
-                (d.t_out, 1),
-                col,
-                (1, d.t_out),
-                par,
-            );
-        };
-        let xs_ = x.chunks(d.c_in * d.t);
-        let gs_ = g.chunks(d.c_out * d.t_out);
-        let dw = if batch_par {
-            // One partial sum per batch chunk, then their sum: with as many chunks as threads.
-            let per = d.b.div_ceil(rayon::current_num_threads());
-            let items: Vec<_> = xs_.zip(gs_).collect();
-            items
-                .par_chunks(per)
-                .map(|chunk| {
-                    let mut acc = vec![0f32; n];
-                    for (xb, gb) in chunk {
-                        add(&mut acc, xb, gb);
-                    }
-                    acc
-                })
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                })
-                .unwrap_or_else(|| vec![0f32; n])
-        } else {
-            let mut acc = vec![0f32; n];
-            for (xb, gb) in xs_.zip(gs_) {
-                add(&mut acc, xb, gb);
-            }
-            acc
-        };
+        // dW [C_out, C_in·K] = G [C_out, B·T_out] · colᵀ [B·T_out, C_in·K]
+        let gw = d.widen(g, d.c_out);
+        let col = d.im2col(x);
+        let mut dw = vec![0f32; d.c_out * d.ck()];
+        matmul(
+            (d.c_out, d.ck(), d.n()),
+            &mut dw,
+            false,
+            &gw,
+            (d.n(), 1),
+            &col,
+            (1, d.n()),
+            parallelism(),
+        );
         Ok((CpuStorage::F32(dw), Shape::from((d.c_out, d.c_in, d.k))))
     }
 }

@@ -117,7 +117,100 @@ pub const CAUSAL_NORM_EPS: f64 = 1e-3;
 /// channel (silence sits at the log floor, −11.5) loses all its digits to cancellation. A
 /// stream keeps the same sums exactly ([`crate::stream::Ctx::norm`]).
 pub fn causal_instance_norm(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 3 {
+        return Ok(x.contiguous()?.apply_op1(CausalNorm)?);
+    }
     Ok(causal_norm_continue(x, None)?.0)
+}
+
+/// [`causal_instance_norm`] from the start of a stream, fused into one pass forward and one
+/// backward per `(b, c)` row (contiguous f32 `[B, C, T]` on the CPU). The same arithmetic as
+/// [`causal_norm_continue`] (which stays the reference, and the path of streams and other
+/// devices), without its dozen intermediate tensors: the shift `x₀` is not differentiated
+/// through, as there.
+#[derive(Debug, Clone, Copy)]
+struct CausalNorm;
+
+impl CausalNorm {
+    /// Per row: `(d, mean, 1/σ)` at every frame, where `d = x − x₀`.
+    fn stats(row: &[f32], d: &mut [f32], mean: &mut [f32], inv_sd: &mut [f32], var_pos: &mut [bool]) {
+        let x0 = row[0];
+        let (mut s, mut q) = (0f32, 0f32);
+        for t in 0..row.len() {
+            let dt = row[t] - x0;
+            s += dt;
+            q += dt * dt;
+            let inv_n = 1.0 / (t + 1) as f32;
+            let m = s * inv_n;
+            let v = q * inv_n - m * m;
+            var_pos[t] = v > 0.0;
+            d[t] = dt;
+            mean[t] = m;
+            inv_sd[t] = 1.0 / (v.max(0.0) + CAUSAL_NORM_EPS as f32).sqrt();
+        }
+    }
+}
+
+impl candle_core::CustomOp1 for CausalNorm {
+    fn name(&self) -> &'static str {
+        "voxswap-causal-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("voxswap-causal-norm: f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("voxswap-causal-norm: contiguous input only");
+        };
+        let t = layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; end - start];
+        let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
+        for (row, o) in data[start..end].chunks_exact(t).zip(out.chunks_exact_mut(t)) {
+            Self::stats(row, &mut d, &mut m, &mut r, &mut p);
+            for i in 0..t {
+                o[i] = (d[i] - m[i]) * r[i];
+            }
+        }
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let x = arg.contiguous()?;
+        let g = grad_res.contiguous()?;
+        let t = x.dim(D::Minus1)?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let gs = g.flatten_all()?.to_vec1::<f32>()?;
+        let mut dx = vec![0f32; xs.len()];
+        let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
+        let (mut gs_sum, mut gq_sum) = (vec![0f32; t], vec![0f32; t]);
+        for ((row, gr), out) in xs.chunks_exact(t).zip(gs.chunks_exact(t)).zip(dx.chunks_exact_mut(t)) {
+            Self::stats(row, &mut d, &mut m, &mut r, &mut p);
+            // y = (d − m)·r with m = S/n, v = Q/n − m², r = (max(v, 0) + eps)^(−1/2).
+            for i in 0..t {
+                let inv_n = 1.0 / (i + 1) as f32;
+                let (g, c, ri) = (gr[i], d[i] - m[i], r[i]);
+                // ∂L/∂v (zero where the variance was clamped), then ∂L/∂m and the sums.
+                let gv = if p[i] { -0.5 * g * c * ri * ri * ri } else { 0.0 };
+                let gm = -g * ri - 2.0 * m[i] * gv;
+                gs_sum[i] = gm * inv_n;
+                gq_sum[i] = gv * inv_n;
+                out[i] = g * ri;
+            }
+            // S_t = Σ_{u≤t} d_u and Q_t = Σ_{u≤t} d_u²: gradients are reverse cumulative sums.
+            let (mut acc_s, mut acc_q) = (0f32, 0f32);
+            for i in (0..t).rev() {
+                acc_s += gs_sum[i];
+                acc_q += gq_sum[i];
+                out[i] += acc_s + 2.0 * d[i] * acc_q;
+            }
+        }
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
 }
 
 /// The running statistics of a causal instance norm after some frames: the first frame (the
@@ -387,5 +480,42 @@ mod tests {
             let var: f32 = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4.0;
             assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-4, "{row:?}");
         }
+    }
+
+    #[test]
+    fn fused_causal_norm_equals_the_reference_forward_and_backward() {
+        use candle_core::Var;
+        let dev = Device::Cpu;
+        // Includes a constant (silent) channel, where the variance is clamped.
+        let mut data: Vec<f32> = (0..2 * 3 * 37)
+            .map(|i| ((i * 7919 % 211) as f32 / 50.0).sin() * 3.0)
+            .collect();
+        data[37..74].fill(-11.5);
+        let x = Var::from_vec(data, (2, 3, 37), &dev).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (2, 3, 37), &dev).unwrap();
+        let fused = causal_instance_norm(&x).unwrap();
+        let reference = causal_norm_continue(&x, None).unwrap().0;
+        let diff = (&fused - &reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "forward differs by {diff}");
+        let g1 = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff <= 1e-4 * scale, "gradient differs by {diff} (scale {scale})");
     }
 }

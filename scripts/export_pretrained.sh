@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Copies a checkpoint into pretrained/ and builds its speaker bank (pretrained/speakers/): every
+# training voice of the synthetic corpus, embedded from 5 of its utterances.
+#   bash scripts/export_pretrained.sh CHECKPOINT_DIR [TRAIN_CORPUS]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+ckpt=$1
+corpus=${2:-$root/recipes/synth/data/corpus/train}
+bin=${VOXSWAP_BIN:-$root/target/release/voxswap}
+dest=$root/pretrained
+mkdir -p "$dest"
+cp "$ckpt/config.json" "$ckpt/model.safetensors" "$dest/"
+chmod 644 "$dest/config.json" "$dest/model.safetensors"
+rm -rf "$dest/speakers"
+for d in "$corpus"/*/; do
+  name=$(basename "$d")
+  mapfile -t refs < <(find "$d" -name '*.wav' | sort | head -n 5)
+  "$bin" embed "${refs[@]}" --name "$name" --bank "$dest/speakers" --model "$dest" > /dev/null
+done
+# Reference paths relative to the repository, not this machine.
+sed -i "s|$root/||" "$dest"/speakers/*.json
+echo "exported $(basename "$ckpt") with $(ls "$dest/speakers" | wc -l) speakers to $dest"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-shot conversion quality by the independent judge (../shared/judge), on speakers the model
+# never saw. Development tool: needs the judge's venv (../judge-venv, see its README).
+#
+#   bash scripts/judge_oneshot.sh MODEL_DIR VALID_CORPUS OUT_DIR
+#
+# Every ordered pair (A, B) of validation speakers, A != B: A's recording of one shared sentence
+# is converted with ONE reference utterance of B (B/s0001.wav, about 3 s). The judge compares the
+# conversion with two other utterances of B (speaker similarity, verification at its threshold),
+# with A's recording (leakage), and runs ASR on both (word error rate of the conversion vs the
+# source's). The same is done for Griffin-Lim resynthesis of B's own recording of the sentence:
+# the ceiling that the Griffin-Lim vocoder allows.
+set -euo pipefail
+model=$1 valid=$2 out=$3
+root=$(cd "$(dirname "$0")/.." && pwd)
+py=${JUDGE_PY:-$root/../judge-venv/bin/python}
+judge=$root/../shared/judge/judge.py
+bin=${VOXSWAP_BIN:-$root/target/release/voxswap}
+mkdir -p "$out/converted" "$out/resynth"
+mapfile -t spk < <(find "$valid" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+mapfile -t text < "$valid/sentences.txt"
+printf 'converted\ttargets\tsource\ttext\n' > "$out/vc.tsv"
+printf 'converted\ttargets\tsource\ttext\n' > "$out/resynth.tsv"
+n=0
+for a in "${spk[@]}"; do
+  for b in "${spk[@]}"; do
+    [[ $a == "$b" ]] && continue
+    k=$((2 + n % 37))                     # shared sentences s0002..s0038
+    s=$(printf 's%04d' "$k")
+    t1=$(printf 's%04d' $((k + 1))); t2=$(printf 's%04d' $((k + 2)))
+    c=$out/converted/${a}__${b}__$s.wav
+    [[ -s $c ]] || "$bin" convert "$valid/$a/$s.wav" -t "$valid/$b/s0001.wav" -o "$c" --model "$model" > /dev/null
+    r=$out/resynth/${b}__$s.wav
+    [[ -s $r ]] || "$bin" resynth "$valid/$b/$s.wav" -o "$r" > /dev/null
+    printf '%s\t%s;%s\t%s\t%s\n' "$c" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$a/$s.wav" "${text[k-1]}" >> "$out/vc.tsv"
+    printf '%s\t%s;%s\t%s\t%s\n' "$r" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$b/$s.wav" "${text[k-1]}" >> "$out/resynth.tsv"
+    n=$((n + 1))
+  done
+done
+echo "$n conversions; judging"
+"$py" "$judge" vc "$out/vc.tsv" --asr --json "$out/vc.json" | tee "$out/vc.txt"
+"$py" "$judge" vc "$out/resynth.tsv" --asr --json "$out/resynth.json" | tee "$out/resynth.txt"
