@@ -14,7 +14,7 @@ use voxswap_audio::{
 use voxswap_model::bank::{self, SpeakerBank};
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
 
-use crate::io::{channel_mix, check_output, read_at_rate, say};
+use crate::io::{channel_mix, check_output, read_at_rate, say, SynthArgs};
 
 /// Where the model comes from.
 #[derive(Debug, clap::Args)]
@@ -115,18 +115,8 @@ pub struct Args {
     /// Vocoder: griffin-lim (the neural vocoder is not available in this version).
     #[arg(long, value_enum, default_value_t = Vocoder::GriffinLim)]
     vocoder: Vocoder,
-    /// Griffin-Lim iterations (more is slower and cleaner).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    iterations: u32,
-    /// Output sample rate in Hz (default: the source's).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(8000..=192000))]
-    rate: Option<u32>,
-    /// Write 32-bit float instead of 16-bit PCM.
-    #[arg(long)]
-    float: bool,
-    /// Use one channel (counted from 0) of the source and references instead of the mono mix.
-    #[arg(long, value_name = "N")]
-    channel: Option<usize>,
+    #[command(flatten)]
+    synth: SynthArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -172,15 +162,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let refs: Vec<(f32, &SpeakerEmbedding)> = entries.iter().map(|(w, e)| (*w, e)).collect();
             SpeakerEmbedding::mix(&refs)?
         }
-        None => embed_files(&conv, &a.targets, a.channel)?.0,
+        None => embed_files(&conv, &a.targets, a.synth.channel)?.0,
     };
     let job = Job {
         conv: &conv,
         speaker: &speaker,
-        iterations: a.iterations,
-        rate: a.rate,
-        format: if a.float { WavFormat::Float32 } else { WavFormat::Pcm16 },
-        channel: a.channel,
+        iterations: a.synth.iterations,
+        rate: a.synth.rate,
+        format: a.synth.format(),
+        channel: a.synth.channel,
     };
     if a.source.is_dir() {
         return run_folder(&a.source, &a.output, &job);
@@ -432,19 +422,13 @@ impl Sink {
 fn level(path: &Path, channel: Option<usize>) -> anyhow::Result<(u32, f64, f32)> {
     let mut r = AudioReader::open(path, channel_mix(channel))?;
     let rate = r.info().sample_rate;
-    let (mut sum_sq, mut n, mut peak) = (0f64, 0u64, 0f32);
-    let mut buf = Vec::with_capacity(1 << 16);
-    loop {
-        buf.clear();
-        if r.read(&mut buf, 1 << 16)? == 0 {
-            break;
-        }
-        for &v in &buf {
+    let (mut sum_sq, mut peak) = (0f64, 0f32);
+    let n = r.for_each_chunk(|buf| {
+        for &v in buf {
             sum_sq += f64::from(v) * f64::from(v);
             peak = peak.max(v.abs());
         }
-        n += buf.len() as u64;
-    }
+    })?;
     if n == 0 {
         bail!("{}: no audio in the file", path.display());
     }

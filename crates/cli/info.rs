@@ -31,19 +31,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut reader = AudioReader::open(&a.file, channel_mix(a.channel))?;
     let info = reader.info().clone();
     // Chunk by chunk: an hour-long file is measured in constant memory.
-    let (mut peak, mut sum_sq, mut frames) = (0.0f64, 0.0f64, 0u64);
-    let mut buf = Vec::with_capacity(1 << 16);
-    loop {
-        buf.clear();
-        if reader.read(&mut buf, 1 << 16)? == 0 {
-            break;
-        }
-        for &v in &buf {
+    let (mut peak, mut sum_sq) = (0.0f64, 0.0f64);
+    let frames = reader.for_each_chunk(|buf| {
+        for &v in buf {
             peak = peak.max(f64::from(v.abs()));
             sum_sq += f64::from(v) * f64::from(v);
         }
-        frames += buf.len() as u64;
-    }
+    })?;
     let rms = (sum_sq / frames.max(1) as f64).sqrt();
     let duration_s = frames as f64 / f64::from(info.sample_rate);
     let measured = match a.channel {

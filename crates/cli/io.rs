@@ -6,6 +6,34 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use voxswap_audio::{read_mono, resample, Audio, ChannelMix};
 
+/// The flags of every command that writes speech through Griffin-Lim.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SynthArgs {
+    /// Griffin-Lim iterations (more is slower and closer to the mel).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub iterations: u32,
+    /// Output sample rate in Hz (default: the input's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8000..=192000))]
+    pub rate: Option<u32>,
+    /// Write 32-bit float instead of 16-bit PCM.
+    #[arg(long)]
+    pub float: bool,
+    /// Use one channel (counted from 0) of the inputs instead of the mono mix.
+    #[arg(long, value_name = "N")]
+    pub channel: Option<usize>,
+}
+
+impl SynthArgs {
+    /// The output sample format.
+    pub fn format(&self) -> voxswap_audio::WavFormat {
+        if self.float {
+            voxswap_audio::WavFormat::Float32
+        } else {
+            voxswap_audio::WavFormat::Pcm16
+        }
+    }
+}
+
 /// `--channel` as the audio crate wants it.
 pub fn channel_mix(channel: Option<usize>) -> ChannelMix {
     channel.map_or(ChannelMix::Downmix, ChannelMix::Select)

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use voxswap_audio::{mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel, WavFormat};
+use voxswap_audio::{mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel};
 
-use crate::io::{check_output, read_at_rate, say};
+use crate::io::{check_output, read_at_rate, say, SynthArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,40 +14,30 @@ pub struct Args {
     /// WAV file to write.
     #[arg(short, long, value_name = "WAV")]
     output: PathBuf,
-    /// Griffin-Lim iterations (more is slower and closer to the mel).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    iterations: u32,
-    /// Output sample rate in Hz (default: the input's).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(8000..=192000))]
-    rate: Option<u32>,
-    /// Write 32-bit float instead of 16-bit PCM.
-    #[arg(long)]
-    float: bool,
-    /// Use one channel (counted from 0) instead of the mono mix.
-    #[arg(long, value_name = "N")]
-    channel: Option<usize>,
+    #[command(flatten)]
+    synth: SynthArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     check_output(&a.output, &a.input)?;
     let cfg = FrontendConfig::speech_16k();
-    let (audio, samples) = read_at_rate(&a.input, a.channel, cfg.sample_rate)?;
+    let (audio, samples) = read_at_rate(&a.input, a.synth.channel, cfg.sample_rate)?;
     let mel = LogMel::new(&cfg)?.compute(&samples);
     let gl = GriffinLimConfig {
-        n_iter: a.iterations as usize,
+        n_iter: a.synth.iterations as usize,
         ..Default::default()
     };
     let mut wave = mel_to_audio(&cfg, &mel, gl)?;
     wave.resize(samples.len(), 0.0);
-    let rate = a.rate.unwrap_or(audio.sample_rate);
+    let rate = a.synth.rate.unwrap_or(audio.sample_rate);
     let wave = resample(&wave, cfg.sample_rate, rate)?;
-    let format = if a.float { WavFormat::Float32 } else { WavFormat::Pcm16 };
+    let format = a.synth.format();
     let report = write_wav(&a.output, &wave, rate, format)?;
     say(format!(
         "wrote {} ({:.2} s at {rate} Hz, {} Griffin-Lim iterations)",
         a.output.display(),
         report.samples as f64 / f64::from(rate),
-        a.iterations
+        a.synth.iterations
     ))?;
     if report.clipped > 0 {
         eprintln!(

@@ -192,6 +192,24 @@ impl AudioReader {
         self.frames_read
     }
 
+    /// Reads the rest of the file in chunks of up to 65,536 frames, handing each to `f`: a whole
+    /// file in constant memory. Returns the frames read.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    pub fn for_each_chunk(&mut self, mut f: impl FnMut(&[f32])) -> Result<u64> {
+        let mut buf = Vec::with_capacity(1 << 16);
+        let mut total = 0u64;
+        loop {
+            buf.clear();
+            if self.read(&mut buf, 1 << 16)? == 0 {
+                return Ok(total);
+            }
+            total += buf.len() as u64;
+            f(&buf);
+        }
+    }
+
     /// Appends up to `max_frames` mono samples to `out`; returns how many, 0 at the end.
     ///
     /// Allocating (decoders allocate); not for a real-time thread.

@@ -186,12 +186,13 @@ fn matmul(
     }
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The f32 data of a contiguous CPU storage, or an error naming `what`.
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = s else {
-        candle_core::bail!("voxswap conv1d: {what} must be f32");
+        candle_core::bail!("voxswap: {what} must be f32");
     };
     let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("voxswap conv1d: {what} must be contiguous");
+        candle_core::bail!("voxswap: {what} must be contiguous");
     };
     Ok(&data[a..b])
 }

@@ -161,16 +161,11 @@ impl candle_core::CustomOp1 for CausalNorm {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("voxswap-causal-norm: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("voxswap-causal-norm: contiguous input only");
-        };
+        let data = crate::conv::f32_slice(storage, layout, "voxswap-causal-norm input")?;
         let t = layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; end - start];
+        let mut out = vec![0f32; data.len()];
         let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
-        for (row, o) in data[start..end].chunks_exact(t).zip(out.chunks_exact_mut(t)) {
+        for (row, o) in data.chunks_exact(t).zip(out.chunks_exact_mut(t)) {
             Self::stats(row, &mut d, &mut m, &mut r, &mut p);
             for i in 0..t {
                 o[i] = (d[i] - m[i]) * r[i];
@@ -283,13 +278,7 @@ impl candle_core::CustomOp1 for SeqCumsum {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("voxswap-seq-cumsum: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("voxswap-seq-cumsum: contiguous input only");
-        };
-        let data = &data[start..end];
+        let data = crate::conv::f32_slice(storage, layout, "voxswap-seq-cumsum input")?;
         let t = layout.dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0.0f32; data.len()];
         for (row, o) in data.chunks_exact(t).zip(out.chunks_exact_mut(t)) {

@@ -52,15 +52,10 @@ pub fn check_file(path: &Path) -> std::result::Result<FileStats, voxswap_audio::
     let channels = reader.info().channels;
     let window = (rate as usize / 50).max(1);
     let silence_power = 10f64.powf(SILENCE_DBFS / 10.0);
-    let (mut peak, mut frames, mut clipped, mut run) = (0f32, 0u64, 0u64, 0usize);
+    let (mut peak, mut clipped, mut run) = (0f32, 0u64, 0usize);
     let (mut win_sum, mut win_len, mut windows, mut silent) = (0f64, 0usize, 0u64, 0u64);
-    let mut buf = Vec::with_capacity(1 << 16);
-    loop {
-        buf.clear();
-        if reader.read(&mut buf, 1 << 16)? == 0 {
-            break;
-        }
-        for &v in &buf {
+    let frames = reader.for_each_chunk(|buf| {
+        for &v in buf {
             let a = v.abs();
             peak = peak.max(a);
             if a >= FULL_SCALE {
@@ -82,8 +77,7 @@ pub fn check_file(path: &Path) -> std::result::Result<FileStats, voxswap_audio::
                 win_len = 0;
             }
         }
-        frames += buf.len() as u64;
-    }
+    })?;
     Ok(FileStats {
         sample_rate: rate,
         channels,
