@@ -8,7 +8,9 @@ use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::config::{ContentEncoderConfig, DecoderConfig, ModelConfig, SpeakerEncoderConfig, Temporal};
-use crate::layers::{adain, avg_pool2, check_mel, linear, pixel_shuffle, upsample_nearest, ConvBank, PadConv, Padding};
+use crate::layers::{
+    adain, avg_pool2, check_mel, linear, pixel_shuffle, relu, upsample_nearest, ConvBank, PadConv, Padding,
+};
 use crate::stream::{Ctx, Stream};
 use crate::Result;
 
@@ -60,11 +62,11 @@ impl ConvBlocks {
             if let Some(p) = self.norm {
                 y = ctx.norm(p, &y)?;
             }
-            y = ctx.conv(b, &y.relu()?)?;
+            y = ctx.conv(b, &relu(&y)?)?;
             if let Some(p) = self.norm {
                 y = ctx.norm(p, &y)?;
             }
-            y = y.relu()?;
+            y = relu(&y)?;
             if s > 1 {
                 out = avg_pool2(&out)?;
             }
@@ -110,12 +112,12 @@ impl SpeakerEncoder {
     /// `[B, n_mels, T]` → `[B, c_out]`.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
         let out = self.bank.forward(mel)?;
-        let out = self.in_conv.forward(&out)?.relu()?;
+        let out = relu(&self.in_conv.forward(&out)?)?;
         let out = self.blocks.forward(&out, &mut Ctx::Offline)?;
         let mut out = out.mean(D::Minus1)?;
         for (a, b) in self.dense_first.iter().zip(&self.dense_second) {
-            let y = a.forward(&out)?.relu()?;
-            let y = b.forward(&y)?.relu()?;
+            let y = relu(&a.forward(&out)?)?;
+            let y = relu(&b.forward(&y)?)?;
             out = (y + out)?;
         }
         Ok(self.output.forward(&out)?)
@@ -155,12 +157,12 @@ impl ContentEncoder {
     fn forward_ctx(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
         let mut outs = Vec::new();
         for c in self.bank.convs() {
-            outs.push(ctx.conv(c, mel)?.relu()?);
+            outs.push(relu(&ctx.conv(c, mel)?)?);
         }
         outs.push(mel.clone());
         let out = Tensor::cat(&outs, 1)?;
         let out = ctx.conv(&self.in_conv, &out)?;
-        let out = ctx.norm(self.padding, &out)?.relu()?;
+        let out = relu(&ctx.norm(self.padding, &out)?)?;
         let out = self.blocks.forward(&out, ctx)?;
         Ok((ctx.conv(&self.mean, &out)?, ctx.conv(&self.log_var, &out)?))
     }
@@ -233,17 +235,17 @@ impl Decoder {
     fn forward_ctx(&self, code: &Tensor, speaker: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let p = self.padding;
         let out = ctx.conv(&self.in_conv, code)?;
-        let mut out = ctx.norm(p, &out)?.relu()?;
+        let mut out = relu(&ctx.norm(p, &out)?)?;
         for (l, ((a, b), &u)) in self.first.iter().zip(&self.second).zip(&self.upsample).enumerate() {
             let y = ctx.conv(a, &out)?;
             let y = ctx.norm(p, &y)?;
-            let y = adain(&y, &self.affine[2 * l].forward(speaker)?)?.relu()?;
+            let y = relu(&adain(&y, &self.affine[2 * l].forward(speaker)?)?)?;
             let mut y = ctx.conv(b, &y)?;
             if u > 1 {
                 y = pixel_shuffle(&y, u)?;
             }
             let y = ctx.norm(p, &y)?;
-            let y = adain(&y, &self.affine[2 * l + 1].forward(speaker)?)?.relu()?;
+            let y = relu(&adain(&y, &self.affine[2 * l + 1].forward(speaker)?)?)?;
             out = if u > 1 {
                 (y + upsample_nearest(&out, u)?)?
             } else {

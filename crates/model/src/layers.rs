@@ -96,6 +96,66 @@ impl Module for PadConv {
     }
 }
 
+/// `max(x, 0)`. On the CPU in f32 a custom op whose backward is one pass (`g` where the output
+/// is positive), instead of candle's five (zeros, compare, cast, multiply, add); elsewhere
+/// candle's.
+pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1(Relu)
+    } else {
+        x.relu()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Relu;
+
+impl candle_core::CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "voxswap-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let data = crate::conv::f32_slice(storage, layout, "voxswap-relu input")?;
+        let out = data.iter().map(|&v| v.max(0.0)).collect();
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        grad_res
+            .contiguous()?
+            .apply_op2_no_bwd(&res.contiguous()?, &ReluGrad)
+            .map(Some)
+    }
+}
+
+/// `(g, y) → g · [y > 0]`.
+#[derive(Debug, Clone, Copy)]
+struct ReluGrad;
+
+impl candle_core::CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "voxswap-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &candle_core::CpuStorage,
+        gl: &candle_core::Layout,
+        ys: &candle_core::CpuStorage,
+        yl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let g = crate::conv::f32_slice(gs, gl, "voxswap-relu gradient")?;
+        let y = crate::conv::f32_slice(ys, yl, "voxswap-relu output")?;
+        let out = g.iter().zip(y).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
+        Ok((candle_core::CpuStorage::F32(out), gl.shape().clone()))
+    }
+}
+
 /// Instance normalisation without affine parameters over time (`[B, C, T]`, per `(b, c)`),
 /// biased variance and eps 1e-5, as `nn.InstanceNorm1d(affine=False)`.
 pub fn instance_norm(x: &Tensor) -> Result<Tensor> {
@@ -372,7 +432,7 @@ impl Module for ConvBank {
         let mut outs = self
             .convs
             .iter()
-            .map(|c| c.forward(x)?.relu())
+            .map(|c| relu(&c.forward(x)?))
             .collect::<candle_core::Result<Vec<_>>>()?;
         outs.push(x.clone());
         Tensor::cat(&outs, 1)
@@ -506,5 +566,21 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff <= 1e-4 * scale, "gradient differs by {diff} (scale {scale})");
+    }
+
+    #[test]
+    fn relu_op_equals_candle_forward_and_backward() {
+        use candle_core::Var;
+        let x = Var::randn(0f32, 1.0, (3, 4, 5), &Device::Cpu).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (3, 4, 5), &Device::Cpu).unwrap();
+        let a = relu(&x).unwrap();
+        let b = x.relu().unwrap();
+        assert_eq!(a.to_vec3::<f32>().unwrap(), b.to_vec3::<f32>().unwrap());
+        let ga = (a * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_eq!(
+            ga.get(x.as_tensor()).unwrap().to_vec3::<f32>().unwrap(),
+            gb.get(x.as_tensor()).unwrap().to_vec3::<f32>().unwrap()
+        );
     }
 }
