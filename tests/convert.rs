@@ -373,3 +373,48 @@ fn eval_scores_parallel_pairs() {
         stderr(&o)
     );
 }
+
+/// The shipped model, found without --model, with its speaker bank: the quick start's command,
+/// and a bank voice by name and in a mix. Guards pretrained/ (weights, config, bank fingerprints).
+#[test]
+fn the_shipped_model_converts_out_of_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.wav");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/target_unseen.wav");
+    ok(&voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"-t",
+        &target,
+        &"-o",
+        &out,
+    ]));
+    let src = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    let y = read_mono(&out, ChannelMix::Downmix).unwrap();
+    assert_eq!(y.samples.len(), src.samples.len());
+    let db = 20.0 * (rms(&y.samples) / rms(&src.samples)).log10();
+    assert!(db.abs() < 0.5, "loudness differs by {db:.2} dB");
+
+    let o = voxswap(&[&"speakers", &"--json"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 67);
+    let first = v[0]["name"].as_str().unwrap().to_string();
+    let second = v[1]["name"].as_str().unwrap().to_string();
+    ok(&voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"--speaker",
+        &first,
+        &"-o",
+        &out,
+    ]));
+    let mix = format!("{first}:0.5,{second}:0.5");
+    ok(&voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"--speaker",
+        &mix,
+        &"-o",
+        &out,
+    ]));
+}
