@@ -13,6 +13,7 @@ use voxswap_audio::{
 };
 use voxswap_model::bank::{self, SpeakerBank};
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
+use voxswap_train::data::AUDIO_EXTENSIONS;
 
 use crate::io::{channel_mix, check_output, read_at_rate, say, SynthArgs};
 
@@ -72,7 +73,7 @@ pub fn embed_files(
     }
     let fe = conv.config().frontend.clone();
     let mut logmel = LogMel::new(&fe)?;
-    let mut mels = Vec::new();
+    let mut embeddings = Vec::new();
     let mut seconds = 0.0;
     for f in files {
         let (audio, x) = read_at_rate(f, channel, fe.sample_rate)?;
@@ -85,13 +86,15 @@ pub fn embed_files(
             );
         }
         seconds += audio.duration_s();
-        let mel = logmel.compute(&x);
-        // Each reference on its own, so that a too-short one is named.
-        conv.embed(std::slice::from_ref(&mel))
+        // Each reference on its own (a too-short one is named); their mean is what `embed`
+        // of all of them gives.
+        let e = conv
+            .embed(&[logmel.compute(&x)])
             .with_context(|| format!("{}: reference", f.display()))?;
-        mels.push(mel);
+        embeddings.push(e);
     }
-    Ok((conv.embed(&mels)?, seconds))
+    let parts: Vec<(f32, &SpeakerEmbedding)> = embeddings.iter().map(|e| (1.0, e)).collect();
+    Ok((SpeakerEmbedding::mix(&parts)?, seconds))
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,7 +205,7 @@ fn run_folder(src: &Path, out: &Path, job: &Job) -> anyhow::Result<ExitCode> {
             p.is_file()
                 && p.extension()
                     .and_then(|x| x.to_str())
-                    .is_some_and(|x| ["wav", "flac", "mp3", "ogg"].iter().any(|a| a.eq_ignore_ascii_case(x)))
+                    .is_some_and(|x| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(x)))
         })
         .collect();
     files.sort();

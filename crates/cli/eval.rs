@@ -137,7 +137,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let (cm, cx) = load(&p.converted)?;
         let (rm, rx) = load(&p.reference)?;
         let scores = score_pair((&rm, &rx), (&cm, &cx), &yin);
-        let emb = embed_files(&conv, std::slice::from_ref(&p.converted), None)?.0;
+        let emb = conv
+            .embed(std::slice::from_ref(&cm))
+            .with_context(|| format!("{}: converted", p.converted.display()))?;
         let targets = if p.targets.is_empty() {
             std::slice::from_ref(&p.reference)
         } else {

@@ -144,10 +144,14 @@ impl Yin {
         };
         let silence = 10f64.powf(self.silence_dbfs / 20.0);
         let mut d = vec![0f64; tau_max + 1];
+        let mut seg = vec![0f64; w + tau_max];
+        let mut cmnd = vec![1f64; tau_max + 1];
         (0..frames)
             .map(|t| {
                 let start = (t * self.hop) as isize - half as isize;
-                let seg: Vec<f64> = (0..w + tau_max).map(|k| at(start + k as isize)).collect();
+                for (k, v) in seg.iter_mut().enumerate() {
+                    *v = at(start + k as isize);
+                }
                 let rms = (seg[..w].iter().map(|v| v * v).sum::<f64>() / w as f64).sqrt();
                 if rms < silence {
                     return 0.0;
@@ -157,7 +161,6 @@ impl Yin {
                 }
                 // Cumulative mean normalised difference.
                 let mut acc = 0.0;
-                let mut cmnd = vec![1.0; tau_max + 1];
                 for tau in 1..=tau_max {
                     acc += d[tau];
                     cmnd[tau] = if acc > 0.0 { d[tau] * tau as f64 / acc } else { 1.0 };

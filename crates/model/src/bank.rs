@@ -32,12 +32,18 @@ pub fn fingerprint(path: &Path) -> Result<String> {
         path: path.to_path_buf(),
         detail: format!("cannot read: {e}"),
     })?;
+    Ok(fnv1a64(&bytes))
+}
+
+/// FNV-1a (64 bits) of `bytes` as 16 hex digits: a short stable fingerprint (weights here, the
+/// frontend configuration for the feature cache).
+pub fn fnv1a64(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    Ok(format!("{h:016x}"))
+    format!("{h:016x}")
 }
 
 /// Checks a speaker name: letters, digits, `_`, `-` and `.`, not starting with `.`, ≤ 64 characters.

@@ -85,13 +85,7 @@ fn collect_audio(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// A short stable hash (FNV-1a, 64 bits) of the frontend configuration: the cache folder name.
 pub fn frontend_hash(cfg: &FrontendConfig) -> String {
-    let text = serde_json::to_string(cfg).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    voxswap_model::bank::fnv1a64(serde_json::to_string(cfg).unwrap_or_default().as_bytes())
 }
 
 const MAGIC: &[u8; 8] = b"VXMEL01\n";
