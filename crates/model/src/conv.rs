@@ -15,16 +15,39 @@
 //! by side in one wide matrix (`[C, B·T_out]`), so each product is a single large one, which the
 //! matrix kernel runs far more efficiently than one small product per item, and in parallel.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 /// `x [B, C_in, T] ⊛ w [C_out, C_in, K]` with stride `stride`, no padding: `[B, C_out, T_out]`,
 /// `T_out = (T − K) / stride + 1`.
 pub fn conv1d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
-        x.contiguous()?.apply_op2(&w.contiguous()?, Conv1d { stride })
+    conv1d_full(x, w, None, stride, 0)
+}
+
+/// [`conv1d`] after `pad_left` zero frames in front of the input, plus `bias [C_out]` per
+/// output channel: `T_out = (T + pad_left − K) / stride + 1`. The padding and the bias live
+/// inside the op (no padded copy of the input; the bias gradient is one pass over the output
+/// gradient instead of candle's strided reduction of a broadcast).
+pub fn conv1d_full(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, pad_left: usize) -> Result<Tensor> {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if f32_cpu(x) && f32_cpu(w) && bias.is_none_or(f32_cpu) {
+        let op = Conv1d { stride, pad: pad_left };
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        match bias {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        }
     } else {
-        x.conv1d(w, 0, stride, 1, 1)
+        let x = if pad_left > 0 {
+            x.pad_with_zeros(2, pad_left, 0)?
+        } else {
+            x.clone()
+        };
+        let y = x.conv1d(w, 0, stride, 1, 1)?;
+        match bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
+            None => Ok(y),
+        }
     }
 }
 
@@ -36,16 +59,18 @@ struct Dims {
     c_out: usize,
     k: usize,
     stride: usize,
+    /// Zero frames in front of the input.
+    pad: usize,
     t_out: usize,
 }
 
 impl Dims {
-    fn new(x: &[usize], w: &[usize], stride: usize) -> Result<Self> {
+    fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Result<Self> {
         let (&[b, c_in, t], &[c_out, c_in_w, k]) = (x, w) else {
             candle_core::bail!("voxswap conv1d: expected [B, C, T] and [C_out, C_in, K], got {x:?} and {w:?}");
         };
-        if c_in != c_in_w || k == 0 || stride == 0 || t < k {
-            candle_core::bail!("voxswap conv1d: input {x:?} does not fit kernel {w:?} (stride {stride})");
+        if c_in != c_in_w || k == 0 || stride == 0 || t + pad < k {
+            candle_core::bail!("voxswap conv1d: input {x:?} does not fit kernel {w:?} (stride {stride}, padding {pad})");
         }
         Ok(Self {
             b,
@@ -54,8 +79,16 @@ impl Dims {
             c_out,
             k,
             stride,
-            t_out: (t - k) / stride + 1,
+            pad,
+            t_out: (t + pad - k) / stride + 1,
         })
+    }
+
+    /// For kernel tap `j`: the first output frame whose input frame `t·stride + j − pad` is
+    /// inside the input (earlier ones read the zero padding), and that input frame.
+    fn first_inside(&self, j: usize) -> (usize, usize) {
+        let t0 = self.pad.saturating_sub(j).div_ceil(self.stride);
+        (t0, t0 * self.stride + j - self.pad)
     }
 
     fn ck(&self) -> usize {
@@ -67,8 +100,9 @@ impl Dims {
         self.b * self.t_out
     }
 
-    /// `col[(c·K + j), b·T_out + t] = x[b, c, t·stride + j]`: all batch items side by side, so
-    /// that each product below is one large matrix product, not one small one per item.
+    /// `col[(c·K + j), b·T_out + t] = x[b, c, t·stride + j − pad]` (zero in the padding): all
+    /// batch items side by side, so that each product below is one large matrix product, not
+    /// one small one per item.
     fn im2col(&self, x: &[f32]) -> Vec<f32> {
         let n = self.n();
         let mut col = vec![0f32; self.ck() * n];
@@ -76,12 +110,16 @@ impl Dims {
             for b in 0..self.b {
                 let row = &x[(b * self.c_in + c_row) * self.t..][..self.t];
                 for j in 0..self.k {
-                    let dst = &mut chunk[j * n + b * self.t_out..][..self.t_out];
+                    let (t0, s0) = self.first_inside(j);
+                    if t0 >= self.t_out {
+                        continue;
+                    }
+                    let dst = &mut chunk[j * n + b * self.t_out..][t0..self.t_out];
                     if self.stride == 1 {
-                        dst.copy_from_slice(&row[j..j + self.t_out]);
+                        dst.copy_from_slice(&row[s0..s0 + dst.len()]);
                     } else {
-                        for (t, d) in dst.iter_mut().enumerate() {
-                            *d = row[t * self.stride + j];
+                        for (d, s) in dst.iter_mut().zip(row[s0..].iter().step_by(self.stride)) {
+                            *d = *s;
                         }
                     }
                 }
@@ -90,21 +128,26 @@ impl Dims {
         col
     }
 
-    /// `x[b, c, t·stride + j] += col[(c·K + j), b·T_out + t]` into a zeroed `x`.
+    /// `x[b, c, t·stride + j − pad] += col[(c·K + j), b·T_out + t]` into a zeroed `x` (the
+    /// padding's share dropped).
     fn col2im(&self, col: &[f32], x: &mut [f32]) {
         let n = self.n();
         for b in 0..self.b {
             for c in 0..self.c_in {
                 let row = &mut x[(b * self.c_in + c) * self.t..][..self.t];
                 for j in 0..self.k {
-                    let src = &col[(c * self.k + j) * n + b * self.t_out..][..self.t_out];
+                    let (t0, s0) = self.first_inside(j);
+                    if t0 >= self.t_out {
+                        continue;
+                    }
+                    let src = &col[(c * self.k + j) * n + b * self.t_out..][t0..self.t_out];
                     if self.stride == 1 {
-                        for (d, s) in row[j..j + self.t_out].iter_mut().zip(src) {
+                        for (d, s) in row[s0..s0 + src.len()].iter_mut().zip(src) {
                             *d += s;
                         }
                     } else {
-                        for (t, s) in src.iter().enumerate() {
-                            row[t * self.stride + j] += s;
+                        for (d, s) in row[s0..].iter_mut().step_by(self.stride).zip(src) {
+                            *d += s;
                         }
                     }
                 }
@@ -124,16 +167,35 @@ impl Dims {
         w
     }
 
-    /// `[C, B·T_out]` → `[B, C, T_out]`.
-    fn narrow_batch(&self, w: &[f32], c: usize) -> Vec<f32> {
+    /// `[C, B·T_out]` → `[B, C, T_out]`, plus `bias[c]` if given.
+    fn narrow_batch(&self, w: &[f32], c: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let mut y = vec![0f32; w.len()];
         for b in 0..self.b {
             for o in 0..c {
-                y[(b * c + o) * self.t_out..][..self.t_out]
-                    .copy_from_slice(&w[o * self.n() + b * self.t_out..][..self.t_out]);
+                let dst = &mut y[(b * c + o) * self.t_out..][..self.t_out];
+                let src = &w[o * self.n() + b * self.t_out..][..self.t_out];
+                match bias {
+                    Some(bias) => {
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d = s + bias[o];
+                        }
+                    }
+                    None => dst.copy_from_slice(src),
+                }
             }
         }
         y
+    }
+
+    fn check_gradient(&self, gl: &Layout) -> Result<()> {
+        if gl.dims() != [self.b, self.c_out, self.t_out] {
+            candle_core::bail!(
+                "voxswap conv1d backward: gradient {:?} for output length {}",
+                gl.dims(),
+                self.t_out
+            );
+        }
+        Ok(())
     }
 }
 
@@ -144,19 +206,17 @@ fn parallelism() -> Parallelism {
     }
 }
 
-/// `dst [m, n] (+)= lhs [m, k] · rhs [k, n]`, all given as (row stride, column stride).
-#[allow(clippy::too_many_arguments)]
+/// `dst [m, n] = lhs [m, k] · rhs [k, n]`, all given as (row stride, column stride).
 fn matmul(
     (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
+    (dst, (dst_rs, dst_cs)): (&mut [f32], (usize, usize)),
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
     par: Parallelism,
 ) {
-    debug_assert!(dst.len() >= m * n);
+    debug_assert!(m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
     debug_assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     debug_assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the slices hold every element the strides address (checked above in debug
@@ -167,9 +227,9 @@ fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
+            dst_cs as isize,
+            dst_rs as isize,
+            false,
             lhs.as_ptr(),
             lhs_cs as isize,
             lhs_rs as isize,
@@ -197,9 +257,74 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
     Ok(&data[a..b])
 }
 
-/// The forward op; its backward uses [`InputGrad`] and [`WeightGrad`].
+/// The forward op, with a bias (`CustomOp3`) or without (`CustomOp2`); its backward uses
+/// [`InputGrad`], [`WeightGrad`] and [`BiasGrad`].
+#[derive(Debug, Clone, Copy)]
 struct Conv1d {
     stride: usize,
+    pad: usize,
+}
+
+impl Conv1d {
+    fn forward(
+        &self,
+        (xs, xl): (&CpuStorage, &Layout),
+        (ws, wl): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(xl.dims(), wl.dims(), self.stride, self.pad)?;
+        let (x, w) = (f32_slice(xs, xl, "input")?, f32_slice(ws, wl, "kernel")?);
+        let bias = match bias {
+            Some((bs, bl)) => {
+                let b = f32_slice(bs, bl, "bias")?;
+                if b.len() != d.c_out {
+                    candle_core::bail!("voxswap conv1d: bias {:?} for {} output channels", bl.dims(), d.c_out);
+                }
+                Some(b)
+            }
+            None => None,
+        };
+        // Y [C_out, B·T_out] = W [C_out, C_in·K] · col [C_in·K, B·T_out]
+        let col = d.im2col(x);
+        let mut wide = vec![0f32; d.c_out * d.n()];
+        matmul(
+            (d.c_out, d.n(), d.ck()),
+            (&mut wide, (d.n(), 1)),
+            w,
+            (d.ck(), 1),
+            &col,
+            (d.n(), 1),
+            parallelism(),
+        );
+        let y = d.narrow_batch(&wide, d.c_out, bias);
+        Ok((CpuStorage::F32(y), Shape::from((d.b, d.c_out, d.t_out))))
+    }
+
+    /// The input gradient (only where something upstream wants it: not for the mel itself)
+    /// and the kernel gradient.
+    fn grads(&self, x: &Tensor, w: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
+        let gx = if !x.track_op() {
+            None
+        } else {
+            Some(g.apply_op2_no_bwd(
+                w,
+                &InputGrad {
+                    stride: self.stride,
+                    pad: self.pad,
+                    t: x.dim(2)?,
+                },
+            )?)
+        };
+        let gw = x.apply_op2_no_bwd(
+            g,
+            &WeightGrad {
+                stride: self.stride,
+                pad: self.pad,
+                k: w.dim(2)?,
+            },
+        )?;
+        Ok((gx, gw))
+    }
 }
 
 impl CustomOp2 for Conv1d {
@@ -208,53 +333,51 @@ impl CustomOp2 for Conv1d {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::new(xl.dims(), wl.dims(), self.stride)?;
-        let (x, w) = (f32_slice(xs, xl, "input")?, f32_slice(ws, wl, "kernel")?);
-        // Y [C_out, B·T_out] = W [C_out, C_in·K] · col [C_in·K, B·T_out]
-        let col = d.im2col(x);
-        let mut wide = vec![0f32; d.c_out * d.n()];
-        matmul(
-            (d.c_out, d.n(), d.ck()),
-            &mut wide,
-            false,
-            w,
-            (d.ck(), 1),
-            &col,
-            (d.n(), 1),
-            parallelism(),
-        );
-        let y = d.narrow_batch(&wide, d.c_out);
-        Ok((CpuStorage::F32(y), Shape::from((d.b, d.c_out, d.t_out))))
+        self.forward((xs, xl), (ws, wl), None)
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        // The input gradient only where something upstream wants it (not for the mel itself).
-        let gx = if !x.track_op() {
-            None
-        } else {
-            Some(g.apply_op2_no_bwd(
-                w,
-                &InputGrad {
-                    stride: self.stride,
-                    t: x.dim(2)?,
-                },
-            )?)
-        };
-        let gw = x.apply_op2_no_bwd(
-            &g,
-            &WeightGrad {
-                stride: self.stride,
-                k: w.dim(2)?,
-            },
-        )?;
+        let (gx, gw) = self.grads(x, w, &g.contiguous()?)?;
         Ok((gx, Some(gw)))
+    }
+}
+
+impl CustomOp3 for Conv1d {
+    fn name(&self) -> &'static str {
+        "voxswap-conv1d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward((xs, xl), (ws, wl), Some((bs, bl)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let (gx, gw) = self.grads(x, w, &g)?;
+        let gb = g.apply_op1_no_bwd(&BiasGrad)?;
+        Ok((gx, Some(gw), Some(gb)))
     }
 }
 
 /// `(g [B, C_out, T_out], w) → dx [B, C_in, T]`.
 struct InputGrad {
     stride: usize,
+    pad: usize,
     t: usize,
 }
 
@@ -267,22 +390,15 @@ impl CustomOp2 for InputGrad {
         let (&[b, _, _], &[_, c_in, _]) = (gl.dims(), wl.dims()) else {
             candle_core::bail!("voxswap conv1d backward: bad shapes {:?} {:?}", gl.dims(), wl.dims());
         };
-        let d = Dims::new(&[b, c_in, self.t], wl.dims(), self.stride)?;
+        let d = Dims::new(&[b, c_in, self.t], wl.dims(), self.stride, self.pad)?;
         let (g, w) = (f32_slice(gs, gl, "gradient")?, f32_slice(ws, wl, "kernel")?);
-        if gl.dims() != [d.b, d.c_out, d.t_out] {
-            candle_core::bail!(
-                "voxswap conv1d backward: gradient {:?} for output length {}",
-                gl.dims(),
-                d.t_out
-            );
-        }
+        d.check_gradient(gl)?;
         // dcol [C_in·K, B·T_out] = Wᵀ [C_in·K, C_out] · G [C_out, B·T_out]
         let gw = d.widen(g, d.c_out);
         let mut dcol = vec![0f32; d.ck() * d.n()];
         matmul(
             (d.ck(), d.n(), d.c_out),
-            &mut dcol,
-            false,
+            (&mut dcol, (d.n(), 1)),
             w,
             (1, d.ck()),
             &gw,
@@ -298,6 +414,7 @@ impl CustomOp2 for InputGrad {
 /// `(x [B, C_in, T], g [B, C_out, T_out]) → dw [C_out, C_in, K]`.
 struct WeightGrad {
     stride: usize,
+    pad: usize,
     k: usize,
 }
 
@@ -310,30 +427,55 @@ impl CustomOp2 for WeightGrad {
         let (&[_, c_in, _], &[_, c_out, _]) = (xl.dims(), gl.dims()) else {
             candle_core::bail!("voxswap conv1d backward: bad shapes {:?} {:?}", xl.dims(), gl.dims());
         };
-        let d = Dims::new(xl.dims(), &[c_out, c_in, self.k], self.stride)?;
+        let d = Dims::new(xl.dims(), &[c_out, c_in, self.k], self.stride, self.pad)?;
         let (x, g) = (f32_slice(xs, xl, "input")?, f32_slice(gs, gl, "gradient")?);
-        if gl.dims() != [d.b, d.c_out, d.t_out] {
-            candle_core::bail!(
-                "voxswap conv1d backward: gradient {:?} for output length {}",
-                gl.dims(),
-                d.t_out
-            );
-        }
-        // dW [C_out, C_in·K] = G [C_out, B·T_out] · colᵀ [B·T_out, C_in·K]
+        d.check_gradient(gl)?;
+        // dW [C_out, C_in·K] = G [C_out, B·T_out] · colᵀ [B·T_out, C_in·K]. Both operands are
+        // contiguous along the sum, so one of them must be transposed while the matrix kernel
+        // packs it: written column-major, the product packs G (C_out rows) rather than col
+        // (C_in·K rows, up to 1,104), then the small result is transposed.
         let gw = d.widen(g, d.c_out);
         let col = d.im2col(x);
-        let mut dw = vec![0f32; d.c_out * d.ck()];
+        let mut dw_t = vec![0f32; d.c_out * d.ck()];
         matmul(
             (d.c_out, d.ck(), d.n()),
-            &mut dw,
-            false,
+            (&mut dw_t, (1, d.c_out)),
             &gw,
             (d.n(), 1),
             &col,
             (1, d.n()),
             parallelism(),
         );
+        let mut dw = vec![0f32; dw_t.len()];
+        for (j, src) in dw_t.chunks_exact(d.c_out).enumerate() {
+            for (o, v) in src.iter().enumerate() {
+                dw[o * d.ck() + j] = *v;
+            }
+        }
         Ok((CpuStorage::F32(dw), Shape::from((d.c_out, d.c_in, d.k))))
+    }
+}
+
+/// `g [B, C, T] → [C]`: the sum over batch and time (a bias's gradient).
+struct BiasGrad;
+
+impl CustomOp1 for BiasGrad {
+    fn name(&self) -> &'static str {
+        "voxswap-conv1d-bias-grad"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[b, c, t] = gl.dims() else {
+            candle_core::bail!("voxswap conv1d backward: bad gradient shape {:?}", gl.dims());
+        };
+        let g = f32_slice(gs, gl, "gradient")?;
+        let mut sums = vec![0f32; c];
+        for item in g.chunks_exact(c * t).take(b) {
+            for (s, row) in sums.iter_mut().zip(item.chunks_exact(t)) {
+                *s += row.iter().sum::<f32>();
+            }
+        }
+        Ok((CpuStorage::F32(sums), Shape::from(c)))
     }
 }
 
@@ -436,6 +578,45 @@ mod tests {
                 .unwrap();
             close(&gx, &dx, 1e-5);
             close(&gw, &dw, 1e-5);
+        }
+    }
+
+    /// Zero padding and bias inside the op against candle's own pad, convolution and broadcast
+    /// add: output and the gradients of input, kernel and bias.
+    #[test]
+    fn padding_and_bias_match_candle() {
+        let dev = Device::Cpu;
+        for (b, c_in, t, c_out, k, s, pad) in [
+            (2, 3, 11, 4, 5, 1, 4),
+            (3, 2, 9, 3, 3, 2, 2),
+            (2, 4, 6, 5, 4, 1, 1),
+            (1, 3, 2, 2, 5, 1, 4),
+            (2, 2, 10, 3, 1, 1, 0),
+            (2, 3, 13, 2, 4, 3, 3),
+        ] {
+            let x = Var::randn(0f32, 1.0, (b, c_in, t), &dev).unwrap();
+            let w = Var::randn(0f32, 1.0, (c_out, c_in, k), &dev).unwrap();
+            let bias = Var::randn(0f32, 1.0, c_out, &dev).unwrap();
+            let ours = conv1d_full(&x, &w, Some(&bias), s, pad).unwrap();
+            let theirs = x
+                .pad_with_zeros(2, pad, 0)
+                .unwrap()
+                .conv1d(&w, 0, s, 1, 1)
+                .unwrap()
+                .broadcast_add(&bias.reshape((1, (), 1)).unwrap())
+                .unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let to64 = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+            close(&flat(&ours), &to64(flat(&theirs)), 1e-5);
+            let g_ours = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g_theirs = (theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [x.as_tensor(), w.as_tensor(), bias.as_tensor()] {
+                let (a, e) = (g_ours.get(v).unwrap(), g_theirs.get(v).unwrap());
+                assert_eq!(a.dims(), e.dims());
+                close(&flat(a), &to64(flat(e)), 1e-5);
+            }
         }
     }
 

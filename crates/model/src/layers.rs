@@ -78,21 +78,23 @@ impl PadConv {
 
     /// The convolution without padding ("valid"): `T` frames in, `T − k + 1` out.
     pub fn forward_valid(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = crate::conv::conv1d(x, self.conv.weight(), self.stride)?;
-        match self.conv.bias() {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
-            None => Ok(y),
-        }
+        self.forward_padded(x, 0)
+    }
+
+    /// After `pad_left` zero frames (inside the op, no padded copy).
+    fn forward_padded(&self, x: &Tensor, pad_left: usize) -> candle_core::Result<Tensor> {
+        crate::conv::conv1d_full(x, self.conv.weight(), self.conv.bias(), self.stride, pad_left)
     }
 }
 
 impl Module for PadConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let padded = match self.padding {
-            Padding::Reflect => reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
-            Padding::Causal => x.pad_with_zeros(D::Minus1, self.kernel - 1, 0)?,
-        };
-        self.forward_valid(&padded)
+        match self.padding {
+            Padding::Reflect => self.forward_valid(
+                &reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            ),
+            Padding::Causal => self.forward_padded(x, self.kernel - 1),
+        }
     }
 }
 
