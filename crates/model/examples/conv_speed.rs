@@ -1,15 +1,24 @@
-//! GFLOP/s of the conv1d op at training shapes: `cargo run --release -p voxswap-model --example conv_speed`.
+//! GFLOP/s of the conv1d op at training shapes:
+//! `cargo run --release -p voxswap-model --example conv_speed [shape index]`.
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
 
 fn main() -> candle_core::Result<()> {
-    for (b, c_in, t, c_out, k) in [
+    // An optional argument picks one shape (0..4), for profiling.
+    let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
+    for (i, (b, c_in, t, c_out, k)) in [
         (16, 128, 132, 128, 5),
         (16, 80, 135, 128, 8),
         (16, 1104, 128, 128, 1),
         (1, 128, 1004, 128, 5),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if only.is_some_and(|o| o != i) {
+            continue;
+        }
         let x = Var::randn(0f32, 1.0, (b, c_in, t), &Device::Cpu)?;
         let w = Var::randn(0f32, 1.0, (c_out, c_in, k), &Device::Cpu)?;
         let flops = 2.0 * (b * c_out * (t - k + 1) * c_in * k) as f64;

@@ -18,6 +18,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
+use crate::par::{self, SendPtr};
+
 /// `x [B, C_in, T] ⊛ w [C_out, C_in, K]` with stride `stride`, no padding: `[B, C_out, T_out]`,
 /// `T_out = (T − K) / stride + 1`.
 pub fn conv1d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
@@ -70,7 +72,9 @@ impl Dims {
             candle_core::bail!("voxswap conv1d: expected [B, C, T] and [C_out, C_in, K], got {x:?} and {w:?}");
         };
         if c_in != c_in_w || k == 0 || stride == 0 || t + pad < k {
-            candle_core::bail!("voxswap conv1d: input {x:?} does not fit kernel {w:?} (stride {stride}, padding {pad})");
+            candle_core::bail!(
+                "voxswap conv1d: input {x:?} does not fit kernel {w:?} (stride {stride}, padding {pad})"
+            );
         }
         Ok(Self {
             b,
@@ -106,7 +110,7 @@ impl Dims {
     fn im2col(&self, x: &[f32]) -> Vec<f32> {
         let n = self.n();
         let mut col = vec![0f32; self.ck() * n];
-        for (c_row, chunk) in col.chunks_mut(self.k * n).enumerate() {
+        par::for_each_chunk_mut(&mut col, self.k * n, |c_row, chunk| {
             for b in 0..self.b {
                 let row = &x[(b * self.c_in + c_row) * self.t..][..self.t];
                 for j in 0..self.k {
@@ -124,7 +128,7 @@ impl Dims {
                     }
                 }
             }
-        }
+        });
         col
     }
 
@@ -132,58 +136,53 @@ impl Dims {
     /// padding's share dropped).
     fn col2im(&self, col: &[f32], x: &mut [f32]) {
         let n = self.n();
-        for b in 0..self.b {
-            for c in 0..self.c_in {
-                let row = &mut x[(b * self.c_in + c) * self.t..][..self.t];
-                for j in 0..self.k {
-                    let (t0, s0) = self.first_inside(j);
-                    if t0 >= self.t_out {
-                        continue;
+        par::for_each_chunk_mut(x, self.t, |bc, row| {
+            let (b, c) = (bc / self.c_in, bc % self.c_in);
+            for j in 0..self.k {
+                let (t0, s0) = self.first_inside(j);
+                if t0 >= self.t_out {
+                    continue;
+                }
+                let src = &col[(c * self.k + j) * n + b * self.t_out..][t0..self.t_out];
+                if self.stride == 1 {
+                    for (d, s) in row[s0..s0 + src.len()].iter_mut().zip(src) {
+                        *d += s;
                     }
-                    let src = &col[(c * self.k + j) * n + b * self.t_out..][t0..self.t_out];
-                    if self.stride == 1 {
-                        for (d, s) in row[s0..s0 + src.len()].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (d, s) in row[s0..].iter_mut().step_by(self.stride).zip(src) {
-                            *d += s;
-                        }
+                } else {
+                    for (d, s) in row[s0..].iter_mut().step_by(self.stride).zip(src) {
+                        *d += s;
                     }
                 }
             }
-        }
+        });
     }
 
     /// `[B, C, T_out]` → `[C, B·T_out]`.
     fn widen(&self, y: &[f32], c: usize) -> Vec<f32> {
         let mut w = vec![0f32; y.len()];
-        for b in 0..self.b {
-            for o in 0..c {
-                w[o * self.n() + b * self.t_out..][..self.t_out]
-                    .copy_from_slice(&y[(b * c + o) * self.t_out..][..self.t_out]);
+        par::for_each_chunk_mut(&mut w, self.n(), |o, row| {
+            for (b, dst) in row.chunks_exact_mut(self.t_out).enumerate() {
+                dst.copy_from_slice(&y[(b * c + o) * self.t_out..][..self.t_out]);
             }
-        }
+        });
         w
     }
 
     /// `[C, B·T_out]` → `[B, C, T_out]`, plus `bias[c]` if given.
     fn narrow_batch(&self, w: &[f32], c: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let mut y = vec![0f32; w.len()];
-        for b in 0..self.b {
-            for o in 0..c {
-                let dst = &mut y[(b * c + o) * self.t_out..][..self.t_out];
-                let src = &w[o * self.n() + b * self.t_out..][..self.t_out];
-                match bias {
-                    Some(bias) => {
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d = s + bias[o];
-                        }
+        par::for_each_chunk_mut(&mut y, self.t_out, |bo, dst| {
+            let (b, o) = (bo / c, bo % c);
+            let src = &w[o * self.n() + b * self.t_out..][..self.t_out];
+            match bias {
+                Some(bias) => {
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d = s + bias[o];
                     }
-                    None => dst.copy_from_slice(src),
                 }
+                None => dst.copy_from_slice(src),
             }
-        }
+        });
         y
     }
 
@@ -199,14 +198,16 @@ impl Dims {
     }
 }
 
-fn parallelism() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    }
-}
+/// Products with fewer multiply-adds than this run on one thread.
+const PAR_MIN_WORK: usize = 1 << 21;
 
 /// `dst [m, n] = lhs [m, k] · rhs [k, n]`, all given as (row stride, column stride).
+///
+/// With several threads, the longer of `m` and `n` is cut into one block per thread and each
+/// block is an independent single-threaded product, run on candle's own worker pool (the one
+/// its elementwise ops use, with the calling thread taking a block). The matrix crate's rayon
+/// threading gained nothing here: its workers competed for the cores with candle's pool
+/// workers, which spin between ops.
 fn matmul(
     (m, n, k): (usize, usize, usize),
     (dst, (dst_rs, dst_cs)): (&mut [f32], (usize, usize)),
@@ -214,26 +215,30 @@ fn matmul(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
-    par: Parallelism,
 ) {
-    debug_assert!(m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
-    debug_assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    debug_assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the slices hold every element the strides address (checked above in debug
-    // builds, and by construction from the tensor shapes); dst does not alias lhs or rhs.
-    unsafe {
+    assert!(m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    let (dst, lhs, rhs) = (
+        SendPtr(dst.as_mut_ptr()),
+        SendPtr(lhs.as_ptr().cast_mut()),
+        SendPtr(rhs.as_ptr().cast_mut()),
+    );
+    // SAFETY: the slices hold every element the strides address (asserted above); dst does
+    // not alias lhs or rhs; gemm only reads lhs and rhs.
+    let product = |(m, n): (usize, usize), dst: *mut f32, lhs: *const f32, rhs: *const f32| unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_cs as isize,
             dst_rs as isize,
             false,
-            lhs.as_ptr(),
+            lhs,
             lhs_cs as isize,
             lhs_rs as isize,
-            rhs.as_ptr(),
+            rhs,
             rhs_cs as isize,
             rhs_rs as isize,
             1.0,
@@ -241,9 +246,31 @@ fn matmul(
             false,
             false,
             false,
-            par,
+            Parallelism::None,
         );
+    };
+    let threads = par::threads();
+    let long = m.max(n);
+    if threads <= 1 || m * n * k < PAR_MIN_WORK || long < 64 {
+        product((m, n), dst.at(0), lhs.at(0), rhs.at(0));
+        return;
     }
+    // One block per thread, a multiple of 16 rows or columns (whole vector registers).
+    let block = long.div_ceil(threads).next_multiple_of(16);
+    par::for_each_thread(|tid| {
+        let start = tid * block;
+        if start >= long {
+            return;
+        }
+        let len = block.min(long - start);
+        if n >= m {
+            // Columns start..start+len: of dst and of rhs.
+            product((m, len), dst.at(start * dst_cs), lhs.at(0), rhs.at(start * rhs_cs));
+        } else {
+            // Rows start..start+len: of dst and of lhs.
+            product((len, n), dst.at(start * dst_rs), lhs.at(start * lhs_rs), rhs.at(0));
+        }
+    });
 }
 
 /// The f32 data of a contiguous CPU storage, or an error naming `what`.
@@ -294,7 +321,6 @@ impl Conv1d {
             (d.ck(), 1),
             &col,
             (d.n(), 1),
-            parallelism(),
         );
         let y = d.narrow_batch(&wide, d.c_out, bias);
         Ok((CpuStorage::F32(y), Shape::from((d.b, d.c_out, d.t_out))))
@@ -403,7 +429,6 @@ impl CustomOp2 for InputGrad {
             (1, d.ck()),
             &gw,
             (d.n(), 1),
-            parallelism(),
         );
         let mut dx = vec![0f32; d.b * d.c_in * d.t];
         d.col2im(&dcol, &mut dx);
@@ -444,14 +469,13 @@ impl CustomOp2 for WeightGrad {
             (d.n(), 1),
             &col,
             (1, d.n()),
-            parallelism(),
         );
         let mut dw = vec![0f32; dw_t.len()];
-        for (j, src) in dw_t.chunks_exact(d.c_out).enumerate() {
-            for (o, v) in src.iter().enumerate() {
-                dw[o * d.ck() + j] = *v;
+        par::for_each_chunk_mut(&mut dw, d.ck(), |o, row| {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = dw_t[j * d.c_out + o];
             }
-        }
+        });
         Ok((CpuStorage::F32(dw), Shape::from((d.c_out, d.c_in, d.k))))
     }
 }

@@ -90,9 +90,9 @@ impl PadConv {
 impl Module for PadConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self.padding {
-            Padding::Reflect => self.forward_valid(
-                &reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
-            ),
+            Padding::Reflect => {
+                self.forward_valid(&reflect_pad(x, self.kernel).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
+            }
             Padding::Causal => self.forward_padded(x, self.kernel - 1),
         }
     }
@@ -123,7 +123,12 @@ impl candle_core::CustomOp1 for Relu {
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let data = crate::conv::f32_slice(storage, layout, "voxswap-relu input")?;
-        let out = data.iter().map(|&v| v.max(0.0)).collect();
+        let mut out = vec![0f32; data.len()];
+        crate::par::for_each_chunk_mut(&mut out, 4096, |i, o| {
+            for (o, v) in o.iter_mut().zip(&data[i * 4096..]) {
+                *o = v.max(0.0);
+            }
+        });
         Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -153,7 +158,12 @@ impl candle_core::CustomOp2 for ReluGrad {
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let g = crate::conv::f32_slice(gs, gl, "voxswap-relu gradient")?;
         let y = crate::conv::f32_slice(ys, yl, "voxswap-relu output")?;
-        let out = g.iter().zip(y).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
+        let mut out = vec![0f32; g.len()];
+        crate::par::for_each_chunk_mut(&mut out, 4096, |i, o| {
+            for ((o, &g), &y) in o.iter_mut().zip(&g[i * 4096..]).zip(&y[i * 4096..]) {
+                *o = if y > 0.0 { g } else { 0.0 };
+            }
+        });
         Ok((candle_core::CpuStorage::F32(out), gl.shape().clone()))
     }
 }
@@ -194,7 +204,9 @@ pub fn causal_instance_norm(x: &Tensor) -> Result<Tensor> {
 struct CausalNorm;
 
 impl CausalNorm {
-    /// Per row: `(d, mean, 1/σ)` at every frame, where `d = x − x₀`.
+    /// Per row: `(d, mean, 1/σ)` at every frame, where `d = x − x₀`. The running sums first
+    /// (a serial chain of additions), then the statistics from them (independent per frame,
+    /// so the compiler vectorises the divisions and square roots).
     fn stats(row: &[f32], d: &mut [f32], mean: &mut [f32], inv_sd: &mut [f32], var_pos: &mut [bool]) {
         let x0 = row[0];
         let (mut s, mut q) = (0f32, 0f32);
@@ -202,11 +214,15 @@ impl CausalNorm {
             let dt = row[t] - x0;
             s += dt;
             q += dt * dt;
-            let inv_n = 1.0 / (t + 1) as f32;
-            let m = s * inv_n;
-            let v = q * inv_n - m * m;
-            var_pos[t] = v > 0.0;
             d[t] = dt;
+            mean[t] = s;
+            inv_sd[t] = q;
+        }
+        for t in 0..row.len() {
+            let inv_n = 1.0 / (t + 1) as f32;
+            let m = mean[t] * inv_n;
+            let v = inv_sd[t] * inv_n - m * m;
+            var_pos[t] = v > 0.0;
             mean[t] = m;
             inv_sd[t] = 1.0 / (v.max(0.0) + CAUSAL_NORM_EPS as f32).sqrt();
         }
@@ -226,13 +242,15 @@ impl candle_core::CustomOp1 for CausalNorm {
         let data = crate::conv::f32_slice(storage, layout, "voxswap-causal-norm input")?;
         let t = layout.dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; data.len()];
-        let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
-        for (row, o) in data.chunks_exact(t).zip(out.chunks_exact_mut(t)) {
-            Self::stats(row, &mut d, &mut m, &mut r, &mut p);
-            for i in 0..t {
-                o[i] = (d[i] - m[i]) * r[i];
+        crate::par::for_each_rows_mut(&mut out, t, |first, rows| {
+            let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
+            for (row, o) in data[first * t..].chunks_exact(t).zip(rows.chunks_exact_mut(t)) {
+                Self::stats(row, &mut d, &mut m, &mut r, &mut p);
+                for i in 0..t {
+                    o[i] = (d[i] - m[i]) * r[i];
+                }
             }
-        }
+        });
         Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -243,29 +261,32 @@ impl candle_core::CustomOp1 for CausalNorm {
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
         let gs = g.flatten_all()?.to_vec1::<f32>()?;
         let mut dx = vec![0f32; xs.len()];
-        let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
-        let (mut gs_sum, mut gq_sum) = (vec![0f32; t], vec![0f32; t]);
-        for ((row, gr), out) in xs.chunks_exact(t).zip(gs.chunks_exact(t)).zip(dx.chunks_exact_mut(t)) {
-            Self::stats(row, &mut d, &mut m, &mut r, &mut p);
-            // y = (d − m)·r with m = S/n, v = Q/n − m², r = (max(v, 0) + eps)^(−1/2).
-            for i in 0..t {
-                let inv_n = 1.0 / (i + 1) as f32;
-                let (g, c, ri) = (gr[i], d[i] - m[i], r[i]);
-                // ∂L/∂v (zero where the variance was clamped), then ∂L/∂m and the sums.
-                let gv = if p[i] { -0.5 * g * c * ri * ri * ri } else { 0.0 };
-                let gm = -g * ri - 2.0 * m[i] * gv;
-                gs_sum[i] = gm * inv_n;
-                gq_sum[i] = gv * inv_n;
-                out[i] = g * ri;
+        crate::par::for_each_rows_mut(&mut dx, t, |first, rows| {
+            let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
+            let (mut gs_sum, mut gq_sum) = (vec![0f32; t], vec![0f32; t]);
+            let (xs, gs) = (&xs[first * t..], &gs[first * t..]);
+            for ((row, gr), out) in xs.chunks_exact(t).zip(gs.chunks_exact(t)).zip(rows.chunks_exact_mut(t)) {
+                Self::stats(row, &mut d, &mut m, &mut r, &mut p);
+                // y = (d − m)·r with m = S/n, v = Q/n − m², r = (max(v, 0) + eps)^(−1/2).
+                for i in 0..t {
+                    let inv_n = 1.0 / (i + 1) as f32;
+                    let (g, c, ri) = (gr[i], d[i] - m[i], r[i]);
+                    // ∂L/∂v (zero where the variance was clamped), then ∂L/∂m and the sums.
+                    let gv = if p[i] { -0.5 * g * c * ri * ri * ri } else { 0.0 };
+                    let gm = -g * ri - 2.0 * m[i] * gv;
+                    gs_sum[i] = gm * inv_n;
+                    gq_sum[i] = gv * inv_n;
+                    out[i] = g * ri;
+                }
+                // S_t = Σ_{u≤t} d_u and Q_t = Σ_{u≤t} d_u²: gradients are reverse cumulative sums.
+                let (mut acc_s, mut acc_q) = (0f32, 0f32);
+                for i in (0..t).rev() {
+                    acc_s += gs_sum[i];
+                    acc_q += gq_sum[i];
+                    out[i] += acc_s + 2.0 * d[i] * acc_q;
+                }
             }
-            // S_t = Σ_{u≤t} d_u and Q_t = Σ_{u≤t} d_u²: gradients are reverse cumulative sums.
-            let (mut acc_s, mut acc_q) = (0f32, 0f32);
-            for i in (0..t).rev() {
-                acc_s += gs_sum[i];
-                acc_q += gq_sum[i];
-                out[i] += acc_s + 2.0 * d[i] * acc_q;
-            }
-        }
+        });
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }

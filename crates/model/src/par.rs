@@ -1,0 +1,99 @@
+//! Work spread over candle's CPU worker pool (`candle_core::utils::barrier_pool`), the pool
+//! candle's own elementwise ops use: the calling thread takes a share, the pool's workers the
+//! rest, and they spin briefly between ops instead of sleeping. With `RAYON_NUM_THREADS=1` the
+//! pool has no workers and everything runs on the calling thread, in the same order.
+//!
+//! Each piece of work writes only its own piece of the output, so the results do not depend on
+//! the number of threads.
+
+use candle_core::utils::barrier_pool;
+
+/// Below this many output elements, work stays on the calling thread (waking the pool costs
+/// more than it saves).
+const MIN_PARALLEL: usize = 1 << 15;
+
+/// A pointer that may cross to another thread; see [`for_each_chunk_mut`].
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+// SAFETY: users hand each thread a disjoint part of what the pointer addresses.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    pub(crate) fn at(self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Threads available: the pool's workers and the caller.
+pub(crate) fn threads() -> usize {
+    barrier_pool().n_workers() + 1
+}
+
+/// Runs `f(tid)` for every `tid` in `0..threads()`, one per thread, the caller taking one.
+pub(crate) fn for_each_thread<F: Fn(usize) + Sync>(f: F) {
+    barrier_pool().execute(f);
+}
+
+/// Calls `f(i, piece)` for the `i`-th `chunk`-long piece of `out` (the last may be shorter),
+/// the pieces spread over the pool when `out` is large.
+pub(crate) fn for_each_chunk_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(out: &mut [T], chunk: usize, f: F) {
+    let chunk = chunk.max(1);
+    let (len, pieces) = (out.len(), out.len().div_ceil(chunk));
+    if len < MIN_PARALLEL || pieces < 2 || threads() < 2 {
+        for (i, piece) in out.chunks_mut(chunk).enumerate() {
+            f(i, piece);
+        }
+        return;
+    }
+    let ptr = SendPtr(out.as_mut_ptr());
+    barrier_pool().execute_chunked(pieces, |range| {
+        for i in range {
+            let start = i * chunk;
+            // SAFETY: pieces `i` are disjoint ranges of `out`, each visited once, and `out` is
+            // borrowed mutably for the whole call.
+            let piece = unsafe { std::slice::from_raw_parts_mut(ptr.at(start), chunk.min(len - start)) };
+            f(i, piece);
+        }
+    });
+}
+
+/// [`for_each_chunk_mut`] over groups of whole rows (`row`-long), each group at least
+/// `MIN_PARALLEL / 8` elements, so that per-group scratch space is allocated rarely:
+/// `f(first_row, rows)`.
+pub(crate) fn for_each_rows_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(out: &mut [T], row: usize, f: F) {
+    let row = row.max(1);
+    let per_group = (MIN_PARALLEL / 8).div_ceil(row).max(1);
+    for_each_chunk_mut(out, per_group * row, |i, rows| f(i * per_group, rows));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chunk_is_visited_once_with_its_index() {
+        for len in [0, 5, 1000, MIN_PARALLEL + 7, 3 * MIN_PARALLEL] {
+            let mut v = vec![0usize; len];
+            for_each_chunk_mut(&mut v, 100, |i, piece| {
+                for (j, x) in piece.iter_mut().enumerate() {
+                    *x += i * 100 + j + 1;
+                }
+            });
+            assert!(v.iter().enumerate().all(|(k, &x)| x == k + 1), "len {len}");
+            let mut w = vec![0usize; len];
+            for_each_rows_mut(&mut w, 37, |first, rows| {
+                for (r, row) in rows.chunks_mut(37).enumerate() {
+                    row.fill(first + r + 1);
+                }
+            });
+            assert!(w.iter().enumerate().all(|(k, &x)| x == k / 37 + 1), "len {len}");
+        }
+    }
+}
