@@ -201,7 +201,8 @@ impl Dims {
 /// Products with fewer multiply-adds than this run on one thread.
 const PAR_MIN_WORK: usize = 1 << 21;
 
-/// `dst [m, n] = lhs [m, k] · rhs [k, n]`, all given as (row stride, column stride).
+/// `lhs [m, k] · rhs [k, n]` (operands given as (row stride, column stride)) into a new
+/// buffer, row-major or, with `column_major`, column-major (the transposed product's layout).
 ///
 /// With several threads, the longer of `m` and `n` is cut into one block per thread and each
 /// block is an independent single-threaded product, run on candle's own worker pool (the one
@@ -210,22 +211,25 @@ const PAR_MIN_WORK: usize = 1 << 21;
 /// workers, which spin between ops.
 fn matmul(
     (m, n, k): (usize, usize, usize),
-    (dst, (dst_rs, dst_cs)): (&mut [f32], (usize, usize)),
+    column_major: bool,
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
-) {
-    assert!(m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
+) -> Vec<f32> {
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    let (dst_rs, dst_cs) = if column_major { (1, m) } else { (n, 1) };
+    // No zeroing pass: the product writes every element (gemm with `read_dst` false never
+    // reads the destination).
+    let mut out = Vec::<f32>::with_capacity(m * n);
     let (dst, lhs, rhs) = (
-        SendPtr(dst.as_mut_ptr()),
+        SendPtr(out.spare_capacity_mut().as_mut_ptr().cast::<f32>()),
         SendPtr(lhs.as_ptr().cast_mut()),
         SendPtr(rhs.as_ptr().cast_mut()),
     );
-    // SAFETY: the slices hold every element the strides address (asserted above); dst does
-    // not alias lhs or rhs; gemm only reads lhs and rhs.
+    // SAFETY: the slices hold every element the strides address (asserted above), `out` has
+    // room for m·n; dst does not alias lhs or rhs; gemm only reads lhs and rhs.
     let product = |(m, n): (usize, usize), dst: *mut f32, lhs: *const f32, rhs: *const f32| unsafe {
         gemm::gemm(
             m,
@@ -251,26 +255,33 @@ fn matmul(
     };
     let threads = par::threads();
     let long = m.max(n);
+    if k == 0 {
+        out.resize(m * n, 0.0);
+        return out;
+    }
     if threads <= 1 || m * n * k < PAR_MIN_WORK || long < 64 {
         product((m, n), dst.at(0), lhs.at(0), rhs.at(0));
-        return;
+    } else {
+        // One block per thread, a multiple of 16 rows or columns (whole vector registers).
+        let block = long.div_ceil(threads).next_multiple_of(16);
+        par::for_each_thread(|tid| {
+            let start = tid * block;
+            if start >= long {
+                return;
+            }
+            let len = block.min(long - start);
+            if n >= m {
+                // Columns start..start+len: of dst and of rhs.
+                product((m, len), dst.at(start * dst_cs), lhs.at(0), rhs.at(start * rhs_cs));
+            } else {
+                // Rows start..start+len: of dst and of lhs.
+                product((len, n), dst.at(start * dst_rs), lhs.at(start * lhs_rs), rhs.at(0));
+            }
+        });
     }
-    // One block per thread, a multiple of 16 rows or columns (whole vector registers).
-    let block = long.div_ceil(threads).next_multiple_of(16);
-    par::for_each_thread(|tid| {
-        let start = tid * block;
-        if start >= long {
-            return;
-        }
-        let len = block.min(long - start);
-        if n >= m {
-            // Columns start..start+len: of dst and of rhs.
-            product((m, len), dst.at(start * dst_cs), lhs.at(0), rhs.at(start * rhs_cs));
-        } else {
-            // Rows start..start+len: of dst and of lhs.
-            product((len, n), dst.at(start * dst_rs), lhs.at(start * lhs_rs), rhs.at(0));
-        }
-    });
+    // SAFETY: every one of the m·n elements was written above.
+    unsafe { out.set_len(m * n) };
+    out
 }
 
 /// The f32 data of a contiguous CPU storage, or an error naming `what`.
@@ -313,15 +324,7 @@ impl Conv1d {
         };
         // Y [C_out, B·T_out] = W [C_out, C_in·K] · col [C_in·K, B·T_out]
         let col = d.im2col(x);
-        let mut wide = vec![0f32; d.c_out * d.n()];
-        matmul(
-            (d.c_out, d.n(), d.ck()),
-            (&mut wide, (d.n(), 1)),
-            w,
-            (d.ck(), 1),
-            &col,
-            (d.n(), 1),
-        );
+        let wide = matmul((d.c_out, d.n(), d.ck()), false, w, (d.ck(), 1), &col, (d.n(), 1));
         let y = d.narrow_batch(&wide, d.c_out, bias);
         Ok((CpuStorage::F32(y), Shape::from((d.b, d.c_out, d.t_out))))
     }
@@ -421,15 +424,7 @@ impl CustomOp2 for InputGrad {
         d.check_gradient(gl)?;
         // dcol [C_in·K, B·T_out] = Wᵀ [C_in·K, C_out] · G [C_out, B·T_out]
         let gw = d.widen(g, d.c_out);
-        let mut dcol = vec![0f32; d.ck() * d.n()];
-        matmul(
-            (d.ck(), d.n(), d.c_out),
-            (&mut dcol, (d.n(), 1)),
-            w,
-            (1, d.ck()),
-            &gw,
-            (d.n(), 1),
-        );
+        let dcol = matmul((d.ck(), d.n(), d.c_out), false, w, (1, d.ck()), &gw, (d.n(), 1));
         let mut dx = vec![0f32; d.b * d.c_in * d.t];
         d.col2im(&dcol, &mut dx);
         Ok((CpuStorage::F32(dx), Shape::from((d.b, d.c_in, d.t))))
@@ -461,15 +456,7 @@ impl CustomOp2 for WeightGrad {
         // (C_in·K rows, up to 1,104), then the small result is transposed.
         let gw = d.widen(g, d.c_out);
         let col = d.im2col(x);
-        let mut dw_t = vec![0f32; d.c_out * d.ck()];
-        matmul(
-            (d.c_out, d.ck(), d.n()),
-            (&mut dw_t, (1, d.c_out)),
-            &gw,
-            (d.n(), 1),
-            &col,
-            (1, d.n()),
-        );
+        let dw_t = matmul((d.c_out, d.ck(), d.n()), true, &gw, (d.n(), 1), &col, (1, d.n()));
         let mut dw = vec![0f32; dw_t.len()];
         par::for_each_chunk_mut(&mut dw, d.ck(), |o, row| {
             for (j, v) in row.iter_mut().enumerate() {
