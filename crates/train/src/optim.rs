@@ -128,16 +128,35 @@ struct Update {
 }
 
 impl Update {
-    /// θ, m, v, vmax ← one Adam(W)/AMSGrad step with gradient g.
-    fn apply(&self, theta: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: &mut [f32]) {
-        for i in 0..theta.len() {
+    /// θ' (into `out`), m, v, vmax ← one Adam(W)/AMSGrad step from θ with gradient g.
+    fn apply(&self, theta: &[f32], out: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], vmax: &mut [f32]) {
+        // One loop per variant, without a branch inside, so that it vectorises.
+        if self.amsgrad {
+            self.apply_variant::<true>(theta, out, g, m, v, vmax);
+        } else {
+            self.apply_variant::<false>(theta, out, g, m, v, vmax);
+        }
+    }
+
+    fn apply_variant<const AMSGRAD: bool>(
+        &self,
+        theta: &[f32],
+        out: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        vmax: &mut [f32],
+    ) {
+        let n = theta.len();
+        let (out, g, m, v, vmax) = (&mut out[..n], &g[..n], &mut m[..n], &mut v[..n], &mut vmax[..n]);
+        for i in 0..n {
             let th = theta[i];
             let gi = g[i] * self.clip + self.l2 * th;
             let mi = self.b1 * m[i] + (1.0 - self.b1) * gi;
             let vi = self.b2 * v[i] + (1.0 - self.b2) * gi * gi;
             m[i] = mi;
             v[i] = vi;
-            let second = if self.amsgrad {
+            let second = if AMSGRAD {
                 let x = vmax[i].max(vi);
                 vmax[i] = x;
                 x
@@ -145,13 +164,44 @@ impl Update {
                 vi
             };
             // PyTorch's form: θ -= lr/bc1 · m / (√(v/bc2) + eps).
-            theta[i] = th - self.step_size * mi / ((second * self.inv_bc2).sqrt() + self.eps) - self.decay * th;
+            out[i] = th - self.step_size * mi / ((second * self.inv_bc2).sqrt() + self.eps) - self.decay * th;
         }
     }
 }
 
 fn host_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
+}
+
+/// A tensor's values as f32 on the host: the tensor itself where it is contiguous f32 on the
+/// CPU (read in place), else a copy.
+enum HostF32<'a> {
+    Borrowed(&'a Tensor),
+    Owned(Vec<f32>),
+}
+
+impl<'a> HostF32<'a> {
+    fn of(t: &'a Tensor) -> candle_core::Result<Self> {
+        if t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() {
+            Ok(Self::Borrowed(t))
+        } else {
+            Ok(Self::Owned(host_vec(t)?))
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
+        match self {
+            Self::Owned(v) => f(v),
+            Self::Borrowed(t) => {
+                let (storage, layout) = t.storage_and_layout();
+                match (&*storage, layout.contiguous_offsets()) {
+                    (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => f(&v[a..b]),
+                    // Checked in `of`: contiguous f32 on the CPU.
+                    _ => unreachable!("HostF32::of admits only contiguous f32 CPU tensors"),
+                }
+            }
+        }
+    }
 }
 
 impl Adam {
@@ -185,17 +235,24 @@ impl Adam {
         self.step += 1;
         let c = &self.cfg;
         let lr = c.lr_at(self.step, total_steps);
-        let gs = self
+        // Gradients and weights are read in place (no host copies) where they are contiguous
+        // f32 on the CPU, as they are in training.
+        let grad_tensors: Vec<Option<Tensor>> = self
             .params
             .iter()
-            .map(|(_, p)| match grads.get(p.as_tensor()) {
-                Some(g) => host_vec(g),
-                None => Ok(vec![0f32; p.elem_count()]),
+            .map(|(_, p)| grads.get(p.as_tensor()).map(Tensor::contiguous).transpose())
+            .collect::<candle_core::Result<_>>()?;
+        let gs = grad_tensors
+            .iter()
+            .zip(&self.params)
+            .map(|(g, (_, p))| match g {
+                Some(g) => HostF32::of(g),
+                None => Ok(HostF32::Owned(vec![0f32; p.elem_count()])),
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let sq: f64 = gs
             .par_iter()
-            .map(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .map(|g| g.with(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>()))
             .sum();
         let grad_norm = sq.sqrt();
         let clip = if c.grad_clip > 0.0 && grad_norm > c.grad_clip {
@@ -219,19 +276,21 @@ impl Adam {
         let thetas = self
             .params
             .iter()
-            .map(|(_, p)| host_vec(p.as_tensor()))
+            .map(|(_, p)| HostF32::of(p.as_tensor()))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let updated: Vec<Vec<f32>> = thetas
-            .into_par_iter()
+            .par_iter()
             .zip(gs.par_iter())
             .zip(self.m.par_iter_mut())
             .zip(self.v.par_iter_mut())
             .zip(self.vmax.par_iter_mut())
-            .map(|((((mut th, g), m), v), vmax)| {
-                up.apply(&mut th, g, m, v, vmax);
-                th
+            .map(|((((th, g), m), v), vmax)| {
+                let mut out = vec![0f32; m.len()];
+                th.with(|th| g.with(|g| up.apply(th, &mut out, g, m, v, vmax)));
+                out
             })
             .collect();
+        drop(thetas);
         for ((_, p), th) in self.params.iter().zip(updated) {
             let t = Tensor::from_vec(th, p.shape(), p.device())?.to_dtype(p.dtype())?;
             p.set(&t)?;
