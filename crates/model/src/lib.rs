@@ -23,7 +23,7 @@ mod error;
 pub mod init;
 pub mod io;
 pub mod layers;
-mod par;
+pub mod par;
 pub mod stream;
 
 pub use adain_vc::{AdaInVc, AeOutput, StreamingConverter};

@@ -2,9 +2,9 @@
 //! schedules; the state is saved with checkpoints so a resumed run continues exactly.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use candle_core::{backprop::GradStore, DType, Tensor, Var};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -250,9 +250,15 @@ impl Adam {
                 None => Ok(HostF32::Owned(vec![0f32; p.elem_count()])),
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let sq: f64 = gs
-            .par_iter()
-            .map(|g| g.with(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>()))
+        // All parallel work on the pool the model's ops use (voxswap_model::par).
+        let sums: Vec<Mutex<f64>> = gs.iter().map(|_| Mutex::new(0.0)).collect();
+        voxswap_model::par::for_each_index(gs.len(), |i| {
+            let s = gs[i].with(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>());
+            *sums[i].lock().unwrap_or_else(PoisonError::into_inner) = s;
+        });
+        let sq: f64 = sums
+            .into_iter()
+            .map(|s| s.into_inner().unwrap_or_else(PoisonError::into_inner))
             .sum();
         let grad_norm = sq.sqrt();
         let clip = if c.grad_clip > 0.0 && grad_norm > c.grad_clip {
@@ -278,17 +284,22 @@ impl Adam {
             .iter()
             .map(|(_, p)| HostF32::of(p.as_tensor()))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let updated: Vec<Vec<f32>> = thetas
-            .par_iter()
-            .zip(gs.par_iter())
-            .zip(self.m.par_iter_mut())
-            .zip(self.v.par_iter_mut())
-            .zip(self.vmax.par_iter_mut())
-            .map(|((((th, g), m), v), vmax)| {
-                let mut out = vec![0f32; m.len()];
-                th.with(|th| g.with(|g| up.apply(th, &mut out, g, m, v, vmax)));
-                out
-            })
+        let jobs: Vec<Mutex<_>> = self
+            .m
+            .iter_mut()
+            .zip(self.v.iter_mut())
+            .zip(self.vmax.iter_mut())
+            .map(|((m, v), vmax)| Mutex::new((m, v, vmax, Vec::new())))
+            .collect();
+        voxswap_model::par::for_each_index(jobs.len(), |i| {
+            let mut job = jobs[i].lock().unwrap_or_else(PoisonError::into_inner);
+            let (m, v, vmax, out) = &mut *job;
+            *out = vec![0f32; m.len()];
+            thetas[i].with(|th| gs[i].with(|g| up.apply(th, out, g, m, v, vmax)));
+        });
+        let updated: Vec<Vec<f32>> = jobs
+            .into_iter()
+            .map(|j| j.into_inner().unwrap_or_else(PoisonError::into_inner).3)
             .collect();
         drop(thetas);
         for ((_, p), th) in self.params.iter().zip(updated) {
