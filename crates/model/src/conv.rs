@@ -15,6 +15,8 @@
 //! by side in one wide matrix (`[C, B·T_out]`), so each product is a single large one, which the
 //! matrix kernel runs far more efficiently than one small product per item, and in parallel.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
@@ -109,27 +111,26 @@ impl Dims {
     /// one small one per item.
     fn im2col(&self, x: &[f32]) -> Vec<f32> {
         let n = self.n();
-        let mut col = vec![0f32; self.ck() * n];
-        par::for_each_chunk_mut(&mut col, self.k * n, |c_row, chunk| {
+        let fill = |c_row: usize, chunk: &mut [MaybeUninit<f32>]| {
             for b in 0..self.b {
                 let row = &x[(b * self.c_in + c_row) * self.t..][..self.t];
                 for j in 0..self.k {
+                    let dst = &mut chunk[j * n + b * self.t_out..][..self.t_out];
+                    // Frames before t0 read the zero padding.
                     let (t0, s0) = self.first_inside(j);
-                    if t0 >= self.t_out {
-                        continue;
-                    }
-                    let dst = &mut chunk[j * n + b * self.t_out..][t0..self.t_out];
-                    if self.stride == 1 {
-                        dst.copy_from_slice(&row[s0..s0 + dst.len()]);
-                    } else {
-                        for (d, s) in dst.iter_mut().zip(row[s0..].iter().step_by(self.stride)) {
-                            *d = *s;
-                        }
+                    let t0 = t0.min(self.t_out);
+                    let (pad, inside) = dst.split_at_mut(t0);
+                    pad.fill(MaybeUninit::new(0.0));
+                    for (d, s) in inside.iter_mut().zip(row[s0.min(self.t)..].iter().step_by(self.stride)) {
+                        d.write(*s);
                     }
                 }
             }
-        });
-        col
+        };
+        // SAFETY: `fill` writes every element of its channel's K·n piece: for each batch item
+        // and tap, the t0 padding frames and the T_out − t0 frames inside the input (the input
+        // holds them: see `first_inside`).
+        unsafe { par::filled(self.ck() * n, self.k * n, fill) }
     }
 
     /// `x[b, c, t·stride + j − pad] += col[(c·K + j), b·T_out + t]` into a zeroed `x` (the

@@ -76,6 +76,22 @@ pub(crate) fn for_each_chunk_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(out: &m
     });
 }
 
+/// A new `len`-element buffer filled by `fill(i, piece)` for its `i`-th `chunk`-long piece
+/// (spread over the pool like [`for_each_chunk_mut`]), without a zeroing pass first.
+///
+/// # Safety
+/// `fill` must write every element of each piece it is given.
+pub(crate) unsafe fn filled<F>(len: usize, chunk: usize, fill: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+{
+    let mut out = Vec::with_capacity(len);
+    for_each_chunk_mut(&mut out.spare_capacity_mut()[..len], chunk, fill);
+    // SAFETY: the caller's `fill` wrote all `len` elements.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// [`for_each_chunk_mut`] over groups of whole rows (`row`-long), each group at least
 /// `MIN_PARALLEL / 8` elements, so that per-group scratch space is allocated rarely:
 /// `f(first_row, rows)`.
