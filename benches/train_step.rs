@@ -1,4 +1,5 @@
-//! Model benchmarks: a training step (forward, backward, AMSGrad Adam) on a batch of
+//! Model benchmarks: a training step (forward, backward, AMSGrad Adam; the trainer's step, one
+//! batch shard per thread) on a batch of
 //! 16 × 80 mels × 128 frames, and converting 10 s (1000 frames), for the paper and the stream
 //! presets. `scripts/bench_vs_pytorch.sh` runs these and the PyTorch reference in one go.
 
@@ -9,8 +10,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion};
 use voxswap_model::{init, AdaInVc, ModelConfig};
-use voxswap_train::loss::ae_loss;
 use voxswap_train::optim::{Adam, AdamConfig};
+use voxswap_train::step::forward_backward;
 
 fn build(cfg: &ModelConfig) -> (AdaInVc, VarMap) {
     let vars = VarMap::new();
@@ -36,15 +37,15 @@ fn models(c: &mut Criterion) {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let trained = vars.all_vars();
         let mut opt = Adam::new(params, AdamConfig::default()).expect("adam");
         let x = Tensor::randn(0f32, 1.0, (16, 80, 128), &dev).expect("x");
         let noise = Tensor::randn(0f32, 1.0, (16, cfg.content.c_out, 128 / cfg.frame_multiple()), &dev).expect("noise");
         g.bench_function(format!("train_step_{}", cfg.preset), |b| {
             b.iter(|| {
-                let out = model.forward(&x, &noise).expect("forward");
-                let loss = ae_loss(&x, &out, 10.0, 1.0).expect("loss");
-                let grads = loss.total.backward().expect("backward");
-                black_box(opt.step(&grads, 1_000_000).expect("step"));
+                // As the trainer runs it: one batch shard per thread.
+                let sg = forward_backward(&model, &trained, &x, &noise, 10.0, 1.0).expect("forward and backward");
+                black_box(opt.step(&sg.grads, 1_000_000).expect("step"));
             })
         });
         let src = Tensor::randn(0f32, 1.0, (1, 80, 1000), &dev).expect("src");

@@ -33,9 +33,50 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// Threads available: the pool's workers and the caller.
-pub(crate) fn threads() -> usize {
-    barrier_pool().n_workers() + 1
+thread_local! {
+    /// Set on the threads of [`per_thread`]: parallel work nested in it runs inline.
+    static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Threads available to the caller: the pool's workers and the caller itself, or 1 inside
+/// [`per_thread`].
+pub fn threads() -> usize {
+    if INSIDE.with(std::cell::Cell::get) {
+        1
+    } else {
+        barrier_pool().n_workers() + 1
+    }
+}
+
+/// Runs `f(i, n)` once for each of `n = threads()` parts of a job, each part on its own thread
+/// (the caller's included) with everything it does in turn running on that thread alone; the
+/// results in part order. For work that splits into independent parts better than each of its
+/// operations splits, such as a training step over a batch.
+pub fn per_thread<R: Send, F: Fn(usize, usize) -> R + Sync>(f: F) -> Vec<R> {
+    let n = threads();
+    if n == 1 {
+        return vec![f(0, 1)];
+    }
+    let slots: Vec<std::sync::Mutex<Option<R>>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+    barrier_pool().execute(|tid| {
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                INSIDE.with(|f| f.set(self.0));
+            }
+        }
+        let _restore = Restore(INSIDE.with(|f| f.replace(true)));
+        let r = f(tid, n);
+        *slots[tid].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
+    });
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .expect("BarrierPool::execute runs every thread's part (a worker's panic is re-raised)")
+        })
+        .collect()
 }
 
 /// Calls `f(i)` for every `i` in `0..n`, spread over the pool (the caller takes a share); for
@@ -50,7 +91,11 @@ pub fn for_each_index<F: Fn(usize) + Sync>(n: usize, f: F) {
 
 /// Runs `f(tid)` for every `tid` in `0..threads()`, one per thread, the caller taking one.
 pub(crate) fn for_each_thread<F: Fn(usize) + Sync>(f: F) {
-    barrier_pool().execute(f);
+    if threads() == 1 {
+        f(0);
+    } else {
+        barrier_pool().execute(f);
+    }
 }
 
 /// Calls `f(i, piece)` for the `i`-th `chunk`-long piece of `out` (the last may be shorter),
@@ -104,6 +149,23 @@ pub(crate) fn for_each_rows_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(out: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_thread_runs_each_part_once_with_nested_work_inline() {
+        let parts = per_thread(|i, n| {
+            // Nested parallel helpers run on this thread alone.
+            assert_eq!(threads(), 1);
+            let mut v = vec![0usize; 3 * MIN_PARALLEL];
+            for_each_chunk_mut(&mut v, 1000, |c, piece| piece.fill(c));
+            (i, n, v[2500])
+        });
+        let n = threads();
+        assert_eq!(parts.len(), n);
+        for (k, (i, m, v)) in parts.into_iter().enumerate() {
+            assert_eq!((i, m, v), (k, n, 2));
+        }
+        assert_eq!(threads(), n, "the flag is cleared afterwards");
+    }
 
     #[test]
     fn every_index_is_visited_once() {

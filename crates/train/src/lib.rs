@@ -1,6 +1,6 @@
 //! Training for voxswap: corpora and the feature cache ([`data`]), corpus checks ([`check`]), the loss ([`loss`]), Adam
 //! with AMSGrad ([`optim`]), checkpoints ([`checkpoint`]), recipes ([`recipe`]), the loop
-//! ([`trainer`]) and loss curves ([`plot`]).
+//! ([`trainer`]), one step sharded across threads ([`step`]) and loss curves ([`plot`]).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -19,6 +19,7 @@ pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod recipe;
+pub mod step;
 pub mod trainer;
 
 pub use error::{Error, Result};

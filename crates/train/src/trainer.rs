@@ -17,6 +17,7 @@ use crate::error::file_err;
 use crate::loss::ae_loss;
 use crate::optim::Adam;
 use crate::recipe::Recipe;
+use crate::step;
 use crate::{checkpoint, plot, Error, Result};
 
 /// One line of `train.jsonl`.
@@ -141,6 +142,7 @@ pub fn train(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let trained = vars.all_vars();
     let mut opt = Adam::new(params, recipe.optim.clone())?;
     let ckpt_dir = checkpoints_dir(recipe);
     let latest = checkpoint::list(&ckpt_dir).pop();
@@ -201,10 +203,10 @@ pub fn train(
         let n_noise = recipe.train.batch_size * cfg.content.c_out * code_frames;
         let noise: Vec<f32> = (0..n_noise).map(|_| StandardNormal.sample(&mut rng)).collect();
         let noise = Tensor::from_vec(noise, (recipe.train.batch_size, cfg.content.c_out, code_frames), device)?;
-        let out = model.forward(&x, &noise)?;
         let lambda_kl = recipe.lambda_kl_at(step);
-        let loss = ae_loss(&x, &out, recipe.train.lambda_rec, lambda_kl)?;
-        let value = loss.total.to_scalar::<f32>()?;
+        // One batch shard per CPU thread (crate::step).
+        let sg = step::forward_backward(&model, &trained, &x, &noise, recipe.train.lambda_rec, lambda_kl)?;
+        let value = sg.total;
         if !value.is_finite() {
             let checkpoint = last_ckpt
                 .as_ref()
@@ -215,15 +217,15 @@ pub fn train(
                 checkpoint,
             });
         }
-        let grads = loss.total.backward()?;
+        let grads = sg.grads;
         let info = opt.step(&grads, total)?;
         if step % recipe.train.log_every == 0 || step == total {
             let secs = tick.elapsed().as_secs_f64().max(1e-9);
             let rec = LogRecord::Train {
                 step,
                 loss: value,
-                rec: loss.rec.to_scalar()?,
-                kl: loss.kl.to_scalar()?,
+                rec: sg.rec,
+                kl: sg.kl,
                 lambda_kl,
                 lr: info.lr,
                 grad_norm: info.grad_norm,

@@ -287,8 +287,17 @@ impl BarrierPool {
         };
 
         // Main thread participates as worker n (workers are 0..n-1).
+        // voxswap patch: marked as inside the pool while it does, like the workers, so that a
+        // parallel op it runs meanwhile goes inline instead of deadlocking on the call lock.
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                IN_BARRIER_POOL.with(|f| f.set(self.0));
+            }
+        }
+        let _restore = Restore(IN_BARRIER_POOL.with(|f| f.replace(true)));
         f(n);
-        // _guard drops here, waiting for root workers.
+        // _restore, then _guard drop here, the latter waiting for root workers.
     }
 
     // Uniform, short work units can avoid shared-cursor contention by assigning
