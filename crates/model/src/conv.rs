@@ -121,8 +121,16 @@ impl Dims {
                     let t0 = t0.min(self.t_out);
                     let (pad, inside) = dst.split_at_mut(t0);
                     pad.fill(MaybeUninit::new(0.0));
-                    for (d, s) in inside.iter_mut().zip(row[s0.min(self.t)..].iter().step_by(self.stride)) {
-                        d.write(*s);
+                    if self.stride == 1 {
+                        let src = &row[s0.min(self.t)..][..inside.len()];
+                        // SAFETY: `inside` has room for `src.len()` values; no overlap.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(src.as_ptr(), inside.as_mut_ptr().cast::<f32>(), src.len());
+                        }
+                    } else {
+                        for (d, s) in inside.iter_mut().zip(row[s0.min(self.t)..].iter().step_by(self.stride)) {
+                            d.write(*s);
+                        }
                     }
                 }
             }

@@ -258,8 +258,14 @@ impl candle_core::CustomOp1 for CausalNorm {
         let x = arg.contiguous()?;
         let g = grad_res.contiguous()?;
         let t = x.dim(D::Minus1)?;
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let gs = g.flatten_all()?.to_vec1::<f32>()?;
+        let dx = with_f32(&x, |xs| with_f32(&g, |gs| Self::backward(xs, gs, t)))??;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+impl CausalNorm {
+    /// The input gradient from the input `xs` and the output gradient `gs`, rows of `t` frames.
+    fn backward(xs: &[f32], gs: &[f32], t: usize) -> Vec<f32> {
         let mut dx = vec![0f32; xs.len()];
         crate::par::for_each_rows_mut(&mut dx, t, |first, rows| {
             let (mut d, mut m, mut r, mut p) = (vec![0f32; t], vec![0f32; t], vec![0f32; t], vec![false; t]);
@@ -287,8 +293,22 @@ impl candle_core::CustomOp1 for CausalNorm {
                 }
             }
         });
-        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+        dx
     }
+}
+
+/// `f` of a tensor's values as f32: read in place where the tensor is contiguous f32 on the
+/// CPU, else from a copy.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&v[a..b]));
+        }
+    }
+    Ok(f(&t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?))
 }
 
 /// The running statistics of a causal instance norm after some frames: the first frame (the
