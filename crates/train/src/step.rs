@@ -104,17 +104,22 @@ mod tests {
     use voxswap_model::{init, ModelConfig};
 
     /// Shard by shard (when the machine has several threads) and in one pass over the batch,
-    /// the gradients and the loss agree to float rounding; 5 items do not split evenly.
+    /// the gradients and the loss agree to float rounding; 5 items do not split evenly, and a
+    /// batch of 1 leaves threads without a shard.
     #[test]
     fn sharded_gradients_equal_one_pass() {
         let dev = Device::Cpu;
-        for cfg in [ModelConfig::tiny(), ModelConfig::tiny_stream()] {
+        for (cfg, b) in [
+            (ModelConfig::tiny(), 5),
+            (ModelConfig::tiny_stream(), 5),
+            (ModelConfig::tiny_stream(), 1),
+        ] {
             let vars = VarMap::new();
             let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
             init::init_pytorch_like(&vars, 3).unwrap();
             let params = vars.all_vars();
-            let x = Tensor::randn(0f32, 1.0, (5, cfg.frontend.n_mels, 32), &dev).unwrap();
-            let noise = Tensor::randn(0f32, 1.0, (5, cfg.content.c_out, 32 / cfg.frame_multiple()), &dev).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (b, cfg.frontend.n_mels, 32), &dev).unwrap();
+            let noise = Tensor::randn(0f32, 1.0, (b, cfg.content.c_out, 32 / cfg.frame_multiple()), &dev).unwrap();
             let sharded = forward_backward(&model, &params, &x, &noise, 10.0, 0.5).unwrap();
             let out = model.forward(&x, &noise).unwrap();
             let loss = ae_loss(&x, &out, 10.0, 0.5).unwrap();
