@@ -122,6 +122,7 @@ impl Dims {
                     let (pad, inside) = dst.split_at_mut(t0);
                     pad.fill(MaybeUninit::new(0.0));
                     if self.stride == 1 {
+                        // (`write_copy_of_slice` does this safely from Rust 1.93; the MSRV is 1.85.)
                         let src = &row[s0.min(self.t)..][..inside.len()];
                         // SAFETY: `inside` has room for `src.len()` values; no overlap.
                         unsafe {
@@ -166,17 +167,6 @@ impl Dims {
         });
     }
 
-    /// `[B, C, T_out]` → `[C, B·T_out]`.
-    fn widen(&self, y: &[f32], c: usize) -> Vec<f32> {
-        let mut w = vec![0f32; y.len()];
-        par::for_each_chunk_mut(&mut w, self.n(), |o, row| {
-            for (b, dst) in row.chunks_exact_mut(self.t_out).enumerate() {
-                dst.copy_from_slice(&y[(b * c + o) * self.t_out..][..self.t_out]);
-            }
-        });
-        w
-    }
-
     /// `[C, B·T_out]` → `[B, C, T_out]`, plus `bias[c]` if given.
     fn narrow_batch(&self, w: &[f32], c: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let mut y = vec![0f32; w.len()];
@@ -195,12 +185,14 @@ impl Dims {
         y
     }
 
+    /// The output gradient must come widened: `[C_out, B·T_out]`.
     fn check_gradient(&self, gl: &Layout) -> Result<()> {
-        if gl.dims() != [self.b, self.c_out, self.t_out] {
+        if gl.dims() != [self.c_out, self.n()] {
             candle_core::bail!(
-                "voxswap conv1d backward: gradient {:?} for output length {}",
+                "voxswap conv1d backward: widened gradient {:?} for {} channels × {} columns",
                 gl.dims(),
-                self.t_out
+                self.c_out,
+                self.n()
             );
         }
         Ok(())
@@ -293,6 +285,20 @@ fn matmul(
     out
 }
 
+/// `f` of a tensor's values as f32: read in place where the tensor is contiguous f32 on the
+/// CPU, else from a copy (one pass over the tensor either way, with no copy in training).
+pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&v[a..b]));
+        }
+    }
+    Ok(f(&t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?))
+}
+
 /// The f32 data of a contiguous CPU storage, or an error naming `what`.
 pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = s else {
@@ -340,6 +346,8 @@ impl Conv1d {
 
     /// The input gradient (only where something upstream wants it: not for the mel itself)
     /// and the kernel gradient.
+    /// `g` is the output gradient widened to `[C_out, B·T_out]` ([`Widen`]), once for all
+    /// three gradients.
     fn grads(&self, x: &Tensor, w: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
         let gx = if !x.track_op() {
             None
@@ -349,6 +357,7 @@ impl Conv1d {
                 &InputGrad {
                     stride: self.stride,
                     pad: self.pad,
+                    b: x.dim(0)?,
                     t: x.dim(2)?,
                 },
             )?)
@@ -375,7 +384,7 @@ impl CustomOp2 for Conv1d {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (gx, gw) = self.grads(x, w, &g.contiguous()?)?;
+        let (gx, gw) = self.grads(x, w, &g.contiguous()?.apply_op1_no_bwd(&Widen)?)?;
         Ok((gx, Some(gw)))
     }
 }
@@ -405,17 +414,18 @@ impl CustomOp3 for Conv1d {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
+        let g = g.contiguous()?.apply_op1_no_bwd(&Widen)?;
         let (gx, gw) = self.grads(x, w, &g)?;
         let gb = g.apply_op1_no_bwd(&BiasGrad)?;
         Ok((gx, Some(gw), Some(gb)))
     }
 }
 
-/// `(g [B, C_out, T_out], w) → dx [B, C_in, T]`.
+/// `(g [C_out, B·T_out] widened, w) → dx [B, C_in, T]`.
 struct InputGrad {
     stride: usize,
     pad: usize,
+    b: usize,
     t: usize,
 }
 
@@ -425,22 +435,21 @@ impl CustomOp2 for InputGrad {
     }
 
     fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (&[b, _, _], &[_, c_in, _]) = (gl.dims(), wl.dims()) else {
-            candle_core::bail!("voxswap conv1d backward: bad shapes {:?} {:?}", gl.dims(), wl.dims());
+        let &[_, c_in, _] = wl.dims() else {
+            candle_core::bail!("voxswap conv1d backward: bad kernel shape {:?}", wl.dims());
         };
-        let d = Dims::new(&[b, c_in, self.t], wl.dims(), self.stride, self.pad)?;
+        let d = Dims::new(&[self.b, c_in, self.t], wl.dims(), self.stride, self.pad)?;
         let (g, w) = (f32_slice(gs, gl, "gradient")?, f32_slice(ws, wl, "kernel")?);
         d.check_gradient(gl)?;
         // dcol [C_in·K, B·T_out] = Wᵀ [C_in·K, C_out] · G [C_out, B·T_out]
-        let gw = d.widen(g, d.c_out);
-        let dcol = matmul((d.ck(), d.n(), d.c_out), false, w, (1, d.ck()), &gw, (d.n(), 1));
+        let dcol = matmul((d.ck(), d.n(), d.c_out), false, w, (1, d.ck()), g, (d.n(), 1));
         let mut dx = vec![0f32; d.b * d.c_in * d.t];
         d.col2im(&dcol, &mut dx);
         Ok((CpuStorage::F32(dx), Shape::from((d.b, d.c_in, d.t))))
     }
 }
 
-/// `(x [B, C_in, T], g [B, C_out, T_out]) → dw [C_out, C_in, K]`.
+/// `(x [B, C_in, T], g [C_out, B·T_out] widened) → dw [C_out, C_in, K]`.
 struct WeightGrad {
     stride: usize,
     pad: usize,
@@ -453,7 +462,7 @@ impl CustomOp2 for WeightGrad {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (&[_, c_in, _], &[_, c_out, _]) = (xl.dims(), gl.dims()) else {
+        let (&[_, c_in, _], &[c_out, _]) = (xl.dims(), gl.dims()) else {
             candle_core::bail!("voxswap conv1d backward: bad shapes {:?} {:?}", xl.dims(), gl.dims());
         };
         let d = Dims::new(xl.dims(), &[c_out, c_in, self.k], self.stride, self.pad)?;
@@ -463,9 +472,8 @@ impl CustomOp2 for WeightGrad {
         // contiguous along the sum, so one of them must be transposed while the matrix kernel
         // packs it: written column-major, the product packs G (C_out rows) rather than col
         // (C_in·K rows, up to 1,104), then the small result is transposed.
-        let gw = d.widen(g, d.c_out);
         let col = d.im2col(x);
-        let dw_t = matmul((d.c_out, d.ck(), d.n()), true, &gw, (d.n(), 1), &col, (1, d.n()));
+        let dw_t = matmul((d.c_out, d.ck(), d.n()), true, g, (d.n(), 1), &col, (1, d.n()));
         let mut dw = vec![0f32; dw_t.len()];
         par::for_each_chunk_mut(&mut dw, d.ck(), |o, row| {
             for (j, v) in row.iter_mut().enumerate() {
@@ -476,7 +484,31 @@ impl CustomOp2 for WeightGrad {
     }
 }
 
-/// `g [B, C, T] → [C]`: the sum over batch and time (a bias's gradient).
+/// `g [B, C, T] → [C, B·T]`: the output gradient with every batch item's frames side by side,
+/// the layout all three gradient products read (widened once per backward pass).
+struct Widen;
+
+impl CustomOp1 for Widen {
+    fn name(&self) -> &'static str {
+        "voxswap-conv1d-widen"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let &[b, c, t] = gl.dims() else {
+            candle_core::bail!("voxswap conv1d backward: bad gradient shape {:?}", gl.dims());
+        };
+        let g = f32_slice(gs, gl, "gradient")?;
+        let mut w = vec![0f32; g.len()];
+        par::for_each_chunk_mut(&mut w, b * t, |o, row| {
+            for (bi, dst) in row.chunks_exact_mut(t).enumerate() {
+                dst.copy_from_slice(&g[(bi * c + o) * t..][..t]);
+            }
+        });
+        Ok((CpuStorage::F32(w), Shape::from((c, b * t))))
+    }
+}
+
+/// `g [C, B·T] widened → [C]`: the sum over batch and time (a bias's gradient).
 struct BiasGrad;
 
 impl CustomOp1 for BiasGrad {
@@ -485,16 +517,15 @@ impl CustomOp1 for BiasGrad {
     }
 
     fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let &[b, c, t] = gl.dims() else {
+        let &[c, n] = gl.dims() else {
             candle_core::bail!("voxswap conv1d backward: bad gradient shape {:?}", gl.dims());
         };
         let g = f32_slice(gs, gl, "gradient")?;
-        let mut sums = vec![0f32; c];
-        for item in g.chunks_exact(c * t).take(b) {
-            for (s, row) in sums.iter_mut().zip(item.chunks_exact(t)) {
-                *s += row.iter().sum::<f32>();
-            }
-        }
+        let sums = g
+            .chunks_exact(n.max(1))
+            .take(c)
+            .map(|row| row.iter().sum::<f32>())
+            .collect();
         Ok((CpuStorage::F32(sums), Shape::from(c)))
     }
 }

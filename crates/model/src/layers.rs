@@ -109,6 +109,9 @@ pub fn relu(x: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
+/// Elements per piece of work in the elementwise ops spread over threads.
+const ELEMENTWISE_CHUNK: usize = 4096;
+
 #[derive(Debug, Clone, Copy)]
 struct Relu;
 
@@ -124,8 +127,8 @@ impl candle_core::CustomOp1 for Relu {
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let data = crate::conv::f32_slice(storage, layout, "voxswap-relu input")?;
         let mut out = vec![0f32; data.len()];
-        crate::par::for_each_chunk_mut(&mut out, 4096, |i, o| {
-            for (o, v) in o.iter_mut().zip(&data[i * 4096..]) {
+        crate::par::for_each_chunk_mut(&mut out, ELEMENTWISE_CHUNK, |i, o| {
+            for (o, v) in o.iter_mut().zip(&data[i * ELEMENTWISE_CHUNK..]) {
                 *o = v.max(0.0);
             }
         });
@@ -159,8 +162,9 @@ impl candle_core::CustomOp2 for ReluGrad {
         let g = crate::conv::f32_slice(gs, gl, "voxswap-relu gradient")?;
         let y = crate::conv::f32_slice(ys, yl, "voxswap-relu output")?;
         let mut out = vec![0f32; g.len()];
-        crate::par::for_each_chunk_mut(&mut out, 4096, |i, o| {
-            for ((o, &g), &y) in o.iter_mut().zip(&g[i * 4096..]).zip(&y[i * 4096..]) {
+        crate::par::for_each_chunk_mut(&mut out, ELEMENTWISE_CHUNK, |i, o| {
+            let (g, y) = (&g[i * ELEMENTWISE_CHUNK..], &y[i * ELEMENTWISE_CHUNK..]);
+            for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
                 *o = if y > 0.0 { g } else { 0.0 };
             }
         });
@@ -258,7 +262,7 @@ impl candle_core::CustomOp1 for CausalNorm {
         let x = arg.contiguous()?;
         let g = grad_res.contiguous()?;
         let t = x.dim(D::Minus1)?;
-        let dx = with_f32(&x, |xs| with_f32(&g, |gs| Self::backward(xs, gs, t)))??;
+        let dx = crate::conv::with_f32(&x, |xs| crate::conv::with_f32(&g, |gs| Self::backward(xs, gs, t)))??;
         Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
     }
 }
@@ -295,20 +299,6 @@ impl CausalNorm {
         });
         dx
     }
-}
-
-/// `f` of a tensor's values as f32: read in place where the tensor is contiguous f32 on the
-/// CPU, else from a copy.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            return Ok(f(&v[a..b]));
-        }
-    }
-    Ok(f(&t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?))
 }
 
 /// The running statistics of a causal instance norm after some frames: the first frame (the

@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use candle_core::{backprop::GradStore, DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
+use voxswap_model::conv::with_f32;
 
 use crate::Result;
 
@@ -173,37 +174,6 @@ fn host_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
 }
 
-/// A tensor's values as f32 on the host: the tensor itself where it is contiguous f32 on the
-/// CPU (read in place), else a copy.
-enum HostF32<'a> {
-    Borrowed(&'a Tensor),
-    Owned(Vec<f32>),
-}
-
-impl<'a> HostF32<'a> {
-    fn of(t: &'a Tensor) -> candle_core::Result<Self> {
-        if t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() {
-            Ok(Self::Borrowed(t))
-        } else {
-            Ok(Self::Owned(host_vec(t)?))
-        }
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&[f32]) -> R) -> R {
-        match self {
-            Self::Owned(v) => f(v),
-            Self::Borrowed(t) => {
-                let (storage, layout) = t.storage_and_layout();
-                match (&*storage, layout.contiguous_offsets()) {
-                    (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => f(&v[a..b]),
-                    // Checked in `of`: contiguous f32 on the CPU.
-                    _ => unreachable!("HostF32::of admits only contiguous f32 CPU tensors"),
-                }
-            }
-        }
-    }
-}
-
 impl Adam {
     /// Optimiser over `params` (sorted by name for a stable order), moments at zero.
     pub fn new(mut params: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
@@ -235,31 +205,27 @@ impl Adam {
         self.step += 1;
         let c = &self.cfg;
         let lr = c.lr_at(self.step, total_steps);
-        // Gradients and weights are read in place (no host copies) where they are contiguous
-        // f32 on the CPU, as they are in training.
-        let grad_tensors: Vec<Option<Tensor>> = self
+        // Gradients and weights are read in place (voxswap_model::conv::with_f32: no host
+        // copies for contiguous f32 CPU tensors, as in training). A parameter without a gradient
+        // gets zeros.
+        let gs: Vec<Tensor> = self
             .params
             .iter()
-            .map(|(_, p)| grads.get(p.as_tensor()).map(Tensor::contiguous).transpose())
-            .collect::<candle_core::Result<_>>()?;
-        let gs = grad_tensors
-            .iter()
-            .zip(&self.params)
-            .map(|(g, (_, p))| match g {
-                Some(g) => HostF32::of(g),
-                None => Ok(HostF32::Owned(vec![0f32; p.elem_count()])),
+            .map(|(_, p)| match grads.get(p.as_tensor()) {
+                Some(g) => g.contiguous(),
+                None => p.zeros_like(),
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .collect::<candle_core::Result<_>>()?;
         // All parallel work on the pool the model's ops use (voxswap_model::par).
-        let sums: Vec<Mutex<f64>> = gs.iter().map(|_| Mutex::new(0.0)).collect();
+        let sums: Vec<Mutex<candle_core::Result<f64>>> = gs.iter().map(|_| Mutex::new(Ok(0.0))).collect();
         voxswap_model::par::for_each_index(gs.len(), |i| {
-            let s = gs[i].with(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>());
+            let s = with_f32(&gs[i], |g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>());
             *sums[i].lock().unwrap_or_else(PoisonError::into_inner) = s;
         });
-        let sq: f64 = sums
-            .into_iter()
-            .map(|s| s.into_inner().unwrap_or_else(PoisonError::into_inner))
-            .sum();
+        let mut sq = 0f64;
+        for s in sums {
+            sq += s.into_inner().unwrap_or_else(PoisonError::into_inner)?;
+        }
         let grad_norm = sq.sqrt();
         let clip = if c.grad_clip > 0.0 && grad_norm > c.grad_clip {
             c.grad_clip / (grad_norm + 1e-6)
@@ -279,29 +245,30 @@ impl Adam {
             decay: if c.decoupled { (lr * c.weight_decay) as f32 } else { 0.0 },
             amsgrad: c.amsgrad,
         };
-        let thetas = self
-            .params
-            .iter()
-            .map(|(_, p)| HostF32::of(p.as_tensor()))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let params = &self.params;
         let jobs: Vec<Mutex<_>> = self
             .m
             .iter_mut()
             .zip(self.v.iter_mut())
             .zip(self.vmax.iter_mut())
-            .map(|((m, v), vmax)| Mutex::new((m, v, vmax, Vec::new())))
+            .map(|((m, v), vmax)| Mutex::new((m, v, vmax, Ok(Vec::new()))))
             .collect();
         voxswap_model::par::for_each_index(jobs.len(), |i| {
             let mut job = jobs[i].lock().unwrap_or_else(PoisonError::into_inner);
             let (m, v, vmax, out) = &mut *job;
-            *out = vec![0f32; m.len()];
-            thetas[i].with(|th| gs[i].with(|g| up.apply(th, out, g, m, v, vmax)));
+            *out = with_f32(params[i].1.as_tensor(), |th| {
+                with_f32(&gs[i], |g| {
+                    let mut theta = vec![0f32; th.len()];
+                    up.apply(th, &mut theta, g, m, v, vmax);
+                    theta
+                })
+            })
+            .and_then(|r| r);
         });
-        let updated: Vec<Vec<f32>> = jobs
+        let updated = jobs
             .into_iter()
             .map(|j| j.into_inner().unwrap_or_else(PoisonError::into_inner).3)
-            .collect();
-        drop(thetas);
+            .collect::<candle_core::Result<Vec<Vec<f32>>>>()?;
         for ((_, p), th) in self.params.iter().zip(updated) {
             let t = Tensor::from_vec(th, p.shape(), p.device())?.to_dtype(p.dtype())?;
             p.set(&t)?;
