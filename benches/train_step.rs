@@ -44,7 +44,7 @@ fn models(c: &mut Criterion) {
         g.bench_function(format!("train_step_{}", cfg.preset), |b| {
             b.iter(|| {
                 // As the trainer runs it: one batch shard per thread.
-                let sg = forward_backward(&model, &trained, &x, &noise, 10.0, 1.0).expect("forward and backward");
+                let sg = forward_backward(&model, &trained, &x, &x, &noise, 10.0, 1.0).expect("forward and backward");
                 black_box(opt.step(&sg.grads, 1_000_000).expect("step"));
             })
         });

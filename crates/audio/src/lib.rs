@@ -32,7 +32,7 @@ pub use frontend::{FrontendConfig, LogMel, Mel, StreamingLogMel};
 pub use griffinlim::{
     griffin_lim, mel_to_audio, spectral_convergence, BlockVocoder, GlMethod, GriffinLimConfig, PhaseInit,
 };
-pub use mel::{MelFilterbank, MelNorm, MelScale};
+pub use mel::{MelFilterbank, MelNorm, MelScale, MelWarp};
 pub use resample::{resample, ChunkResampler, StreamResampler};
 pub use stft::{Spectrogram, Stft, StftConfig, StreamingStft};
 pub use write::{write_wav, WavFormat, WavWriter, WriteReport};

@@ -217,6 +217,72 @@ impl MelFilterbank {
     }
 }
 
+/// A warp of a mel spectrogram's frequency axis by a factor `alpha` (vocal-tract-length
+/// perturbation): what sat at `f` Hz moves to `alpha · f`, formants and harmonics alike, so a
+/// voice sounds like one with a shorter (`alpha > 1`) or longer vocal tract and a higher or
+/// lower pitch. Each output band reads the input at its centre frequency divided by `alpha`,
+/// interpolated linearly between the two nearest bands; beyond the input's range it repeats
+/// the edge band. Used in training to show the content encoder another voice saying the same
+/// thing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MelWarp {
+    /// Per output band: the lower input band and the weight of the one above it.
+    taps: Vec<(usize, f32)>,
+}
+
+impl MelWarp {
+    /// The warp by `alpha` for `n_mels` bands spread over `fmin..fmax` on `scale` (as
+    /// [`MelFilterbank::new`] spreads them).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for no bands, an empty range or a factor that is not positive.
+    pub fn new(n_mels: usize, fmin: f64, fmax: f64, scale: MelScale, alpha: f64) -> Result<Self> {
+        if n_mels == 0 || !(0.0 <= fmin && fmin < fmax) || !(alpha > 0.0 && alpha.is_finite()) {
+            return Err(Error::Config(format!(
+                "mel warp needs bands, an ordered range and a positive factor ({n_mels}, {fmin}..{fmax}, {alpha})"
+            )));
+        }
+        let (lo, hi) = (hz_to_mel(fmin, scale), hz_to_mel(fmax, scale));
+        let step = (hi - lo) / (n_mels + 1) as f64;
+        // Band i is centred on mel lo + (i + 1) · step.
+        let taps = (0..n_mels)
+            .map(|i| {
+                let centre = mel_to_hz(lo + (i + 1) as f64 * step, scale);
+                let pos = (hz_to_mel(centre / alpha, scale) - lo) / step - 1.0;
+                let pos = pos.clamp(0.0, (n_mels - 1) as f64);
+                let j = (pos.floor() as usize).min(n_mels - 1);
+                let w = if j + 1 < n_mels { (pos - j as f64) as f32 } else { 0.0 };
+                (j, w)
+            })
+            .collect();
+        Ok(Self { taps })
+    }
+
+    /// Warps `mel` (`[n_mels, frames]`, row-major, log or linear values) into `out` (same
+    /// shape).
+    ///
+    /// # Panics
+    /// When the slices are not `n_mels · frames` long.
+    pub fn apply(&self, mel: &[f32], frames: usize, out: &mut [f32]) {
+        let n = self.taps.len();
+        assert!(
+            mel.len() == n * frames && out.len() == n * frames,
+            "mel warp: wrong sizes"
+        );
+        for (o, &(j, w)) in out.chunks_exact_mut(frames).zip(&self.taps) {
+            let a = &mel[j * frames..(j + 1) * frames];
+            if w == 0.0 {
+                o.copy_from_slice(a);
+            } else {
+                let b = &mel[(j + 1) * frames..(j + 2) * frames];
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = a + w * (b - a);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +323,53 @@ mod tests {
         assert!(MelFilterbank::new(16000, 400, 80, 0.0, 9000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
         assert!(MelFilterbank::new(16000, 400, 0, 0.0, 8000.0, MelScale::Slaney, MelNorm::Slaney).is_err());
         assert!(MelFilterbank::new(16000, 400, 80, 500.0, 100.0, MelScale::Htk, MelNorm::None).is_err());
+    }
+    /// A 700 Hz tone's peak band moves to the band nearest 700 · alpha Hz; alpha = 1 changes
+    /// nothing.
+    #[test]
+    fn warp_moves_a_tone_by_the_factor() {
+        let cfg = crate::FrontendConfig::speech_16k();
+        let x: Vec<f32> = (0..16000)
+            .map(|n| 0.5 * (2.0 * std::f32::consts::PI * 700.0 * n as f32 / 16000.0).sin())
+            .collect();
+        let mel = crate::LogMel::new(&cfg).unwrap().compute(&x);
+        let (n, frames) = (mel.n_mels, mel.frames);
+        let (lo, hi) = (hz_to_mel(cfg.fmin, cfg.mel_scale), hz_to_mel(cfg.fmax, cfg.mel_scale));
+        let centre = |m: usize| mel_to_hz(lo + (m + 1) as f64 * (hi - lo) / (n + 1) as f64, cfg.mel_scale);
+        let peak = |data: &[f32]| {
+            (0..n)
+                .max_by(|&a, &b| data[a * frames + frames / 2].total_cmp(&data[b * frames + frames / 2]))
+                .unwrap()
+        };
+        let nearest = |hz: f64| {
+            (0..n)
+                .min_by(|&a, &b| (centre(a) - hz).abs().total_cmp(&(centre(b) - hz).abs()))
+                .unwrap()
+        };
+        assert_eq!(peak(&mel.data), nearest(700.0));
+        let mut out = vec![0.0; mel.data.len()];
+        for alpha in [0.8, 0.9, 1.15, 1.3] {
+            MelWarp::new(n, cfg.fmin, cfg.fmax, cfg.mel_scale, alpha)
+                .unwrap()
+                .apply(&mel.data, frames, &mut out);
+            let got = peak(&out) as i64;
+            let want = nearest(700.0 * alpha) as i64;
+            assert!(
+                (got - want).abs() <= 1,
+                "alpha {alpha}: peak band {got}, expected {want}"
+            );
+            assert_ne!(got, peak(&mel.data) as i64, "alpha {alpha} did not move the peak");
+        }
+        MelWarp::new(n, cfg.fmin, cfg.fmax, cfg.mel_scale, 1.0)
+            .unwrap()
+            .apply(&mel.data, frames, &mut out);
+        let diff = out
+            .iter()
+            .zip(&mel.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "alpha 1 changed the mel by {diff}");
+        assert!(MelWarp::new(n, cfg.fmin, cfg.fmax, cfg.mel_scale, 0.0).is_err());
+        assert!(MelWarp::new(0, cfg.fmin, cfg.fmax, cfg.mel_scale, 1.0).is_err());
     }
 }

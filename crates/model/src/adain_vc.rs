@@ -314,9 +314,27 @@ impl AdaInVc {
     /// # Errors
     /// [`crate::Error::Input`] for a wrongly shaped batch.
     pub fn forward(&self, mel: &Tensor, noise: &Tensor) -> Result<AeOutput> {
+        self.forward_split(mel, mel, noise)
+    }
+
+    /// [`forward`](Self::forward) with the content encoder reading `content_mel` (the same
+    /// utterance perturbed, say, shaped like `mel`) while the speaker encoder reads `mel`, whose
+    /// reconstruction the loss then asks for: the content code cannot carry what the
+    /// perturbation changes, since the decoder must recover it from the speaker vector.
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for wrongly or differently shaped batches.
+    pub fn forward_split(&self, mel: &Tensor, content_mel: &Tensor, noise: &Tensor) -> Result<AeOutput> {
         check_mel(mel, self.cfg.frontend.n_mels, self.cfg.frame_multiple())?;
+        if content_mel.dims() != mel.dims() {
+            return Err(crate::Error::Input(format!(
+                "content input {:?} is not shaped like the input {:?}",
+                content_mel.dims(),
+                mel.dims()
+            )));
+        }
         let speaker = self.speaker.forward(mel)?;
-        let (mu, log_var) = self.content.forward(mel)?;
+        let (mu, log_var) = self.content.forward(content_mel)?;
         let code = (&mu + (&log_var / 2.0)?.exp()?.mul(noise)?)?;
         let out = self.decoder.forward(&code, &speaker)?;
         Ok(AeOutput {

@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut t = [0f64; 2];
     for i in 0..=steps {
         let t0 = Instant::now();
-        let sg = forward_backward(&model, &trained, &x, &noise, 10.0, 1.0)?;
+        let sg = forward_backward(&model, &trained, &x, &x, &noise, 10.0, 1.0)?;
         let t1 = Instant::now();
         opt.step(&sg.grads, 1_000_000)?;
         let t2 = Instant::now();

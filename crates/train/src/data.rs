@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use rand::Rng;
 use rayon::prelude::*;
-use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel, Mel};
+use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel, Mel, MelWarp};
 
 use crate::error::file_err;
 use crate::{Error, Result};
@@ -275,4 +275,30 @@ impl Dataset {
         }
         Ok(out)
     }
+}
+
+/// The batch `x` (`[B, n_mels, T]`) with item `i`'s frequency axis warped by `alphas[i]`
+/// ([`MelWarp`] on the frontend's mel bands).
+///
+/// # Errors
+/// A batch that does not match `alphas` or the frontend's bands, or a factor that is not positive.
+pub fn warp_batch(x: &Tensor, alphas: &[f64], frontend: &FrontendConfig) -> Result<Tensor> {
+    let (b, n_mels, frames) = x.dims3()?;
+    if b != alphas.len() || n_mels != frontend.n_mels {
+        return Err(Error::Corpus {
+            path: PathBuf::new(),
+            detail: format!(
+                "cannot warp a batch of {b} × {n_mels} bands with {} factors and {} bands",
+                alphas.len(),
+                frontend.n_mels
+            ),
+        });
+    }
+    let data = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0.0; data.len()];
+    let item = n_mels * frames;
+    for ((src, dst), &alpha) in data.chunks_exact(item).zip(out.chunks_exact_mut(item)).zip(alphas) {
+        MelWarp::new(n_mels, frontend.fmin, frontend.fmax, frontend.mel_scale, alpha)?.apply(src, frames, dst);
+    }
+    Ok(Tensor::from_vec(out, (b, n_mels, frames), x.device())?)
 }

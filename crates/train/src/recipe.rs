@@ -65,8 +65,12 @@ fn default_valid() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// Preset name (`paper`, `tiny`).
+    /// Preset name (`paper`, `stream`, `tiny`, `tiny-stream`).
     pub preset: String,
+    /// Channels of the content code, overriding the preset's: the bottleneck that decides how
+    /// much besides the content (the speaker, above all) the code can carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_channels: Option<usize>,
 }
 
 /// `[train]`.
@@ -90,6 +94,12 @@ pub struct TrainSection {
     /// Steps over which the KL weight rises linearly from 0 to `lambda_kl`.
     #[serde(default = "default_anneal")]
     pub kl_anneal_steps: u64,
+    /// Frequency warp of the content encoder's input (vocal-tract-length perturbation): each
+    /// segment's mel is warped by a factor drawn log-uniformly from `1/(1+w) ..= 1+w` before
+    /// the content encoder reads it, while the speaker encoder and the loss see it unwarped, so
+    /// the content code cannot carry formant and pitch position (the speaker). 0 turns it off.
+    #[serde(default)]
+    pub content_warp: f64,
     /// Steps between checkpoints.
     #[serde(default = "default_ckpt")]
     pub checkpoint_every: u64,
@@ -167,11 +177,16 @@ impl Recipe {
     /// # Errors
     /// An unknown preset.
     pub fn model_config(&self) -> Result<ModelConfig> {
-        Ok(ModelConfig::preset(&self.model.preset)?)
+        let mut cfg = ModelConfig::preset(&self.model.preset)?;
+        if let Some(c) = self.model.content_channels {
+            cfg.content.c_out = c;
+        }
+        cfg.validate()?;
+        Ok(cfg)
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        let cfg = ModelConfig::preset(&self.model.preset).map_err(|e| e.to_string())?;
+        let cfg = self.model_config().map_err(|e| e.to_string())?;
         let m = cfg.frame_multiple();
         if self.data.segment_frames == 0 || self.data.segment_frames % m != 0 {
             return Err(format!(
@@ -184,6 +199,12 @@ impl Recipe {
         }
         if self.train.checkpoint_every == 0 || self.train.valid_every == 0 || self.train.log_every == 0 {
             return Err("train.checkpoint_every, valid_every and log_every must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.train.content_warp) {
+            return Err(format!(
+                "train.content_warp {} must be at least 0 and below 1",
+                self.train.content_warp
+            ));
         }
         if self.train.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());

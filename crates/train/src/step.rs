@@ -28,14 +28,17 @@ pub struct StepGrads {
     pub kl: f32,
 }
 
-/// Forward, loss ([`ae_loss`]) and backward over the batch `x` (`[B, mels, T]`) with the VAE
-/// noise `noise` (`[B, code, T']`), one batch shard per thread ([`voxswap_model::par::threads`];
+/// Forward, loss ([`ae_loss`]) and backward over the batch `x` (`[B, mels, T]`), whose content
+/// the content encoder reads from `content` (`x` itself, or `x` perturbed: see
+/// [`AdaInVc::forward_split`]), with the VAE noise `noise` (`[B, code, T']`), one batch shard
+/// per thread ([`voxswap_model::par::threads`];
 /// one shard on one thread). `params` are the trained variables: their gradients are summed
 /// over the shards.
 pub fn forward_backward(
     model: &AdaInVc,
     params: &[Var],
     x: &Tensor,
+    content: &Tensor,
     noise: &Tensor,
     lambda_rec: f64,
     lambda_kl: f64,
@@ -50,12 +53,16 @@ pub fn forward_backward(
         if i >= n || len == 0 {
             return Ok((GradStore::default(), [0.0; 3]));
         }
-        let (xs, ns) = if len == b {
-            (x.clone(), noise.clone())
+        let (xs, cs, ns) = if len == b {
+            (x.clone(), content.clone(), noise.clone())
         } else {
-            (x.narrow(0, start, len)?, noise.narrow(0, start, len)?)
+            (
+                x.narrow(0, start, len)?,
+                content.narrow(0, start, len)?,
+                noise.narrow(0, start, len)?,
+            )
         };
-        let out = model.forward(&xs, &ns)?;
+        let out = model.forward_split(&xs, &cs, &ns)?;
         let loss = ae_loss(&xs, &out, lambda_rec, lambda_kl)?;
         // Each shard's means, weighted by its share of the batch, add up to the batch's means.
         let share = len as f64 / b as f64;
@@ -120,8 +127,10 @@ mod tests {
             let params = vars.all_vars();
             let x = Tensor::randn(0f32, 1.0, (b, cfg.frontend.n_mels, 32), &dev).unwrap();
             let noise = Tensor::randn(0f32, 1.0, (b, cfg.content.c_out, 32 / cfg.frame_multiple()), &dev).unwrap();
-            let sharded = forward_backward(&model, &params, &x, &noise, 10.0, 0.5).unwrap();
-            let out = model.forward(&x, &noise).unwrap();
+            // The content encoder reads a different batch, as with a perturbed input.
+            let content = (x.affine(0.5, 0.1).unwrap() + x.sin().unwrap()).unwrap();
+            let sharded = forward_backward(&model, &params, &x, &content, &noise, 10.0, 0.5).unwrap();
+            let out = model.forward_split(&x, &content, &noise).unwrap();
             let loss = ae_loss(&x, &out, 10.0, 0.5).unwrap();
             let whole = loss.total.backward().unwrap();
             let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs().max(1.0);

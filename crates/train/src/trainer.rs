@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use voxswap_model::{init, AdaInVc, ModelConfig};
 
-use crate::data::{load_features, scan_corpus, Dataset};
+use crate::data::{load_features, scan_corpus, warp_batch, Dataset};
 use crate::error::file_err;
 use crate::loss::ae_loss;
 use crate::optim::Adam;
@@ -203,9 +203,27 @@ pub fn train(
         let n_noise = recipe.train.batch_size * cfg.content.c_out * code_frames;
         let noise: Vec<f32> = (0..n_noise).map(|_| StandardNormal.sample(&mut rng)).collect();
         let noise = Tensor::from_vec(noise, (recipe.train.batch_size, cfg.content.c_out, code_frames), device)?;
+        // Drawn after the noise, so that runs without the warp draw what they always drew.
+        let content = if recipe.train.content_warp > 0.0 {
+            let span = (1.0 + recipe.train.content_warp).ln();
+            let alphas: Vec<f64> = (0..recipe.train.batch_size)
+                .map(|_| rng.random_range(-span..=span).exp())
+                .collect();
+            warp_batch(&x, &alphas, &cfg.frontend)?
+        } else {
+            x.clone()
+        };
         let lambda_kl = recipe.lambda_kl_at(step);
         // One batch shard per CPU thread (crate::step).
-        let sg = step::forward_backward(&model, &trained, &x, &noise, recipe.train.lambda_rec, lambda_kl)?;
+        let sg = step::forward_backward(
+            &model,
+            &trained,
+            &x,
+            &content,
+            &noise,
+            recipe.train.lambda_rec,
+            lambda_kl,
+        )?;
         let value = sg.total;
         if !value.is_finite() {
             let checkpoint = last_ckpt

@@ -137,6 +137,46 @@ fn interrupted_and_resumed_equals_straight() {
     assert_eq!(train_records(a.path()), train_records(b.path()));
 }
 
+/// The content warp and a narrower content code (recipe keys `train.content_warp`,
+/// `model.content_channels`): the checkpoint carries the width, the warp changes what is
+/// learnt, and a resumed run still equals a straight one (the warp factors derive from the
+/// step). A warp of 1 or more is refused when the recipe loads.
+#[test]
+fn content_warp_and_code_width_train_and_resume() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let run = |i: usize, warp: &str, stop: Option<u64>| {
+        let mut r = recipe(dirs[i].path(), 40, warp);
+        r.model.content_channels = Some(4);
+        match stop {
+            Some(at) => trainer::train(&r, &Device::Cpu, &STOP, &mut StopAt(at, &STOP), &|_, _| {}),
+            None => trainer::train(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}),
+        }
+        .unwrap()
+    };
+    run(0, "content_warp = 0.2", None);
+    assert!(matches!(
+        run(1, "content_warp = 0.2", Some(20)),
+        Outcome::Interrupted { step: 20, .. }
+    ));
+    assert!(matches!(
+        run(1, "content_warp = 0.2", None),
+        Outcome::Finished { step: 40, .. }
+    ));
+    run(2, "", None);
+    let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
+    let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
+    assert!(w(0) == w(1), "resumed weights differ from the straight run's");
+    assert!(w(0) != w(2), "the content warp changed nothing");
+    let vc = voxswap_model::VoiceConverter::load(&ckpt(0), &Device::Cpu).unwrap();
+    assert_eq!(vc.config().content.c_out, 4);
+    let text = std::fs::read_to_string(dirs[0].path().join("recipe.toml")).unwrap();
+    let bad = dirs[0].path().join("bad.toml");
+    std::fs::write(&bad, text.replace("content_warp = 0.2", "content_warp = 1.0")).unwrap();
+    let err = Recipe::load(&bad).unwrap_err().to_string();
+    assert!(err.contains("content_warp"), "{err}");
+}
+
 #[test]
 fn divergence_stops_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
