@@ -72,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     voxswap_train::keep_freed_memory();
+    voxswap_model::par::flush_denormals();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -38,6 +38,48 @@ thread_local! {
     static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Makes the calling thread and every worker of the pool treat subnormal floats as zero
+/// (x86-64: MXCSR's flush-to-zero and denormals-are-zero bits; aarch64: FPCR's FZ bit), for
+/// the life of those threads. Values below 1.2e-38 change nothing a model computes, but on
+/// some processors each operation on one takes a slow path: on an Intel Xeon a training run
+/// slowed from 2.0 to 1.1 steps/s as such values appeared in its tensors. Idempotent.
+pub fn flush_denormals() {
+    barrier_pool().execute(|_| flush_denormals_here());
+    flush_denormals_here();
+}
+
+#[cfg(target_arch = "x86_64")]
+fn flush_denormals_here() {
+    let mut csr: u32 = 0;
+    // SAFETY: reads and writes the thread's SSE control register; setting FTZ (bit 15) and DAZ
+    // (bit 6) changes only how subnormal floats round, never memory.
+    unsafe {
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack));
+        csr |= 0x8040;
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly));
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn flush_denormals_here() {
+    // SAFETY: sets FPCR.FZ (bit 24) of the calling thread: subnormal inputs and results are zero.
+    unsafe {
+        let mut fpcr: u64;
+        std::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack));
+        fpcr |= 1 << 24;
+        std::arch::asm!("msr fpcr, {}", in(reg) fpcr, options(nomem, nostack));
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn flush_denormals_here() {}
+
+/// The calling thread flushes subnormal floats to zero (see [`flush_denormals`]).
+pub fn denormals_flushed() -> bool {
+    let tiny = std::hint::black_box(f32::MIN_POSITIVE);
+    std::hint::black_box(tiny * 0.5) == 0.0
+}
+
 /// Threads available to the caller: the pool's workers and the caller itself, or 1 inside
 /// [`per_thread`].
 pub fn threads() -> usize {
@@ -148,6 +190,18 @@ pub(crate) fn for_each_rows_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(out: &mu
 
 #[cfg(test)]
 mod tests {
+    /// After `flush_denormals`, the caller and every pool worker flush subnormal results.
+    #[test]
+    fn denormals_flush_on_every_thread() {
+        flush_denormals();
+        assert!(denormals_flushed());
+        let n = barrier_pool().n_workers() + 1;
+        let flushed: Vec<std::sync::atomic::AtomicBool> =
+            (0..n).map(|_| std::sync::atomic::AtomicBool::new(false)).collect();
+        barrier_pool().execute(|i| flushed[i].store(denormals_flushed(), std::sync::atomic::Ordering::SeqCst));
+        assert!(flushed.iter().all(|f| f.load(std::sync::atomic::Ordering::SeqCst)));
+    }
+
     use super::*;
 
     #[test]

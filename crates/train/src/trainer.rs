@@ -119,6 +119,8 @@ pub fn train(
     observer: &mut dyn Observer,
     features: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Outcome> {
+    // Subnormal floats appear as training goes on and can slow each operation on them.
+    voxswap_model::par::flush_denormals();
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
     let mels = load_features(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
