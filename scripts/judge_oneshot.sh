@@ -3,6 +3,7 @@
 # never saw. Development tool: needs the judge's venv (../judge-venv, see its README).
 #
 #   bash scripts/judge_oneshot.sh MODEL_DIR VALID_CORPUS OUT_DIR
+#   CEILING=0 bash scripts/judge_oneshot.sh …   # skip the Griffin-Lim ceiling (model-independent)
 #
 # Every ordered pair (A, B) of validation speakers, A != B: A's recording of one shared sentence
 # is converted with ONE reference utterance of B (B/s0001.wav, about 3 s). The judge compares the
@@ -31,7 +32,7 @@ for a in "${spk[@]}"; do
     c=$out/converted/${a}__${b}__$s.wav
     [[ -s $c ]] || "$bin" convert "$valid/$a/$s.wav" -t "$valid/$b/s0001.wav" -o "$c" --model "$model" > /dev/null
     r=$out/resynth/${b}__$s.wav
-    [[ -s $r ]] || "$bin" resynth "$valid/$b/$s.wav" -o "$r" > /dev/null
+    [[ ${CEILING:-1} == 0 || -s $r ]] || "$bin" resynth "$valid/$b/$s.wav" -o "$r" > /dev/null
     printf '%s\t%s;%s\t%s\t%s\n' "$c" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$a/$s.wav" "${text[k-1]}" >> "$out/vc.tsv"
     printf '%s\t%s;%s\t%s\t%s\n' "$r" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$b/$s.wav" "${text[k-1]}" >> "$out/resynth.tsv"
     n=$((n + 1))
@@ -39,4 +40,4 @@ for a in "${spk[@]}"; do
 done
 echo "$n conversions; judging"
 "$py" "$judge" vc "$out/vc.tsv" --asr --json "$out/vc.json" | tee "$out/vc.txt"
-"$py" "$judge" vc "$out/resynth.tsv" --asr --json "$out/resynth.json" | tee "$out/resynth.txt"
+[[ ${CEILING:-1} == 0 ]] || "$py" "$judge" vc "$out/resynth.tsv" --asr --json "$out/resynth.json" | tee "$out/resynth.txt"
