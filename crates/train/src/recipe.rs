@@ -100,6 +100,12 @@ pub struct TrainSection {
     /// the content code cannot carry formant and pitch position (the speaker). 0 turns it off.
     #[serde(default)]
     pub content_warp: f64,
+    /// Frequency warp of whole segments (what every encoder reads and the loss asks for), drawn
+    /// like `content_warp`: each warped segment is a voice no recording has, so the speaker
+    /// encoder and the decoder learn a continuum of voices rather than the corpus's few. 0
+    /// turns it off.
+    #[serde(default)]
+    pub speaker_warp: f64,
     /// Steps between checkpoints.
     #[serde(default = "default_ckpt")]
     pub checkpoint_every: u64,
@@ -200,11 +206,13 @@ impl Recipe {
         if self.train.checkpoint_every == 0 || self.train.valid_every == 0 || self.train.log_every == 0 {
             return Err("train.checkpoint_every, valid_every and log_every must be positive".into());
         }
-        if !(0.0..1.0).contains(&self.train.content_warp) {
-            return Err(format!(
-                "train.content_warp {} must be at least 0 and below 1",
-                self.train.content_warp
-            ));
+        for (key, w) in [
+            ("content_warp", self.train.content_warp),
+            ("speaker_warp", self.train.speaker_warp),
+        ] {
+            if !(0.0..1.0).contains(&w) {
+                return Err(format!("train.{key} {w} must be at least 0 and below 1"));
+            }
         }
         if self.train.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());

@@ -205,16 +205,20 @@ pub fn train(
         let n_noise = recipe.train.batch_size * cfg.content.c_out * code_frames;
         let noise: Vec<f32> = (0..n_noise).map(|_| StandardNormal.sample(&mut rng)).collect();
         let noise = Tensor::from_vec(noise, (recipe.train.batch_size, cfg.content.c_out, code_frames), device)?;
-        // Drawn after the noise, so that runs without the warp draw what they always drew.
-        let content = if recipe.train.content_warp > 0.0 {
-            let span = (1.0 + recipe.train.content_warp).ln();
-            let alphas: Vec<f64> = (0..recipe.train.batch_size)
+        // Warp factors are drawn after the noise, so that runs without warps draw what they
+        // always drew.
+        let mut warp = |x: &Tensor, w: f64| -> Result<Tensor> {
+            if w == 0.0 {
+                return Ok(x.clone());
+            }
+            let span = (1.0 + w).ln();
+            let factors: Vec<f64> = (0..recipe.train.batch_size)
                 .map(|_| rng.random_range(-span..=span).exp())
                 .collect();
-            warp_batch(&x, &alphas, &cfg.frontend)?
-        } else {
-            x.clone()
+            warp_batch(x, &factors, &cfg.frontend)
         };
+        let x = warp(&x, recipe.train.speaker_warp)?;
+        let content = warp(&x, recipe.train.content_warp)?;
         let lambda_kl = recipe.lambda_kl_at(step);
         // One batch shard per CPU thread (crate::step).
         let sg = step::forward_backward(

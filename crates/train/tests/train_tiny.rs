@@ -137,14 +137,15 @@ fn interrupted_and_resumed_equals_straight() {
     assert_eq!(train_records(a.path()), train_records(b.path()));
 }
 
-/// The content warp and a narrower content code (recipe keys `train.content_warp`,
-/// `model.content_channels`): the checkpoint carries the width, the warp changes what is
-/// learnt, and a resumed run still equals a straight one (the warp factors derive from the
-/// step). A warp of 1 or more is refused when the recipe loads.
+/// The content and speaker warps and a narrower content code (recipe keys
+/// `train.content_warp`, `train.speaker_warp`, `model.content_channels`): the checkpoint
+/// carries the width, each warp changes what is learnt, and a resumed run still equals a
+/// straight one (the warp factors derive from the step). A warp of 1 or more is refused when
+/// the recipe loads.
 #[test]
 fn content_warp_and_code_width_train_and_resume() {
     static STOP: AtomicBool = AtomicBool::new(false);
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let run = |i: usize, warp: &str, stop: Option<u64>| {
         let mut r = recipe(dirs[i].path(), 40, warp);
         r.model.content_channels = Some(4);
@@ -164,10 +165,12 @@ fn content_warp_and_code_width_train_and_resume() {
         Outcome::Finished { step: 40, .. }
     ));
     run(2, "", None);
+    run(3, "content_warp = 0.2\nspeaker_warp = 0.1", None);
     let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
     let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
     assert!(w(0) == w(1), "resumed weights differ from the straight run's");
     assert!(w(0) != w(2), "the content warp changed nothing");
+    assert!(w(0) != w(3), "the speaker warp changed nothing");
     let vc = voxswap_model::VoiceConverter::load(&ckpt(0), &Device::Cpu).unwrap();
     assert_eq!(vc.config().content.c_out, 4);
     let text = std::fs::read_to_string(dirs[0].path().join("recipe.toml")).unwrap();
