@@ -34,7 +34,7 @@ for a in "${spk[@]}"; do
     r=$out/resynth/${b}__$s.wav
     [[ ${CEILING:-1} == 0 || -s $r ]] || "$bin" resynth "$valid/$b/$s.wav" -o "$r" > /dev/null
     printf '%s\t%s;%s\t%s\t%s\n' "$c" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$a/$s.wav" "${text[k-1]}" >> "$out/vc.tsv"
-    printf '%s\t%s;%s\t%s\t%s\n' "$r" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$b/$s.wav" "${text[k-1]}" >> "$out/resynth.tsv"
+    [[ ${CEILING:-1} == 0 ]] || printf '%s\t%s;%s\t%s\t%s\n' "$r" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$b/$s.wav" "${text[k-1]}" >> "$out/resynth.tsv"
     n=$((n + 1))
   done
 done

@@ -273,6 +273,12 @@ impl ModelConfig {
                 "a causal (streaming) model cannot subsample or upsample in time".into(),
             ));
         }
+        if self.content.c_out == 0 || self.speaker.c_out == 0 {
+            return Err(Error::Config(format!(
+                "the content code ({}) and the speaker vector ({}) need at least one channel",
+                self.content.c_out, self.speaker.c_out
+            )));
+        }
         if self.decoder.kernel_size == 0 || self.decoder.c_h == 0 {
             return Err(Error::Config("decoder kernel_size and c_h must be positive".into()));
         }
@@ -308,5 +314,8 @@ mod tests {
         cfg.decoder.upsample = vec![1, 1];
         assert!(cfg.validate().unwrap_err().to_string().contains("upsamples ×1"));
         assert!(ModelConfig::preset("huge").is_err());
+        let mut cfg = ModelConfig::stream();
+        cfg.content.c_out = 0;
+        assert!(cfg.validate().unwrap_err().to_string().contains("content code (0)"));
     }
 }

@@ -74,12 +74,6 @@ fn flush_denormals_here() {
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn flush_denormals_here() {}
 
-/// The calling thread flushes subnormal floats to zero (see [`flush_denormals`]).
-pub fn denormals_flushed() -> bool {
-    let tiny = std::hint::black_box(f32::MIN_POSITIVE);
-    std::hint::black_box(tiny * 0.5) == 0.0
-}
-
 /// Threads available to the caller: the pool's workers and the caller itself, or 1 inside
 /// [`per_thread`].
 pub fn threads() -> usize {
@@ -190,19 +184,26 @@ pub(crate) fn for_each_rows_mut<T: Send, F: Fn(usize, &mut [T]) + Sync>(out: &mu
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The calling thread flushes subnormal floats to zero.
+    fn denormals_flushed() -> bool {
+        let tiny = std::hint::black_box(f32::MIN_POSITIVE);
+        std::hint::black_box(tiny * 0.5) == 0.0
+    }
+
     /// After `flush_denormals`, the caller and every pool worker flush subnormal results.
     #[test]
     fn denormals_flush_on_every_thread() {
         flush_denormals();
         assert!(denormals_flushed());
-        let n = barrier_pool().n_workers() + 1;
-        let flushed: Vec<std::sync::atomic::AtomicBool> =
-            (0..n).map(|_| std::sync::atomic::AtomicBool::new(false)).collect();
-        barrier_pool().execute(|i| flushed[i].store(denormals_flushed(), std::sync::atomic::Ordering::SeqCst));
-        assert!(flushed.iter().all(|f| f.load(std::sync::atomic::Ordering::SeqCst)));
+        let flushed: Vec<AtomicBool> = (0..=barrier_pool().n_workers())
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        barrier_pool().execute(|i| flushed[i].store(denormals_flushed(), Ordering::SeqCst));
+        assert!(flushed.iter().all(|f| f.load(Ordering::SeqCst)));
     }
-
-    use super::*;
 
     #[test]
     fn per_thread_runs_each_part_once_with_nested_work_inline() {

@@ -285,14 +285,12 @@ impl Dataset {
 pub fn warp_batch(x: &Tensor, alphas: &[f64], frontend: &FrontendConfig) -> Result<Tensor> {
     let (b, n_mels, frames) = x.dims3()?;
     if b != alphas.len() || n_mels != frontend.n_mels {
-        return Err(Error::Corpus {
-            path: PathBuf::new(),
-            detail: format!(
-                "cannot warp a batch of {b} × {n_mels} bands with {} factors and {} bands",
-                alphas.len(),
-                frontend.n_mels
-            ),
-        });
+        return Err(voxswap_model::Error::Input(format!(
+            "cannot warp a batch of {b} × {n_mels} bands with {} factors and {} bands",
+            alphas.len(),
+            frontend.n_mels
+        ))
+        .into());
     }
     let data = x.flatten_all()?.to_vec1::<f32>()?;
     let mut out = vec![0.0; data.len()];

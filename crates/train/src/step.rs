@@ -31,9 +31,8 @@ pub struct StepGrads {
 /// Forward, loss ([`ae_loss`]) and backward over the batch `x` (`[B, mels, T]`), whose content
 /// the content encoder reads from `content` (`x` itself, or `x` perturbed: see
 /// [`AdaInVc::forward_split`]), with the VAE noise `noise` (`[B, code, T']`), one batch shard
-/// per thread ([`voxswap_model::par::threads`];
-/// one shard on one thread). `params` are the trained variables: their gradients are summed
-/// over the shards.
+/// per thread ([`voxswap_model::par::threads`]; one shard on one thread). `params` are the
+/// trained variables: their gradients are summed over the shards.
 pub fn forward_backward(
     model: &AdaInVc,
     params: &[Var],
