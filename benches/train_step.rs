@@ -11,7 +11,7 @@ use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion};
 use voxswap_model::{init, AdaInVc, ModelConfig};
 use voxswap_train::optim::{Adam, AdamConfig};
-use voxswap_train::step::forward_backward;
+use voxswap_train::step::{forward_backward, StepBatch};
 
 fn build(cfg: &ModelConfig) -> (AdaInVc, VarMap) {
     let vars = VarMap::new();
@@ -44,7 +44,8 @@ fn models(c: &mut Criterion) {
         g.bench_function(format!("train_step_{}", cfg.preset), |b| {
             b.iter(|| {
                 // As the trainer runs it: one batch shard per thread.
-                let sg = forward_backward(&model, &trained, &x, &x, &noise, 10.0, 1.0).expect("forward and backward");
+                let sg = forward_backward(&model, &trained, &StepBatch::plain(&x, &noise), 10.0, 1.0)
+                    .expect("forward and backward");
                 black_box(opt.step(&sg.grads, 1_000_000).expect("step"));
             })
         });

@@ -314,17 +314,25 @@ impl AdaInVc {
     /// # Errors
     /// [`crate::Error::Input`] for a wrongly shaped batch.
     pub fn forward(&self, mel: &Tensor, noise: &Tensor) -> Result<AeOutput> {
-        self.forward_split(mel, mel, noise)
+        self.forward_split(mel, mel, mel, noise)
     }
 
-    /// [`forward`](Self::forward) with the content encoder reading `content_mel` (the same
-    /// utterance perturbed, say, shaped like `mel`) while the speaker encoder reads `mel`, whose
-    /// reconstruction the loss then asks for: the content code cannot carry what the
-    /// perturbation changes, since the decoder must recover it from the speaker vector.
+    /// [`forward`](Self::forward) with each encoder reading its own input: the content encoder
+    /// `content_mel` (the same segment perturbed, say, shaped like `mel`), the speaker encoder
+    /// `speaker_mel` (`mel` itself, or another segment of the same voice: the same batch size
+    /// and bands, any length), while the loss asks for `mel`. The content code cannot carry what
+    /// the perturbation changes, since the decoder must recover it from the speaker vector; a
+    /// speaker vector from another segment cannot carry what that segment says.
     ///
     /// # Errors
     /// [`crate::Error::Input`] for wrongly or differently shaped batches.
-    pub fn forward_split(&self, mel: &Tensor, content_mel: &Tensor, noise: &Tensor) -> Result<AeOutput> {
+    pub fn forward_split(
+        &self,
+        mel: &Tensor,
+        content_mel: &Tensor,
+        speaker_mel: &Tensor,
+        noise: &Tensor,
+    ) -> Result<AeOutput> {
         check_mel(mel, self.cfg.frontend.n_mels, self.cfg.frame_multiple())?;
         if content_mel.dims() != mel.dims() {
             return Err(crate::Error::Input(format!(
@@ -333,7 +341,15 @@ impl AdaInVc {
                 mel.dims()
             )));
         }
-        let speaker = self.speaker.forward(mel)?;
+        check_mel(speaker_mel, self.cfg.frontend.n_mels, self.cfg.frame_multiple())?;
+        if speaker_mel.dim(0)? != mel.dim(0)? {
+            return Err(crate::Error::Input(format!(
+                "speaker input {:?} does not have the batch size of the input {:?}",
+                speaker_mel.dims(),
+                mel.dims()
+            )));
+        }
+        let speaker = self.speaker.forward(speaker_mel)?;
         let (mu, log_var) = self.content.forward(content_mel)?;
         let code = (&mu + (&log_var / 2.0)?.exp()?.mul(noise)?)?;
         let out = self.decoder.forward(&code, &speaker)?;

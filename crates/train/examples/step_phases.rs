@@ -9,7 +9,7 @@ use candle_nn::{VarBuilder, VarMap};
 use voxswap_model::{init, AdaInVc, ModelConfig};
 use voxswap_train::loss::ae_loss;
 use voxswap_train::optim::{Adam, AdamConfig};
-use voxswap_train::step::forward_backward;
+use voxswap_train::step::{forward_backward, StepBatch};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("VOXSWAP_DEFAULT_MALLOC").is_none() {
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut t = [0f64; 2];
     for i in 0..=steps {
         let t0 = Instant::now();
-        let sg = forward_backward(&model, &trained, &x, &x, &noise, 10.0, 1.0)?;
+        let sg = forward_backward(&model, &trained, &StepBatch::plain(&x, &noise), 10.0, 1.0)?;
         let t1 = Instant::now();
         opt.step(&sg.grads, 1_000_000)?;
         let t2 = Instant::now();

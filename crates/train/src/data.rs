@@ -182,6 +182,17 @@ pub fn load_features(
         .collect()
 }
 
+/// Where a training segment comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// Index into [`Dataset::train`].
+    pub speaker: usize,
+    /// Index into the speaker's utterances.
+    pub utt: usize,
+    /// First frame.
+    pub offset: usize,
+}
+
 /// Training and validation utterances, grouped by speaker.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -245,18 +256,59 @@ impl Dataset {
     /// A batch of `batch` random segments `[batch, n_mels, segment_frames]`: a random speaker,
     /// a random utterance of theirs, a random offset.
     pub fn sample(&self, rng: &mut impl Rng, batch: usize, device: &Device) -> Result<Tensor> {
+        self.segments(&self.pick(rng, batch), device)
+    }
+
+    /// Where [`sample`](Self::sample)'s segments come from, drawn as it draws them.
+    pub fn pick(&self, rng: &mut impl Rng, batch: usize) -> Vec<Pick> {
+        (0..batch)
+            .map(|_| {
+                let speaker = rng.random_range(0..self.train.len());
+                let utts = &self.train[speaker].1;
+                let utt = rng.random_range(0..utts.len());
+                let offset = rng.random_range(0..=utts[utt].frames - self.segment_frames);
+                Pick { speaker, utt, offset }
+            })
+            .collect()
+    }
+
+    /// For each pick, a random segment of ANOTHER utterance of the same speaker (the same one
+    /// only when the speaker has no other): a reference of the voice that shares no words with
+    /// the segment, as at conversion.
+    pub fn references(&self, rng: &mut impl Rng, picks: &[Pick]) -> Vec<Pick> {
+        picks
+            .iter()
+            .map(|p| {
+                let utts = &self.train[p.speaker].1;
+                let utt = if utts.len() > 1 {
+                    let u = rng.random_range(0..utts.len() - 1);
+                    u + usize::from(u >= p.utt)
+                } else {
+                    p.utt
+                };
+                let offset = rng.random_range(0..=utts[utt].frames - self.segment_frames);
+                Pick {
+                    speaker: p.speaker,
+                    utt,
+                    offset,
+                }
+            })
+            .collect()
+    }
+
+    /// The picked segments as a batch `[picks, n_mels, segment_frames]`.
+    pub fn segments(&self, picks: &[Pick], device: &Device) -> Result<Tensor> {
         let seg = self.segment_frames;
         let n_mels = self.train[0].1[0].n_mels;
-        let mut data = Vec::with_capacity(batch * n_mels * seg);
-        for _ in 0..batch {
-            let (_, utts) = &self.train[rng.random_range(0..self.train.len())];
-            let mel = &utts[rng.random_range(0..utts.len())];
-            let off = rng.random_range(0..=mel.frames - seg);
+        let mut data = Vec::with_capacity(picks.len() * n_mels * seg);
+        for p in picks {
+            let mel = &self.train[p.speaker].1[p.utt];
             for m in 0..n_mels {
-                data.extend_from_slice(&mel.data[m * mel.frames + off..m * mel.frames + off + seg]);
+                let row = m * mel.frames + p.offset;
+                data.extend_from_slice(&mel.data[row..row + seg]);
             }
         }
-        Ok(Tensor::from_vec(data, (batch, n_mels, seg), device)?)
+        Ok(Tensor::from_vec(data, (picks.len(), n_mels, seg), device)?)
     }
 
     /// The validation set as fixed batches: the first segment of each held-out utterance.
@@ -299,4 +351,67 @@ pub fn warp_batch(x: &Tensor, alphas: &[f64], frontend: &FrontendConfig) -> Resu
         MelWarp::new(n_mels, frontend.fmin, frontend.fmax, frontend.mel_scale, alpha)?.apply(src, frames, dst);
     }
     Ok(Tensor::from_vec(out, (b, n_mels, frames), x.device())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Every frame of utterance `u` holds `u`'s number, so a segment tells where it came from.
+    fn mel(u: usize, frames: usize) -> Mel {
+        Mel {
+            n_mels: 2,
+            frames,
+            data: (0..2 * frames).map(|i| (u * 1000 + i % frames) as f32).collect(),
+        }
+    }
+
+    fn dataset() -> Dataset {
+        Dataset {
+            // Speaker 0 has three utterances, speaker 1 only one.
+            train: vec![
+                ("a".into(), vec![mel(0, 20), mel(1, 30), mel(2, 8)]),
+                ("b".into(), vec![mel(3, 12)]),
+            ],
+            valid: Vec::new(),
+            segment_frames: 8,
+        }
+    }
+
+    #[test]
+    fn references_come_from_another_utterance_of_the_same_voice() {
+        let data = dataset();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let picks = data.pick(&mut rng, 200);
+        let refs = data.references(&mut rng, &picks);
+        let mut seen = [[false; 3]; 3];
+        for (p, r) in picks.iter().zip(&refs) {
+            assert_eq!(p.speaker, r.speaker);
+            if p.speaker == 0 {
+                assert_ne!(p.utt, r.utt, "a reference from the segment's own utterance");
+                seen[p.utt][r.utt] = true;
+            } else {
+                assert_eq!(r.utt, 0, "speaker b has no other utterance");
+            }
+            assert!(r.offset + 8 <= data.train[r.speaker].1[r.utt].frames);
+        }
+        // Every other utterance is drawn.
+        for (u, row) in seen.iter().enumerate() {
+            for (v, &hit) in row.iter().enumerate() {
+                assert_eq!(hit, u != v, "{u} -> {v}");
+            }
+        }
+        // The segments are the picked frames, band by band.
+        let x = data.segments(&refs[..2], &Device::Cpu).unwrap();
+        assert_eq!(x.dims(), &[2, 2, 8]);
+        let x = x.to_vec3::<f32>().unwrap();
+        for (r, item) in refs[..2].iter().zip(&x) {
+            let u = if r.speaker == 0 { r.utt } else { 3 };
+            for band in item {
+                let want: Vec<f32> = (0..8).map(|t| (u * 1000 + r.offset + t) as f32).collect();
+                assert_eq!(band, &want);
+            }
+        }
+    }
 }

@@ -73,6 +73,17 @@ pub struct ModelSection {
     pub content_channels: Option<usize>,
 }
 
+/// Where the speaker encoder's input comes from in training (`train.speaker_reference`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeakerReference {
+    /// The segment being reconstructed.
+    #[default]
+    Same,
+    /// A segment of another utterance of the same speaker.
+    Other,
+}
+
 /// `[train]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +117,11 @@ pub struct TrainSection {
     /// turns it off.
     #[serde(default)]
     pub speaker_warp: f64,
+    /// What the speaker encoder reads: the segment being reconstructed (`same`, the paper's
+    /// auto-encoder) or a segment of another utterance of the same voice (`other`), as at
+    /// conversion, where the reference never says what the source says.
+    #[serde(default)]
+    pub speaker_reference: SpeakerReference,
     /// Steps between checkpoints.
     #[serde(default = "default_ckpt")]
     pub checkpoint_every: u64,

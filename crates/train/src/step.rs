@@ -28,21 +28,53 @@ pub struct StepGrads {
     pub kl: f32,
 }
 
-/// Forward, loss ([`ae_loss`]) and backward over the batch `x` (`[B, mels, T]`), whose content
-/// the content encoder reads from `content` (`x` itself, or `x` perturbed: see
-/// [`AdaInVc::forward_split`]), with the VAE noise `noise` (`[B, code, T']`), one batch shard
-/// per thread ([`voxswap_model::par::threads`]; one shard on one thread). `params` are the
-/// trained variables: their gradients are summed over the shards.
+/// What one training step reads: the segments to reconstruct and what each encoder sees of them.
+#[derive(Debug, Clone)]
+pub struct StepBatch {
+    /// The segments the loss asks for, `[B, mels, T]`.
+    pub target: Tensor,
+    /// What the content encoder reads: `target` itself, or `target` perturbed (see
+    /// [`AdaInVc::forward_split`]); shaped like `target`.
+    pub content: Tensor,
+    /// What the speaker encoder reads: `target` itself, or other segments of the same voices
+    /// (`[B, mels, T']`).
+    pub speaker: Tensor,
+    /// The VAE noise, `[B, code, T / frame multiple]`.
+    pub noise: Tensor,
+}
+
+impl StepBatch {
+    /// Every encoder reads `x` itself.
+    pub fn plain(x: &Tensor, noise: &Tensor) -> Self {
+        Self {
+            target: x.clone(),
+            content: x.clone(),
+            speaker: x.clone(),
+            noise: noise.clone(),
+        }
+    }
+
+    fn narrow(&self, start: usize, len: usize) -> Result<Self> {
+        Ok(Self {
+            target: self.target.narrow(0, start, len)?,
+            content: self.content.narrow(0, start, len)?,
+            speaker: self.speaker.narrow(0, start, len)?,
+            noise: self.noise.narrow(0, start, len)?,
+        })
+    }
+}
+
+/// Forward, loss ([`ae_loss`]) and backward over `batch` ([`StepBatch`]), one batch shard per
+/// thread ([`voxswap_model::par::threads`]; one shard on one thread). `params` are the trained
+/// variables: their gradients are summed over the shards.
 pub fn forward_backward(
     model: &AdaInVc,
     params: &[Var],
-    x: &Tensor,
-    content: &Tensor,
-    noise: &Tensor,
+    batch: &StepBatch,
     lambda_rec: f64,
     lambda_kl: f64,
 ) -> Result<StepGrads> {
-    let b = x.dim(0)?;
+    let b = batch.target.dim(0)?;
     let shard = |i: usize, n: usize| -> Result<(GradStore, [f32; 3])> {
         let n = n.min(b);
         // Shards of b/n items, the first b % n one larger.
@@ -52,17 +84,14 @@ pub fn forward_backward(
         if i >= n || len == 0 {
             return Ok((GradStore::default(), [0.0; 3]));
         }
-        let (xs, cs, ns) = if len == b {
-            (x.clone(), content.clone(), noise.clone())
+        let part = if len == b {
+            batch.clone()
         } else {
-            (
-                x.narrow(0, start, len)?,
-                content.narrow(0, start, len)?,
-                noise.narrow(0, start, len)?,
-            )
+            batch.narrow(start, len)?
         };
-        let out = model.forward_split(&xs, &cs, &ns)?;
-        let loss = ae_loss(&xs, &out, lambda_rec, lambda_kl)?;
+        let xs = &part.target;
+        let out = model.forward_split(xs, &part.content, &part.speaker, &part.noise)?;
+        let loss = ae_loss(xs, &out, lambda_rec, lambda_kl)?;
         // Each shard's means, weighted by its share of the batch, add up to the batch's means.
         let share = len as f64 / b as f64;
         let total = loss.total.affine(share, 0.0)?;
@@ -126,10 +155,20 @@ mod tests {
             let params = vars.all_vars();
             let x = Tensor::randn(0f32, 1.0, (b, cfg.frontend.n_mels, 32), &dev).unwrap();
             let noise = Tensor::randn(0f32, 1.0, (b, cfg.content.c_out, 32 / cfg.frame_multiple()), &dev).unwrap();
-            // The content encoder reads a different batch, as with a perturbed input.
+            // Each encoder reads a different batch, as with a perturbed input and references
+            // from other segments (longer ones here).
             let content = (x.affine(0.5, 0.1).unwrap() + x.sin().unwrap()).unwrap();
-            let sharded = forward_backward(&model, &params, &x, &content, &noise, 10.0, 0.5).unwrap();
-            let out = model.forward_split(&x, &content, &noise).unwrap();
+            let speaker = Tensor::randn(0f32, 1.0, (b, cfg.frontend.n_mels, 48), &dev).unwrap();
+            let batch = StepBatch {
+                target: x.clone(),
+                content,
+                speaker,
+                noise,
+            };
+            let sharded = forward_backward(&model, &params, &batch, 10.0, 0.5).unwrap();
+            let out = model
+                .forward_split(&x, &batch.content, &batch.speaker, &batch.noise)
+                .unwrap();
             let loss = ae_loss(&x, &out, 10.0, 0.5).unwrap();
             let whole = loss.total.backward().unwrap();
             let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs().max(1.0);

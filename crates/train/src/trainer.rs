@@ -16,7 +16,7 @@ use crate::data::{load_features, scan_corpus, warp_batch, Dataset};
 use crate::error::file_err;
 use crate::loss::ae_loss;
 use crate::optim::Adam;
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, SpeakerReference};
 use crate::step;
 use crate::{checkpoint, plot, Error, Result};
 
@@ -201,35 +201,44 @@ pub fn train(
         // Everything random in a step derives from (seed, step): a resumed run draws exactly
         // what an uninterrupted one would.
         let mut rng = rand::rngs::StdRng::seed_from_u64(recipe.train.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step);
-        let x = data.sample(&mut rng, recipe.train.batch_size, device)?;
+        let picks = data.pick(&mut rng, recipe.train.batch_size);
+        let x = data.segments(&picks, device)?;
         let n_noise = recipe.train.batch_size * cfg.content.c_out * code_frames;
         let noise: Vec<f32> = (0..n_noise).map(|_| StandardNormal.sample(&mut rng)).collect();
         let noise = Tensor::from_vec(noise, (recipe.train.batch_size, cfg.content.c_out, code_frames), device)?;
-        // Warp factors are drawn after the noise, so that runs without warps draw what they
-        // always drew.
-        let mut warp = |x: &Tensor, w: f64| -> Result<Tensor> {
-            if w == 0.0 {
-                return Ok(x.clone());
-            }
-            let span = (1.0 + w).ln();
-            let factors: Vec<f64> = (0..recipe.train.batch_size)
-                .map(|_| rng.random_range(-span..=span).exp())
-                .collect();
-            warp_batch(x, &factors, &cfg.frontend)
+        // Warp factors are drawn after the noise, and references after the warps, so that runs
+        // without them draw what they always drew.
+        let mut factors = |w: f64| -> Option<Vec<f64>> {
+            (w != 0.0).then(|| {
+                let span = (1.0 + w).ln();
+                (0..recipe.train.batch_size)
+                    .map(|_| rng.random_range(-span..=span).exp())
+                    .collect()
+            })
         };
-        let x = warp(&x, recipe.train.speaker_warp)?;
-        let content = warp(&x, recipe.train.content_warp)?;
+        let warp = |x: &Tensor, f: &Option<Vec<f64>>| -> Result<Tensor> {
+            match f {
+                Some(f) => warp_batch(x, f, &cfg.frontend),
+                None => Ok(x.clone()),
+            }
+        };
+        let voice = factors(recipe.train.speaker_warp);
+        let x = warp(&x, &voice)?;
+        let content = warp(&x, &factors(recipe.train.content_warp))?;
+        let speaker = match recipe.train.speaker_reference {
+            SpeakerReference::Same => x.clone(),
+            // The reference is warped like its segment: the same (perhaps made-up) voice.
+            SpeakerReference::Other => warp(&data.segments(&data.references(&mut rng, &picks), device)?, &voice)?,
+        };
         let lambda_kl = recipe.lambda_kl_at(step);
         // One batch shard per CPU thread (crate::step).
-        let sg = step::forward_backward(
-            &model,
-            &trained,
-            &x,
-            &content,
-            &noise,
-            recipe.train.lambda_rec,
-            lambda_kl,
-        )?;
+        let batch = step::StepBatch {
+            target: x,
+            content,
+            speaker,
+            noise,
+        };
+        let sg = step::forward_backward(&model, &trained, &batch, recipe.train.lambda_rec, lambda_kl)?;
         let value = sg.total;
         if !value.is_finite() {
             let checkpoint = last_ckpt

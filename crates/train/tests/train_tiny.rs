@@ -145,7 +145,7 @@ fn interrupted_and_resumed_equals_straight() {
 #[test]
 fn content_warp_and_code_width_train_and_resume() {
     static STOP: AtomicBool = AtomicBool::new(false);
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let run = |i: usize, warp: &str, stop: Option<u64>| {
         let mut r = recipe(dirs[i].path(), 40, warp);
         r.model.content_channels = Some(4);
@@ -155,22 +155,19 @@ fn content_warp_and_code_width_train_and_resume() {
         }
         .unwrap()
     };
-    run(0, "content_warp = 0.2", None);
-    assert!(matches!(
-        run(1, "content_warp = 0.2", Some(20)),
-        Outcome::Interrupted { step: 20, .. }
-    ));
-    assert!(matches!(
-        run(1, "content_warp = 0.2", None),
-        Outcome::Finished { step: 40, .. }
-    ));
-    run(2, "", None);
-    run(3, "content_warp = 0.2\nspeaker_warp = 0.1", None);
+    let all = "content_warp = 0.2\nspeaker_warp = 0.1\nspeaker_reference = \"other\"";
+    run(0, all, None);
+    assert!(matches!(run(1, all, Some(20)), Outcome::Interrupted { step: 20, .. }));
+    assert!(matches!(run(1, all, None), Outcome::Finished { step: 40, .. }));
+    run(2, "content_warp = 0.2\nspeaker_warp = 0.1", None);
+    run(3, "content_warp = 0.2", None);
+    run(4, "", None);
     let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
     let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
     assert!(w(0) == w(1), "resumed weights differ from the straight run's");
-    assert!(w(0) != w(2), "the content warp changed nothing");
-    assert!(w(0) != w(3), "the speaker warp changed nothing");
+    assert!(w(0) != w(2), "references from other utterances changed nothing");
+    assert!(w(2) != w(3), "the speaker warp changed nothing");
+    assert!(w(3) != w(4), "the content warp changed nothing");
     let vc = voxswap_model::VoiceConverter::load(&ckpt(0), &Device::Cpu).unwrap();
     assert_eq!(vc.config().content.c_out, 4);
     let text = std::fs::read_to_string(dirs[0].path().join("recipe.toml")).unwrap();
@@ -178,6 +175,12 @@ fn content_warp_and_code_width_train_and_resume() {
     std::fs::write(&bad, text.replace("content_warp = 0.2", "content_warp = 1.0")).unwrap();
     let err = Recipe::load(&bad).unwrap_err().to_string();
     assert!(err.contains("content_warp"), "{err}");
+    std::fs::write(&bad, text.replace("\"other\"", "\"others\"")).unwrap();
+    let err = Recipe::load(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("line 22") && err.contains("expected `same` or `other`"),
+        "{err}"
+    );
 }
 
 #[test]
