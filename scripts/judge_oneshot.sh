@@ -4,6 +4,8 @@
 #
 #   bash scripts/judge_oneshot.sh MODEL_DIR VALID_CORPUS OUT_DIR
 #   CEILING=0 bash scripts/judge_oneshot.sh …   # skip the Griffin-Lim ceiling (model-independent)
+#   ASR=0 bash scripts/judge_oneshot.sh …       # speaker similarity only (no Whisper: much faster)
+#   CONVERT_ARGS="--contrast 0" bash scripts/judge_oneshot.sh …   # options for voxswap convert
 #
 # Every ordered pair (A, B) of validation speakers, A != B: A's recording of one shared sentence
 # is converted with ONE reference utterance of B (B/s0001.wav, about 3 s). The judge compares the
@@ -30,7 +32,7 @@ for a in "${spk[@]}"; do
     s=$(printf 's%04d' "$k")
     t1=$(printf 's%04d' $((k + 1))); t2=$(printf 's%04d' $((k + 2)))
     c=$out/converted/${a}__${b}__$s.wav
-    [[ -s $c ]] || "$bin" convert "$valid/$a/$s.wav" -t "$valid/$b/s0001.wav" -o "$c" --model "$model" > /dev/null
+    [[ -s $c ]] || "$bin" convert "$valid/$a/$s.wav" -t "$valid/$b/s0001.wav" -o "$c" --model "$model" ${CONVERT_ARGS:-} > /dev/null
     r=$out/resynth/${b}__$s.wav
     [[ ${CEILING:-1} == 0 || -s $r ]] || "$bin" resynth "$valid/$b/$s.wav" -o "$r" > /dev/null
     printf '%s\t%s;%s\t%s\t%s\n' "$c" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$a/$s.wav" "${text[k-1]}" >> "$out/vc.tsv"
@@ -39,5 +41,5 @@ for a in "${spk[@]}"; do
   done
 done
 echo "$n conversions; judging"
-"$py" "$judge" vc "$out/vc.tsv" --asr --json "$out/vc.json" | tee "$out/vc.txt"
+"$py" "$judge" vc "$out/vc.tsv" $([[ ${ASR:-1} == 0 ]] || echo --asr) --json "$out/vc.json" | tee "$out/vc.txt"
 [[ ${CEILING:-1} == 0 ]] || "$py" "$judge" vc "$out/resynth.tsv" --asr --json "$out/resynth.json" | tee "$out/resynth.txt"

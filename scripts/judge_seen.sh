@@ -23,7 +23,7 @@ for a in "${src[@]}"; do
     k=$((2 + n % 37)); s=$(printf 's%04d' "$k")
     t1=$(printf 's%04d' $((k + 1))); t2=$(printf 's%04d' $((k + 2)))
     c=$out/converted/${a}__${b}__$s.wav
-    [[ -s $c ]] || "${VOXSWAP_BIN:-$root/target/release/voxswap}" convert "$valid/$a/$s.wav" -t "$train/$b/s0001.wav" -o "$c" --model "$model" > /dev/null
+    [[ -s $c ]] || "${VOXSWAP_BIN:-$root/target/release/voxswap}" convert "$valid/$a/$s.wav" -t "$train/$b/s0001.wav" -o "$c" --model "$model" ${CONVERT_ARGS:-} > /dev/null
     printf '%s\t%s;%s\t%s\t%s\n' "$c" "$train/$b/$t1.wav" "$train/$b/$t2.wav" "$valid/$a/$s.wav" "${text[k-1]}" >> "$out/vc.tsv"
     n=$((n + 1))
   done

@@ -261,54 +261,84 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
     use voxswap_model::VoiceConverter;
     let dir = tempfile::tempdir().unwrap();
     let m = model(dir.path());
-    let out = dir.path().join("out.wav");
-    // A 44.1 kHz source so that both resamplers run.
-    ok(&voxswap(&[
-        &"convert",
-        &data("stereo_44k_24bit.wav"),
-        &"-t",
-        &data("speech_f.wav"),
-        &"-o",
-        &out,
-        &"--model",
-        &m,
-        &"--rate",
-        &"16000",
-    ]));
     let fe = FrontendConfig::speech_16k();
     let conv = VoiceConverter::load(&m, &candle_core::Device::Cpu).unwrap();
     let src = read_mono(data("stereo_44k_24bit.wav"), ChannelMix::Downmix).unwrap();
     let x = resample(&src.samples, src.sample_rate, 16000).unwrap();
     let mut lm = LogMel::new(&fe).unwrap();
     let reference = read_mono(data("speech_f.wav"), ChannelMix::Downmix).unwrap();
-    let spk = conv.embed(&[lm.compute(&reference.samples)]).unwrap();
-    let want = conv.convert(&lm.compute(&x), &spk).unwrap();
-    let y = read_mono(&out, ChannelMix::Downmix).unwrap().samples;
-    let got = lm.compute(&y);
-    assert_eq!(got.frames, want.frames);
-    // Compare shapes, not levels: remove each one's mean log level over loud bins.
-    let loud: Vec<(usize, usize)> = (2..want.frames - 2)
-        .flat_map(|t| (0..fe.n_mels).map(move |k| (k, t)))
-        .filter(|&(k, t)| want.at(k, t) > -6.0)
-        .collect();
-    assert!(loud.len() > 1000);
-    let mean =
-        |m: &voxswap_audio::Mel| loud.iter().map(|&(k, t)| f64::from(m.at(k, t))).sum::<f64>() / loud.len() as f64;
-    let (mw, mg) = (mean(&want), mean(&got));
-    let err = loud
-        .iter()
-        .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t)) - mg)).abs())
-        .sum::<f64>()
-        / loud.len() as f64;
-    assert!(err < 0.6, "mean log-mel difference {err:.3}");
-    // Shifted by two frames, it is clearly worse: the test sees misalignment.
-    let shifted = loud
-        .iter()
-        .filter(|&&(_, t)| t + 2 < want.frames)
-        .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t + 2)) - mg)).abs())
-        .sum::<f64>()
-        / loud.len() as f64;
-    assert!(shifted > err * 1.3, "aligned {err:.3}, shifted {shifted:.3}");
+    let target = conv.embed(&[lm.compute(&reference.samples)]).unwrap();
+    // The source's own voice, which --contrast pushes the target away from (the whole source:
+    // it is shorter than the 30 s the file pipeline takes).
+    let voice = conv.embed(&[lm.compute(&x)]).unwrap();
+    let mut outputs = Vec::new();
+    // The default contrast (0.5), none, and a strong one.
+    for (contrast, args) in [
+        (0.5, vec![]),
+        (0.0, vec!["--contrast", "0"]),
+        (1.0, vec!["--contrast", "1"]),
+    ] {
+        let out = dir.path().join(format!("out{contrast}.wav"));
+        let (source, reference) = (data("stereo_44k_24bit.wav"), data("speech_f.wav"));
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"convert", &source, &"-t", &reference, &"-o", &out, &"--model", &m, &"--rate", &"16000",
+        ];
+        a.extend(args.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+        ok(&voxswap(&a));
+        let spk = target.contrast(&voice, contrast).unwrap();
+        let want = conv.convert(&lm.compute(&x), &spk).unwrap();
+        let y = read_mono(&out, ChannelMix::Downmix).unwrap().samples;
+        let got = lm.compute(&y);
+        assert_eq!(got.frames, want.frames);
+        // Compare shapes, not levels: remove each one's mean log level over loud bins.
+        let loud: Vec<(usize, usize)> = (2..want.frames - 2)
+            .flat_map(|t| (0..fe.n_mels).map(move |k| (k, t)))
+            .filter(|&(k, t)| want.at(k, t) > -6.0)
+            .collect();
+        assert!(loud.len() > 1000, "contrast {contrast}: {} loud bins", loud.len());
+        let mean =
+            |m: &voxswap_audio::Mel| loud.iter().map(|&(k, t)| f64::from(m.at(k, t))).sum::<f64>() / loud.len() as f64;
+        let (mw, mg) = (mean(&want), mean(&got));
+        let err = loud
+            .iter()
+            .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t)) - mg)).abs())
+            .sum::<f64>()
+            / loud.len() as f64;
+        assert!(err < 0.6, "contrast {contrast}: mean log-mel difference {err:.3}");
+        // Shifted by two frames, it is clearly worse: the test sees misalignment.
+        let shifted = loud
+            .iter()
+            .filter(|&&(_, t)| t + 2 < want.frames)
+            .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t + 2)) - mg)).abs())
+            .sum::<f64>()
+            / loud.len() as f64;
+        assert!(shifted > err * 1.3, "aligned {err:.3}, shifted {shifted:.3}");
+        outputs.push(y);
+    }
+    // Each contrast gives a different conversion.
+    assert!(outputs[0] != outputs[1] && outputs[0] != outputs[2] && outputs[1] != outputs[2]);
+    // Out-of-range contrasts are refused before any work.
+    for bad in ["-1", "5", "nan", "x"] {
+        let out = dir.path().join("bad.wav");
+        let flag = format!("--contrast={bad}");
+        let o = voxswap(&[
+            &"convert",
+            &data("speech_m.wav"),
+            &"-t",
+            &data("speech_f.wav"),
+            &"-o",
+            &out,
+            &"--model",
+            &m,
+            &flag,
+        ]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("not a number from 0 to 4"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.exists());
+    }
 }
 
 #[test]

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use voxswap_audio::{
-    AudioReader, BlockVocoder, ChunkResampler, FrontendConfig, GriffinLimConfig, LogMel, Mel, StreamingLogMel,
-    WavFormat, WavWriter,
+    resample, AudioReader, BlockVocoder, ChunkResampler, FrontendConfig, GriffinLimConfig, LogMel, Mel,
+    StreamingLogMel, WavFormat, WavWriter,
 };
 use voxswap_model::bank::{self, SpeakerBank};
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
@@ -113,6 +113,13 @@ pub struct Args {
     /// Speaker bank folder for --speaker (default: the model folder's `speakers/`).
     #[arg(long, value_name = "DIR")]
     bank: Option<PathBuf>,
+    /// How far the target voice is pushed away from the source's: the conversion uses the
+    /// speaker vector target + S·(target − source), the source's vector taken from its first
+    /// 30 s. 0 gives the plain AdaIN-VC conversion; a little contrast keeps less of the source's
+    /// voice (see pretrained/MODEL_CARD.md for what it measured), too much leaves the voices the
+    /// model knows.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_CONTRAST, value_parser = parse_contrast)]
+    contrast: f32,
     #[command(flatten)]
     model: ModelArgs,
     /// Vocoder: griffin-lim (the neural vocoder is not available in this version).
@@ -130,10 +137,23 @@ pub enum Vocoder {
     Neural,
 }
 
+/// `--contrast`'s default.
+const DEFAULT_CONTRAST: f32 = 0.5;
+/// Seconds of the source that give its speaker vector for `--contrast`.
+const SOURCE_VOICE_SECONDS: u32 = 30;
+
+fn parse_contrast(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && (0.0..=4.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a number from 0 to 4")),
+    }
+}
+
 /// Settings of one conversion.
 struct Job<'a> {
     conv: &'a VoiceConverter,
     speaker: &'a SpeakerEmbedding,
+    contrast: f32,
     iterations: u32,
     rate: Option<u32>,
     format: WavFormat,
@@ -170,6 +190,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let job = Job {
         conv: &conv,
         speaker: &speaker,
+        contrast: a.contrast,
         iterations: a.synth.iterations,
         rate: a.synth.rate,
         format: a.synth.format(),
@@ -258,8 +279,9 @@ const OVERLAP_FRAMES: usize = 20;
 /// not grow with the input's length (for causal models; offline models hold the whole mel).
 fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
     let fe: FrontendConfig = job.conv.config().frontend.clone();
-    // Pass 1: the source's level.
-    let (src_rate, src_rms, src_peak) = level(src, job.channel)?;
+    // Pass 1: the source's level, and its voice from its beginning.
+    let keep = if job.contrast > 0.0 { SOURCE_VOICE_SECONDS } else { 0 };
+    let (src_rate, src_rms, src_peak, head) = level(src, job.channel, keep)?;
     if src_peak < 1e-3 {
         bail!(
             "{}: source is silent (peak {:.1} dBFS); nothing to convert",
@@ -267,6 +289,22 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
             20.0 * f64::from(src_peak.max(1e-12)).log10()
         );
     }
+    let contrasted;
+    let speaker = if job.contrast > 0.0 {
+        let x = resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
+        match job.conv.embed(&[LogMel::new(&fe)?.compute(&x)]) {
+            Ok(voice) => {
+                contrasted = job.speaker.contrast(&voice, job.contrast)?;
+                &contrasted
+            }
+            Err(e) => {
+                eprintln!("warning: {}: no --contrast: {e}", src.display());
+                job.speaker
+            }
+        }
+    } else {
+        job.speaker
+    };
     let out_rate = job.rate.unwrap_or(src_rate);
 
     // Pass 2: convert at the model's rate into a temporary float file beside the output.
@@ -289,7 +327,7 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
     let mut reader = AudioReader::open(src, channel_mix(job.channel))?;
     let mut to_model = ChunkResampler::new(src_rate, fe.sample_rate)?;
     let mut logmel = StreamingLogMel::new(&fe)?;
-    let mut stream = job.conv.stream(job.speaker)?;
+    let mut stream = job.conv.stream(speaker)?;
     let gl = GriffinLimConfig {
         n_iter: job.iterations as usize,
         ..Default::default()
@@ -323,7 +361,7 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
                     data: y.concat(),
                 }
             }
-            None => job.conv.convert(&mel, job.speaker)?,
+            None => job.conv.convert(&mel, speaker)?,
         };
         frames.drain(..take * n_mels);
         for t in 0..converted.frames {
@@ -421,19 +459,24 @@ impl Sink {
     }
 }
 
-/// Sample rate, RMS and peak of a file's mono mix (or channel), read in chunks.
-fn level(path: &Path, channel: Option<usize>) -> anyhow::Result<(u32, f64, f32)> {
+/// Sample rate, RMS and peak of a file's mono mix (or channel), read in chunks, and its first
+/// `head_seconds` of samples.
+fn level(path: &Path, channel: Option<usize>, head_seconds: u32) -> anyhow::Result<(u32, f64, f32, Vec<f32>)> {
     let mut r = AudioReader::open(path, channel_mix(channel))?;
     let rate = r.info().sample_rate;
     let (mut sum_sq, mut peak) = (0f64, 0f32);
+    let head_len = rate as usize * head_seconds as usize;
+    let mut head = Vec::new();
     let n = r.for_each_chunk(|buf| {
         for &v in buf {
             sum_sq += f64::from(v) * f64::from(v);
             peak = peak.max(v.abs());
         }
+        let room = head_len - head.len();
+        head.extend_from_slice(&buf[..room.min(buf.len())]);
     })?;
     if n == 0 {
         bail!("{}: no audio in the file", path.display());
     }
-    Ok((rate, (sum_sq / n as f64).sqrt(), peak))
+    Ok((rate, (sum_sq / n as f64).sqrt(), peak, head))
 }

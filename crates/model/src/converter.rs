@@ -24,6 +24,33 @@ impl SpeakerEmbedding {
         &self.0
     }
 
+    /// `self + strength · (self − away)`: this voice pushed further from `away` (the source's
+    /// voice in a conversion) along the line through both; 0 leaves it as it is.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a negative or non-finite strength, or differing sizes.
+    pub fn contrast(&self, away: &SpeakerEmbedding, strength: f32) -> Result<Self> {
+        if !(strength.is_finite() && strength >= 0.0) {
+            return Err(Error::Input(format!(
+                "contrast strength {strength} must be a non-negative number"
+            )));
+        }
+        if away.0.len() != self.0.len() {
+            return Err(Error::Input(format!(
+                "embeddings of sizes {} and {} cannot contrast",
+                self.0.len(),
+                away.0.len()
+            )));
+        }
+        Ok(Self(
+            self.0
+                .iter()
+                .zip(&away.0)
+                .map(|(t, s)| t + strength * (t - s))
+                .collect(),
+        ))
+    }
+
     /// `Σ wᵢ · eᵢ / Σ wᵢ`: a weighted mix of voices.
     ///
     /// # Errors

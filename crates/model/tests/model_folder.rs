@@ -50,6 +50,26 @@ fn saved_model_loads_and_converts_speech() {
     // A different voice changes the output.
     let other = vc.convert(&src, &a).unwrap();
     assert!(out.data.iter().zip(&other.data).any(|(x, y)| (x - y).abs() > 1e-4));
+    // Contrast: 0 is the voice itself; s moves it along the line from the other voice, s times
+    // the distance between them further away.
+    let s = vc.embed(&[src.clone()]).unwrap();
+    let dist = |x: &SpeakerEmbedding, y: &SpeakerEmbedding| {
+        x.values()
+            .iter()
+            .zip(y.values())
+            .map(|(p, q)| (p - q) * (p - q))
+            .sum::<f32>()
+            .sqrt()
+    };
+    assert_eq!(target.contrast(&s, 0.0).unwrap(), target);
+    let pushed = target.contrast(&s, 0.5).unwrap();
+    let d = dist(&target, &s);
+    assert!(d > 1e-4);
+    assert!((dist(&pushed, &target) - 0.5 * d).abs() < 1e-4 * d.max(1.0));
+    assert!((dist(&pushed, &s) - 1.5 * d).abs() < 1e-4 * d.max(1.0));
+    assert!(target.contrast(&s, -0.1).is_err());
+    assert!(target.contrast(&s, f32::NAN).is_err());
+    assert!(target.contrast(&SpeakerEmbedding::new(vec![0.0; 3]), 0.5).is_err());
 }
 
 #[test]
