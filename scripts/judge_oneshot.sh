@@ -6,6 +6,7 @@
 #   CEILING=0 bash scripts/judge_oneshot.sh …   # skip the Griffin-Lim ceiling (model-independent)
 #   ASR=0 bash scripts/judge_oneshot.sh …       # speaker similarity only (no Whisper: much faster)
 #   CONVERT_ARGS="--contrast 0" bash scripts/judge_oneshot.sh …   # options for voxswap convert
+#   SELF=1 bash scripts/judge_oneshot.sh …      # each voice into itself (reconstruction)
 #
 # Every ordered pair (A, B) of validation speakers, A != B: A's recording of one shared sentence
 # is converted with ONE reference utterance of B (B/s0001.wav, about 3 s). The judge compares the
@@ -26,8 +27,11 @@ printf 'converted\ttargets\tsource\ttext\n' > "$out/vc.tsv"
 printf 'converted\ttargets\tsource\ttext\n' > "$out/resynth.tsv"
 n=0
 for a in "${spk[@]}"; do
-  for b in "${spk[@]}"; do
-    [[ $a == "$b" ]] && continue
+  # SELF=1: the source's own voice as the target (another utterance as the reference), as many
+  # times as there are other voices: what the model does when there is nothing to convert.
+  if [[ ${SELF:-0} == 1 ]]; then targets=(); for b in "${spk[@]:1}"; do targets+=("$a"); done
+  else targets=(); for b in "${spk[@]}"; do [[ $a == "$b" ]] || targets+=("$b"); done; fi
+  for b in "${targets[@]}"; do
     k=$((2 + n % 37))                     # shared sentences s0002..s0038
     s=$(printf 's%04d' "$k")
     t1=$(printf 's%04d' $((k + 1))); t2=$(printf 's%04d' $((k + 2)))
