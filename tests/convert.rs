@@ -220,6 +220,15 @@ fn bad_references_sources_and_models_get_clear_errors() {
     assert_clean_error(&conv(&data("speech_m.wav"), &short), &short, "too short");
     assert_clean_error(&conv(&silent, &data("speech_f.wav")), &silent, "source is silent");
     assert!(!out.exists());
+    // A source too short to measure its voice converts without --contrast, and says so.
+    let o = conv(&short, &data("speech_f.wav"));
+    assert!(
+        o.status.success() && stderr(&o).contains("warning") && stderr(&o).contains("no --contrast"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read_mono(&out, ChannelMix::Downmix).unwrap().samples.len(), 800);
+    std::fs::remove_file(&out).unwrap();
 
     let o = voxswap(&[&"convert", &data("speech_m.wav"), &"-o", &out, &"--model", &m]);
     assert!(stderr(&o).contains("no reference given"), "{}", stderr(&o));
