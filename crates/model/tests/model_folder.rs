@@ -52,7 +52,7 @@ fn saved_model_loads_and_converts_speech() {
     assert!(out.data.iter().zip(&other.data).any(|(x, y)| (x - y).abs() > 1e-4));
     // Contrast: 0 is the voice itself; s moves it along the line from the other voice, s times
     // the distance between them further away.
-    let s = vc.embed(&[src.clone()]).unwrap();
+    let s = vc.embed(std::slice::from_ref(&src)).unwrap();
     let dist = |x: &SpeakerEmbedding, y: &SpeakerEmbedding| {
         x.values()
             .iter()
