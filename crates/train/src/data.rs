@@ -253,13 +253,8 @@ impl Dataset {
         })
     }
 
-    /// A batch of `batch` random segments `[batch, n_mels, segment_frames]`: a random speaker,
-    /// a random utterance of theirs, a random offset.
-    pub fn sample(&self, rng: &mut impl Rng, batch: usize, device: &Device) -> Result<Tensor> {
-        self.segments(&self.pick(rng, batch), device)
-    }
-
-    /// Where [`sample`](Self::sample)'s segments come from, drawn as it draws them.
+    /// Where a batch of `batch` random segments comes from: a random speaker, a random
+    /// utterance of theirs, a random offset (see [`segments`](Self::segments)).
     pub fn pick(&self, rng: &mut impl Rng, batch: usize) -> Vec<Pick> {
         (0..batch)
             .map(|_| {
