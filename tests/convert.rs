@@ -176,6 +176,30 @@ fn embed_lists_and_converts_with_a_bank_and_a_mix() {
     let (f, s, mix) = (read("f.wav"), read("s.wav"), read("mix.wav"));
     assert_ne!(f, s);
     assert!(mix != f && mix != s);
+    // An entry from before spectrum corrections converts without one, and says so.
+    let mut entry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bank.join("fiona.json")).unwrap()).unwrap();
+    assert_eq!(entry["spectrum"].as_array().unwrap().len(), 80);
+    entry.as_object_mut().unwrap().remove("spectrum");
+    entry["name"] = "old".into();
+    std::fs::write(bank.join("old.json"), entry.to_string()).unwrap();
+    let o = run("old", &out("old.wav"));
+    assert!(stderr(&o).contains("`old` has no spectrum correction"), "{}", stderr(&o));
+    ok(&voxswap(&[
+        &"convert",
+        &data("speech_m.wav"),
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out("t0.wav"),
+        &"--model",
+        &m,
+        &"--spectrum",
+        &"0",
+    ]));
+    assert_eq!(read("old.wav"), read("t0.wav"));
+    assert_ne!(read("old.wav"), f);
+    std::fs::remove_file(bank.join("old.json")).unwrap();
 
     // Unknown speaker and missing bank: named.
     let o = run("nobody", &out("x.wav"));
@@ -281,13 +305,16 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
     // it is shorter than the 30 s the file pipeline takes).
     let voice = conv.embed(&[lm.compute(&x)]).unwrap();
     let mut outputs = Vec::new();
-    // The default contrast (0.5), none, and a strong one.
-    for (contrast, args) in [
-        (0.5, vec![]),
-        (0.0, vec!["--contrast", "0"]),
-        (1.0, vec!["--contrast", "1"]),
+    // The defaults (contrast 0.5, spectrum 1), no contrast, a strong one, and no spectrum
+    // correction.
+    for (contrast, spectrum, args) in [
+        (0.5, 1.0, vec![]),
+        (0.0, 1.0, vec!["--contrast", "0"]),
+        (1.0, 1.0, vec!["--contrast", "1"]),
+        (0.5, 0.0, vec!["--spectrum", "0"]),
     ] {
-        let out = dir.path().join(format!("out{contrast}.wav"));
+        let case = format!("contrast {contrast}, spectrum {spectrum}");
+        let out = dir.path().join(format!("out{contrast}-{spectrum}.wav"));
         let (source, reference) = (data("stereo_44k_24bit.wav"), data("speech_f.wav"));
         let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
             &"convert", &source, &"-t", &reference, &"-o", &out, &"--model", &m, &"--rate", &"16000",
@@ -295,7 +322,9 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
         a.extend(args.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
         ok(&voxswap(&a));
         let spk = target.contrast(&voice, contrast).unwrap();
-        let want = conv.convert(&lm.compute(&x), &spk).unwrap();
+        let want = conv
+            .convert(&lm.compute(&x), &spk.spectrum_strength(spectrum).unwrap())
+            .unwrap();
         let y = read_mono(&out, ChannelMix::Downmix).unwrap().samples;
         let got = lm.compute(&y);
         assert_eq!(got.frames, want.frames);
@@ -304,32 +333,65 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
             .flat_map(|t| (0..fe.n_mels).map(move |k| (k, t)))
             .filter(|&(k, t)| want.at(k, t) > -6.0)
             .collect();
-        assert!(loud.len() > 1000, "contrast {contrast}: {} loud bins", loud.len());
+        assert!(loud.len() > 1000, "{case}: {} loud bins", loud.len());
         let mean =
             |m: &voxswap_audio::Mel| loud.iter().map(|&(k, t)| f64::from(m.at(k, t))).sum::<f64>() / loud.len() as f64;
-        let (mw, mg) = (mean(&want), mean(&got));
-        let err = loud
-            .iter()
-            .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t)) - mg)).abs())
-            .sum::<f64>()
-            / loud.len() as f64;
-        assert!(err < 0.6, "contrast {contrast}: mean log-mel difference {err:.3}");
+        let distance = |want: &voxswap_audio::Mel, shift: usize| {
+            let (mw, mg) = (mean(want), mean(&got));
+            let near: Vec<_> = loud.iter().filter(|&&(_, t)| t + shift < want.frames).collect();
+            near.iter()
+                .map(|&&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t + shift)) - mg)).abs())
+                .sum::<f64>()
+                / near.len() as f64
+        };
+        let err = distance(&want, 0);
+        assert!(err < 0.6, "{case}: mean log-mel difference {err:.3}");
         // Shifted by two frames, it is clearly worse: the test sees misalignment.
-        let shifted = loud
-            .iter()
-            .filter(|&&(_, t)| t + 2 < want.frames)
-            .map(|&(k, t)| (f64::from(want.at(k, t)) - mw - (f64::from(got.at(k, t + 2)) - mg)).abs())
-            .sum::<f64>()
-            / loud.len() as f64;
-        assert!(shifted > err * 1.3, "aligned {err:.3}, shifted {shifted:.3}");
+        let shifted = distance(&want, 2);
+        assert!(shifted > err * 1.3, "{case}: aligned {err:.3}, shifted {shifted:.3}");
+        // Without the correction, the output's average spectrum (each band's mean over the
+        // loud frames, less the overall mean) is the uncorrected conversion's, clearly not the
+        // corrected one's.
+        if spectrum == 0.0 {
+            let corrected = conv.convert(&lm.compute(&x), &spk).unwrap();
+            let profile = |m: &voxswap_audio::Mel| -> Vec<f64> {
+                let mu = mean(m);
+                (0..fe.n_mels)
+                    .map(|k| {
+                        let v: Vec<f64> = loud
+                            .iter()
+                            .filter(|p| p.0 == k)
+                            .map(|&(k, t)| f64::from(m.at(k, t)) - mu)
+                            .collect();
+                        v.iter().sum::<f64>() / v.len().max(1) as f64
+                    })
+                    .collect()
+            };
+            let gap = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64;
+            let pg = profile(&got);
+            let (right, wrong) = (gap(&pg, &profile(&want)), gap(&pg, &profile(&corrected)));
+            assert!(wrong > 2.0 * right, "{case}: average spectrum {right:.3} from the uncorrected conversion, {wrong:.3} from the corrected one");
+        }
         outputs.push(y);
     }
-    // Each contrast gives a different conversion.
-    assert!(outputs[0] != outputs[1] && outputs[0] != outputs[2] && outputs[1] != outputs[2]);
-    // Out-of-range contrasts are refused before any work.
-    for bad in ["-1", "5", "nan", "x"] {
+    // Each setting gives a different conversion.
+    for i in 0..outputs.len() {
+        for j in 0..i {
+            assert!(outputs[i] != outputs[j], "settings {i} and {j} gave the same audio");
+        }
+    }
+    // Out-of-range contrasts and spectrum strengths are refused before any work.
+    for (bad, range) in [
+        ("--contrast=-1", "0 to 4"),
+        ("--contrast=5", "0 to 4"),
+        ("--contrast=nan", "0 to 4"),
+        ("--contrast=x", "0 to 4"),
+        ("--spectrum=-0.5", "0 to 2"),
+        ("--spectrum=3", "0 to 2"),
+        ("--spectrum=inf", "0 to 2"),
+    ] {
         let out = dir.path().join("bad.wav");
-        let flag = format!("--contrast={bad}");
+        let flag = bad.to_string();
         let o = voxswap(&[
             &"convert",
             &data("speech_m.wav"),
@@ -342,7 +404,7 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
             &flag,
         ]);
         assert!(
-            !o.status.success() && stderr(&o).contains("not a number from 0 to 4"),
+            !o.status.success() && stderr(&o).contains(&format!("not a number from {range}")),
             "{}",
             stderr(&o)
         );

@@ -62,11 +62,13 @@ impl ModelArgs {
     }
 }
 
-/// A reference voice from files: the mean embedding and the seconds of audio it came from.
+/// A reference voice from files: the mean embedding (with its spectrum correction when
+/// `spectrum`, see `VoiceConverter::embed`) and the seconds of audio it came from.
 pub fn embed_files(
     conv: &VoiceConverter,
     files: &[PathBuf],
     channel: Option<usize>,
+    spectrum: bool,
 ) -> anyhow::Result<(SpeakerEmbedding, f64)> {
     if files.is_empty() {
         bail!("no reference given: pass -t REF (a few seconds of the target voice)");
@@ -88,9 +90,13 @@ pub fn embed_files(
         seconds += audio.duration_s();
         // Each reference on its own (a too-short one is named); their mean is what `embed`
         // of all of them gives.
-        let e = conv
-            .embed(&[logmel.compute(&x)])
-            .with_context(|| format!("{}: reference", f.display()))?;
+        let mel = [logmel.compute(&x)];
+        let e = if spectrum {
+            conv.embed(&mel)
+        } else {
+            conv.speaker_vector(&mel)
+        };
+        let e = e.with_context(|| format!("{}: reference", f.display()))?;
         embeddings.push(e);
     }
     let parts: Vec<(f32, &SpeakerEmbedding)> = embeddings.iter().map(|e| (1.0, e)).collect();
@@ -120,6 +126,12 @@ pub struct Args {
     /// model knows.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_CONTRAST, value_parser = parse_contrast)]
     contrast: f32,
+    /// How far the conversion's long-term average spectrum is moved to the target reference's:
+    /// the model renders a voice it has not heard only part of the way, and the reference shows
+    /// by how much (the reference converted into its own voice, compared with itself). 0 leaves
+    /// the model's output as it is, 1 corrects it fully.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SPECTRUM, value_parser = parse_spectrum)]
+    spectrum: f32,
     #[command(flatten)]
     model: ModelArgs,
     /// Vocoder: griffin-lim (the neural vocoder is not available in this version).
@@ -142,10 +154,21 @@ const DEFAULT_CONTRAST: f32 = 0.5;
 /// Seconds of the source that give its speaker vector for `--contrast`.
 const SOURCE_VOICE_SECONDS: u32 = 30;
 
+/// `--spectrum`'s default.
+const DEFAULT_SPECTRUM: f32 = 1.0;
+
 fn parse_contrast(s: &str) -> Result<f32, String> {
+    parse_in(s, 4.0)
+}
+
+fn parse_spectrum(s: &str) -> Result<f32, String> {
+    parse_in(s, 2.0)
+}
+
+fn parse_in(s: &str, max: f32) -> Result<f32, String> {
     match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && (0.0..=4.0).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not a number from 0 to 4")),
+        Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a number from 0 to {max}")),
     }
 }
 
@@ -182,11 +205,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|(n, w)| Ok((*w, bank.get(n)?.embedding_for(&fp)?)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            if a.spectrum > 0.0 {
+                for ((n, _), (_, e)) in parts.iter().zip(&entries) {
+                    if e.spectrum().is_none() {
+                        eprintln!(
+                            "warning: speaker `{n}` has no spectrum correction (embedded by an older \
+                             voxswap): no --spectrum; embed it again to get one"
+                        );
+                    }
+                }
+            }
             let refs: Vec<(f32, &SpeakerEmbedding)> = entries.iter().map(|(w, e)| (*w, e)).collect();
             SpeakerEmbedding::mix(&refs)?
         }
-        None => embed_files(&conv, &a.targets, a.synth.channel)?.0,
+        None => embed_files(&conv, &a.targets, a.synth.channel, a.spectrum > 0.0)?.0,
     };
+    let speaker = speaker.spectrum_strength(a.spectrum)?;
     let job = Job {
         conv: &conv,
         speaker: &speaker,
@@ -292,7 +326,7 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
     let contrasted;
     let speaker = if job.contrast > 0.0 {
         let x = resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
-        match job.conv.embed(&[LogMel::new(&fe)?.compute(&x)]) {
+        match job.conv.speaker_vector(&[LogMel::new(&fe)?.compute(&x)]) {
             Ok(voice) => {
                 contrasted = job.speaker.contrast(&voice, job.contrast)?;
                 &contrasted

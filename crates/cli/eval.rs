@@ -138,18 +138,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let (rm, rx) = load(&p.reference)?;
         let scores = score_pair((&rm, &rx), (&cm, &cx), &yin);
         let emb = conv
-            .embed(std::slice::from_ref(&cm))
+            .speaker_vector(std::slice::from_ref(&cm))
             .with_context(|| format!("{}: converted", p.converted.display()))?;
         let targets = if p.targets.is_empty() {
             std::slice::from_ref(&p.reference)
         } else {
             &p.targets[..]
         };
-        let target = embed_files(&conv, targets, None)?.0;
+        let target = embed_files(&conv, targets, None, false)?.0;
         let source = match &p.source {
             Some(s) => Some(cosine(
                 emb.values(),
-                embed_files(&conv, std::slice::from_ref(s), None)?.0.values(),
+                embed_files(&conv, std::slice::from_ref(s), None, false)?.0.values(),
             )),
             None => None,
         };

@@ -32,12 +32,13 @@ pub struct EmbedArgs {
 pub fn embed(a: EmbedArgs) -> anyhow::Result<ExitCode> {
     check_name(&a.name)?;
     let (conv, fp, dir) = a.model.load()?;
-    let (emb, seconds) = embed_files(&conv, &a.references, a.channel)?;
+    let (emb, seconds) = embed_files(&conv, &a.references, a.channel, true)?;
     let bank = SpeakerBank::create(&a.bank.unwrap_or_else(|| dir.join("speakers")))?;
     let entry = BankEntry {
         name: a.name.clone(),
         model: fp,
         embedding: emb.values().to_vec(),
+        spectrum: emb.spectrum().map(<[f32]>::to_vec),
         references: a.references.iter().map(|p| p.display().to_string()).collect(),
         seconds,
     };

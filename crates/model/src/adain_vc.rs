@@ -380,6 +380,7 @@ impl AdaInVc {
 pub struct StreamingConverter {
     model: AdaInVc,
     speaker: Tensor,
+    offset: Option<Tensor>,
     state: Stream,
 }
 
@@ -398,6 +399,7 @@ impl StreamingConverter {
         Ok(Self {
             model,
             speaker,
+            offset: None,
             state: Stream::default(),
         })
     }
@@ -405,6 +407,12 @@ impl StreamingConverter {
     /// Changes the target voice from the next chunk on.
     pub fn set_speaker(&mut self, speaker: Tensor) {
         self.speaker = speaker;
+    }
+
+    /// A log-mel correction `[1, n_mels, 1]` added to every output frame from the next chunk
+    /// on (a voice's spectrum correction, see `VoiceConverter::embed`), or none.
+    pub fn set_offset(&mut self, offset: Option<Tensor>) {
+        self.offset = offset;
     }
 
     /// Converts the next chunk `[1, n_mels, frames]` (any number of frames ≥ 1).
@@ -416,7 +424,11 @@ impl StreamingConverter {
         self.state.begin();
         let mut ctx = Ctx::Stream(&mut self.state);
         let (mu, _) = self.model.content.forward_ctx(chunk, &mut ctx)?;
-        self.model.decoder.forward_ctx(&mu, &self.speaker, &mut ctx)
+        let y = self.model.decoder.forward_ctx(&mu, &self.speaker, &mut ctx)?;
+        Ok(match &self.offset {
+            Some(o) => y.broadcast_add(o)?,
+            None => y,
+        })
     }
 
     /// Forgets the stream's past.

@@ -17,6 +17,10 @@ pub struct BankEntry {
     pub model: String,
     /// The embedding.
     pub embedding: Vec<f32>,
+    /// The voice's spectrum correction per mel band (`SpeakerEmbedding::spectrum`); absent in
+    /// entries written before voxswap computed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spectrum: Option<Vec<f32>>,
     /// The reference files it was computed from.
     pub references: Vec<String>,
     /// Seconds of reference audio.
@@ -182,7 +186,11 @@ fn read_entry(path: &Path) -> Result<BankEntry> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
     let e: BankEntry = serde_json::from_str(&text).map_err(|e| err(format!("not a speaker entry: {e}")))?;
-    if e.embedding.iter().any(|v| !v.is_finite()) {
+    if e.embedding
+        .iter()
+        .chain(e.spectrum.iter().flatten())
+        .any(|v| !v.is_finite())
+    {
         return Err(err("embedding holds NaN or infinity".into()));
     }
     Ok(e)
@@ -200,7 +208,7 @@ impl BankEntry {
                 self.name, self.model, model_fingerprint
             )));
         }
-        Ok(SpeakerEmbedding::new(self.embedding.clone()))
+        Ok(SpeakerEmbedding::new(self.embedding.clone()).with_spectrum(self.spectrum.clone()))
     }
 }
 
@@ -240,6 +248,7 @@ mod tests {
             name: name.into(),
             model: "00ff".into(),
             embedding: vec![0.5, -1.0],
+            spectrum: Some(vec![0.25; 3]),
             references: vec!["a.wav".into()],
             seconds: 3.0,
         }
@@ -256,7 +265,14 @@ mod tests {
         assert_eq!(bank.get("bob").unwrap(), entry("bob"));
         let e = bank.get("carol").unwrap_err().to_string();
         assert!(e.contains("no speaker `carol`") && e.contains("alice, bob"), "{e}");
-        assert!(bank.get("alice").unwrap().embedding_for("00ff").is_ok());
+        let alice = bank.get("alice").unwrap().embedding_for("00ff").unwrap();
+        assert_eq!(alice.spectrum(), Some(&[0.25; 3][..]));
+        // An entry written before spectrum corrections loads, without one.
+        let mut old = serde_json::to_value(entry("old")).unwrap();
+        old.as_object_mut().unwrap().remove("spectrum");
+        std::fs::write(bank.dir().join("old.json"), old.to_string()).unwrap();
+        assert_eq!(bank.get("old").unwrap().embedding_for("00ff").unwrap().spectrum(), None);
+        std::fs::remove_file(bank.dir().join("old.json")).unwrap();
         assert!(bank
             .get("alice")
             .unwrap()

@@ -8,24 +8,68 @@ use voxswap_audio::Mel;
 
 use crate::{io, AdaInVc, Error, ModelConfig, Result};
 
-/// A voice, as the speaker encoder summarises it. Plain numbers, so it can be mixed, stored in
-/// a speaker bank and glided between while audio streams.
+/// A voice, as the speaker encoder summarises it, with the spectral correction that brings the
+/// model's rendering of it to the reference's long-term average spectrum. Plain numbers, so it
+/// can be mixed, stored in a speaker bank and glided between while audio streams.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SpeakerEmbedding(Vec<f32>);
+pub struct SpeakerEmbedding {
+    values: Vec<f32>,
+    /// Per mel band, the log-mel difference (reference − the model's conversion of the
+    /// reference into this voice) over the reference's speech frames; `None`: none known.
+    spectrum: Option<Vec<f32>>,
+}
+
+/// Frames quieter than the loudest frame by more than this (natural log of power, ≈ 26 dB)
+/// are pauses, left out of a spectrum correction.
+const SPEECH_RANGE: f32 = 6.0;
 
 impl SpeakerEmbedding {
-    /// An embedding from its values.
+    /// An embedding from its values, without a spectrum correction.
     pub fn new(values: Vec<f32>) -> Self {
-        Self(values)
+        Self { values, spectrum: None }
+    }
+
+    /// The same voice with a spectrum correction (one value per mel band, added to the model's
+    /// log-mel output), or without one.
+    #[must_use]
+    pub fn with_spectrum(mut self, spectrum: Option<Vec<f32>>) -> Self {
+        self.spectrum = spectrum;
+        self
     }
 
     /// The values.
     pub fn values(&self) -> &[f32] {
-        &self.0
+        &self.values
+    }
+
+    /// The spectrum correction, per mel band (log-mel), if known.
+    pub fn spectrum(&self) -> Option<&[f32]> {
+        self.spectrum.as_deref()
+    }
+
+    /// The spectrum correction scaled by `strength` (0 drops it; 1 keeps it).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a negative or non-finite strength.
+    pub fn spectrum_strength(&self, strength: f32) -> Result<Self> {
+        if !(strength.is_finite() && strength >= 0.0) {
+            return Err(Error::Input(format!(
+                "spectrum strength {strength} must be a non-negative number"
+            )));
+        }
+        let spectrum = match &self.spectrum {
+            Some(s) if strength > 0.0 => Some(s.iter().map(|v| v * strength).collect()),
+            _ => None,
+        };
+        Ok(Self {
+            values: self.values.clone(),
+            spectrum,
+        })
     }
 
     /// `self + strength · (self − away)`: this voice pushed further from `away` (the source's
-    /// voice in a conversion) along the line through both; 0 leaves it as it is.
+    /// voice in a conversion) along the line through both; 0 leaves it as it is. The spectrum
+    /// correction stays this voice's.
     ///
     /// # Errors
     /// [`Error::Input`] for a negative or non-finite strength, or differing sizes.
@@ -35,23 +79,26 @@ impl SpeakerEmbedding {
                 "contrast strength {strength} must be a non-negative number"
             )));
         }
-        if away.0.len() != self.0.len() {
+        if away.values.len() != self.values.len() {
             return Err(Error::Input(format!(
                 "embeddings of sizes {} and {} cannot contrast",
-                self.0.len(),
-                away.0.len()
+                self.values.len(),
+                away.values.len()
             )));
         }
-        Ok(Self(
-            self.0
+        Ok(Self {
+            values: self
+                .values
                 .iter()
-                .zip(&away.0)
+                .zip(&away.values)
                 .map(|(t, s)| t + strength * (t - s))
                 .collect(),
-        ))
+            spectrum: self.spectrum.clone(),
+        })
     }
 
-    /// `Σ wᵢ · eᵢ / Σ wᵢ`: a weighted mix of voices.
+    /// `Σ wᵢ · eᵢ / Σ wᵢ`: a weighted mix of voices. Their spectrum corrections mix with the
+    /// same weights when every part has one (none otherwise).
     ///
     /// # Errors
     /// [`Error::Input`] for no parts, negative or all-zero weights, or differing sizes.
@@ -63,20 +110,33 @@ impl SpeakerEmbedding {
         if parts.iter().any(|(w, _)| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
             return Err(Error::Input("mix weights must be non-negative and not all zero".into()));
         }
-        let mut out = vec![0.0; first.0.len()];
-        for (w, e) in parts {
-            if e.0.len() != out.len() {
-                return Err(Error::Input(format!(
-                    "embeddings of sizes {} and {} cannot mix",
-                    out.len(),
-                    e.0.len()
-                )));
+        let weighted = |get: &dyn Fn(&SpeakerEmbedding) -> &[f32], what: &str| -> Result<Vec<f32>> {
+            let mut out = vec![0.0; get(first).len()];
+            for (w, e) in parts {
+                let v = get(e);
+                if v.len() != out.len() {
+                    return Err(Error::Input(format!(
+                        "{what} of sizes {} and {} cannot mix",
+                        out.len(),
+                        v.len()
+                    )));
+                }
+                for (o, v) in out.iter_mut().zip(v) {
+                    *o += w / total * v;
+                }
             }
-            for (o, v) in out.iter_mut().zip(&e.0) {
-                *o += w / total * v;
-            }
-        }
-        Ok(Self(out))
+            Ok(out)
+        };
+        let values = weighted(&|e| &e.values, "embeddings")?;
+        let spectrum = if parts.iter().all(|(_, e)| e.spectrum.is_some()) {
+            Some(weighted(
+                &|e| e.spectrum.as_deref().unwrap_or(&[]),
+                "spectrum corrections",
+            )?)
+        } else {
+            None
+        };
+        Ok(Self { values, spectrum })
     }
 }
 
@@ -115,19 +175,35 @@ impl VoiceConverter {
         if self.config().temporal != crate::config::Temporal::Causal {
             return Ok(None);
         }
-        let spk = self.speaker_tensor(speaker)?;
-        Ok(Some(crate::StreamingConverter::new(self.model.clone(), spk)?))
+        let (spk, offset) = self.speaker_tensors(speaker)?;
+        let mut s = crate::StreamingConverter::new(self.model.clone(), spk)?;
+        s.set_offset(offset);
+        Ok(Some(s))
     }
 
-    fn speaker_tensor(&self, speaker: &SpeakerEmbedding) -> Result<Tensor> {
+    /// The speaker vector `[1, c_out]` and the spectrum correction `[1, n_mels, 1]`, checked.
+    fn speaker_tensors(&self, speaker: &SpeakerEmbedding) -> Result<(Tensor, Option<Tensor>)> {
         let c = self.config().speaker.c_out;
-        if speaker.0.len() != c {
+        if speaker.values.len() != c {
             return Err(Error::Input(format!(
                 "speaker embedding has {} values, the model uses {c}",
-                speaker.0.len()
+                speaker.values.len()
             )));
         }
-        Ok(Tensor::from_slice(&speaker.0, (1, c), &self.device)?)
+        let offset = match &speaker.spectrum {
+            None => None,
+            Some(s) => {
+                let n_mels = self.config().frontend.n_mels;
+                if s.len() != n_mels || s.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::Input(format!(
+                        "the speaker's spectrum correction has {} values, the model has {n_mels} mel bands",
+                        s.len()
+                    )));
+                }
+                Some(Tensor::from_slice(s, (1, n_mels, 1), &self.device)?)
+            }
+        };
+        Ok((Tensor::from_slice(&speaker.values, (1, c), &self.device)?, offset))
     }
 
     /// The model's configuration.
@@ -176,11 +252,34 @@ impl VoiceConverter {
         )?)
     }
 
-    /// The mean speaker embedding of one or more reference mels.
+    /// The voice of one or more reference mels: the mean speaker embedding, and the spectrum
+    /// correction, the mean over references of (reference − the reference converted into that
+    /// embedding) over each reference's speech frames. Added to the model's output, it brings
+    /// the long-term average spectrum of conversions into this voice to the references' (the
+    /// decoder alone renders an unseen voice only part of the way).
     ///
     /// # Errors
     /// [`Error::Input`] for no references, a wrong band count, or a reference that is too short.
     pub fn embed(&self, references: &[Mel]) -> Result<SpeakerEmbedding> {
+        let plain = self.speaker_vector(references)?;
+        let n_mels = self.config().frontend.n_mels;
+        let mut sum = vec![0f64; n_mels];
+        for r in references {
+            let y = self.convert(r, &plain)?;
+            for (m, d) in sum.iter_mut().zip(speech_mean_difference(r, &y)) {
+                *m += f64::from(d);
+            }
+        }
+        let spectrum = sum.iter().map(|v| (v / references.len() as f64) as f32).collect();
+        Ok(plain.with_spectrum(Some(spectrum)))
+    }
+
+    /// The mean speaker embedding of one or more reference mels, without a spectrum correction
+    /// (half the work of [`Self::embed`]).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for no references, a wrong band count, or a reference that is too short.
+    pub fn speaker_vector(&self, references: &[Mel]) -> Result<SpeakerEmbedding> {
         if references.is_empty() {
             return Err(Error::Input("no reference given".into()));
         }
@@ -197,16 +296,17 @@ impl VoiceConverter {
         }
         let sum = sum.ok_or_else(|| Error::Input("no reference given".into()))?;
         let mean = (sum / references.len() as f64)?;
-        Ok(SpeakerEmbedding(mean.flatten_all()?.to_vec1::<f32>()?))
+        Ok(SpeakerEmbedding::new(mean.flatten_all()?.to_vec1::<f32>()?))
     }
 
-    /// `mel`'s content in the voice of `speaker`. The mel is padded with silence to the frame
-    /// multiple the model needs, and the result cut back to the input's length.
+    /// `mel`'s content in the voice of `speaker` (with its spectrum correction, if it has one).
+    /// The mel is padded with silence to the frame multiple the model needs, and the result cut
+    /// back to the input's length.
     ///
     /// # Errors
     /// [`Error::Input`] for a wrong band count, a too-short mel or a wrong embedding size.
     pub fn convert(&self, mel: &Mel, speaker: &SpeakerEmbedding) -> Result<Mel> {
-        let spk = self.speaker_tensor(speaker)?;
+        let (spk, offset) = self.speaker_tensors(speaker)?;
         let multiple = self.config().frame_multiple();
         let frames = mel.frames.max(self.min_frames()).div_ceil(multiple) * multiple;
         let silence = self.config().frontend.log_floor.ln();
@@ -220,7 +320,10 @@ impl VoiceConverter {
                 .copy_from_slice(&mel.data[m * mel.frames..(m + 1) * mel.frames]);
         }
         let x = self.to_tensor(&padded, "source")?;
-        let y = self.model.convert(&x, &spk)?.narrow(2, 0, mel.frames)?;
+        let mut y = self.model.convert(&x, &spk)?.narrow(2, 0, mel.frames)?;
+        if let Some(o) = offset {
+            y = y.broadcast_add(&o)?;
+        }
         let data = y.flatten_all()?.to_vec1::<f32>()?;
         Ok(Mel {
             n_mels: mel.n_mels,
@@ -228,4 +331,20 @@ impl VoiceConverter {
             data,
         })
     }
+}
+
+/// Per band, the mean of `a − b` over the speech frames of `a` (within [`SPEECH_RANGE`] of its
+/// loudest frame, by mean log-mel); `a` and `b` have the same shape.
+fn speech_mean_difference(a: &Mel, b: &Mel) -> Vec<f32> {
+    let loudness: Vec<f32> = (0..a.frames)
+        .map(|t| (0..a.n_mels).map(|m| a.data[m * a.frames + t]).sum::<f32>() / a.n_mels as f32)
+        .collect();
+    let top = loudness.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let speech: Vec<usize> = (0..a.frames).filter(|&t| loudness[t] >= top - SPEECH_RANGE).collect();
+    (0..a.n_mels)
+        .map(|m| {
+            let (ra, rb) = (&a.data[m * a.frames..][..a.frames], &b.data[m * b.frames..][..b.frames]);
+            speech.iter().map(|&t| ra[t] - rb[t]).sum::<f32>() / speech.len().max(1) as f32
+        })
+        .collect()
 }

@@ -72,6 +72,89 @@ fn saved_model_loads_and_converts_speech() {
     assert!(target.contrast(&SpeakerEmbedding::new(vec![0.0; 3]), 0.5).is_err());
 }
 
+/// Per band, the mean log-mel over the frames within 26 dB of the loudest (the speech).
+fn speech_means(m: &Mel, of: &Mel) -> Vec<f32> {
+    let loud: Vec<f32> = (0..of.frames)
+        .map(|t| (0..of.n_mels).map(|k| of.at(k, t)).sum::<f32>() / of.n_mels as f32)
+        .collect();
+    let top = loud.iter().copied().fold(f32::MIN, f32::max);
+    let speech: Vec<usize> = (0..of.frames).filter(|&t| loud[t] >= top - 6.0).collect();
+    assert!(
+        speech.len() > 50 && speech.len() < of.frames,
+        "{} speech frames",
+        speech.len()
+    );
+    (0..m.n_mels)
+        .map(|k| speech.iter().map(|&t| m.at(k, t)).sum::<f32>() / speech.len() as f32)
+        .collect()
+}
+
+fn mean_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+}
+
+#[test]
+fn spectrum_correction_matches_the_reference_spectrum() {
+    let dir = tempfile::tempdir().unwrap();
+    saved_tiny(dir.path(), 3);
+    let vc = VoiceConverter::load(dir.path(), &Device::Cpu).unwrap();
+    let (reference, source) = (clip_mel("speech_f.wav"), clip_mel("speech_m.wav"));
+    let voice = vc.embed(std::slice::from_ref(&reference)).unwrap();
+    let plain = vc.speaker_vector(std::slice::from_ref(&reference)).unwrap();
+    assert_eq!(voice.values(), plain.values());
+    assert_eq!(plain.spectrum(), None);
+    let spectrum = voice.spectrum().unwrap();
+    assert_eq!(spectrum.len(), 80);
+    // The reference converted into its own voice has exactly the reference's average spectrum
+    // over its speech with the correction, and (an untrained model) far from it without.
+    let want = speech_means(&reference, &reference);
+    let fixed = speech_means(&vc.convert(&reference, &voice).unwrap(), &reference);
+    let raw = speech_means(&vc.convert(&reference, &plain).unwrap(), &reference);
+    assert!(
+        mean_abs_difference(&fixed, &want) < 1e-3,
+        "{}",
+        mean_abs_difference(&fixed, &want)
+    );
+    assert!(
+        mean_abs_difference(&raw, &want) > 0.5,
+        "{}",
+        mean_abs_difference(&raw, &want)
+    );
+    // Another recording converted into the voice: the correction adds the same values to every
+    // frame, and brings its average spectrum nearer the reference's.
+    let with = vc.convert(&source, &voice).unwrap();
+    let without = vc.convert(&source, &plain).unwrap();
+    for k in [0, 40, 79] {
+        for t in [0, source.frames / 2, source.frames - 1] {
+            assert!((with.at(k, t) - without.at(k, t) - spectrum[k]).abs() < 1e-4);
+        }
+    }
+    let near = mean_abs_difference(&speech_means(&with, &source), &want);
+    let far = mean_abs_difference(&speech_means(&without, &source), &want);
+    assert!(near < 0.5 * far, "with {near:.3}, without {far:.3}");
+    // Strength scales it, 0 removes it; mixes mix it; contrast keeps the target's.
+    let half = voice.spectrum_strength(0.5).unwrap();
+    assert!((half.spectrum().unwrap()[10] - 0.5 * spectrum[10]).abs() < 1e-6);
+    assert_eq!(voice.spectrum_strength(0.0).unwrap(), plain);
+    assert!(voice.spectrum_strength(-1.0).is_err());
+    let other = vc.embed(std::slice::from_ref(&source)).unwrap();
+    let mix = SpeakerEmbedding::mix(&[(3.0, &voice), (1.0, &other)]).unwrap();
+    let k = 20;
+    let expect = 0.75 * spectrum[k] + 0.25 * other.spectrum().unwrap()[k];
+    assert!((mix.spectrum().unwrap()[k] - expect).abs() < 1e-5);
+    assert_eq!(
+        SpeakerEmbedding::mix(&[(1.0, &voice), (1.0, &plain)])
+            .unwrap()
+            .spectrum(),
+        None
+    );
+    assert_eq!(voice.contrast(&other, 0.5).unwrap().spectrum(), voice.spectrum());
+    // A correction of the wrong size is refused, not applied.
+    let wrong = plain.clone().with_spectrum(Some(vec![0.0; 79]));
+    let err = vc.convert(&source, &wrong).unwrap_err().to_string();
+    assert!(err.contains("79 values") && err.contains("80 mel bands"), "{err}");
+}
+
 #[test]
 fn seeded_init_is_reproducible() {
     let (d1, d2, d3) = (
