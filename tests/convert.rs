@@ -161,16 +161,23 @@ fn embed_lists_and_converts_with_a_bank_and_a_mix() {
     ok(&run("sam", &out("s.wav")));
     ok(&run("fiona:0.5,sam:0.5", &out("mix.wav")));
     // The bank embedding gives what the reference files give.
-    ok(&voxswap(&[
-        &"convert",
-        &data("speech_m.wav"),
-        &"-t",
-        &data("speech_f.wav"),
-        &"-o",
-        &out("t.wav"),
-        &"--model",
-        &m,
-    ]));
+    let with_reference = |o: &Path, extra: &[&str]| {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![];
+        let (src, reference) = (data("speech_m.wav"), data("speech_f.wav"));
+        a.extend([
+            &"convert" as &dyn AsRef<std::ffi::OsStr>,
+            &src,
+            &"-t",
+            &reference,
+            &"-o",
+            &o,
+            &"--model",
+            &m,
+        ]);
+        a.extend(extra.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+        ok(&voxswap(&a));
+    };
+    with_reference(&out("t.wav"), &[]);
     let read = |n: &str| read_mono(out(n), ChannelMix::Downmix).unwrap().samples;
     assert_eq!(read("f.wav"), read("t.wav"));
     let (f, s, mix) = (read("f.wav"), read("s.wav"), read("mix.wav"));
@@ -184,19 +191,12 @@ fn embed_lists_and_converts_with_a_bank_and_a_mix() {
     entry["name"] = "old".into();
     std::fs::write(bank.join("old.json"), entry.to_string()).unwrap();
     let o = run("old", &out("old.wav"));
-    assert!(stderr(&o).contains("`old` has no spectrum correction"), "{}", stderr(&o));
-    ok(&voxswap(&[
-        &"convert",
-        &data("speech_m.wav"),
-        &"-t",
-        &data("speech_f.wav"),
-        &"-o",
-        &out("t0.wav"),
-        &"--model",
-        &m,
-        &"--spectrum",
-        &"0",
-    ]));
+    assert!(
+        stderr(&o).contains("`old` has no spectrum correction"),
+        "{}",
+        stderr(&o)
+    );
+    with_reference(&out("t0.wav"), &["--spectrum", "0"]);
     assert_eq!(read("old.wav"), read("t0.wav"));
     assert_ne!(read("old.wav"), f);
     std::fs::remove_file(bank.join("old.json")).unwrap();
