@@ -501,14 +501,7 @@ fn the_shipped_model_converts_out_of_the_box() {
     assert_eq!(v.as_array().unwrap().len(), 67);
     let first = v[0]["name"].as_str().unwrap().to_string();
     let second = v[1]["name"].as_str().unwrap().to_string();
-    let o = voxswap(&[
-        &"convert",
-        &data("speech_m.wav"),
-        &"--speaker",
-        &first,
-        &"-o",
-        &out,
-    ]);
+    let o = voxswap(&[&"convert", &data("speech_m.wav"), &"--speaker", &first, &"-o", &out]);
     ok(&o);
     // The bank carries the voices' spectrum corrections.
     assert!(!stderr(&o).contains("no spectrum correction"), "{}", stderr(&o));

@@ -88,8 +88,9 @@ pub fn embed_files(
             );
         }
         seconds += audio.duration_s();
-        // Each reference on its own (a too-short one is named); their mean is what `embed`
-        // of all of them gives.
+        // Each reference on its own (a too-short one is named); the mean of their vectors is
+        // what `embed` of all of them gives (each spectrum correction is measured with its own
+        // reference's vector, then averaged).
         let mel = [logmel.compute(&x)];
         let e = if spectrum {
             conv.embed(&mel)
