@@ -36,6 +36,9 @@ pub struct AdamConfig {
     pub schedule: Schedule,
     /// Final learning rate as a fraction of `lr` (cosine).
     pub min_lr_ratio: f64,
+    /// The step the cosine decay starts from (the learning rate is `lr` until then; 0: right
+    /// after warm-up). Lets a run trained at a constant rate be resumed with a final decay.
+    pub decay_start: u64,
 }
 
 /// Learning rate after warm-up.
@@ -63,6 +66,7 @@ impl Default for AdamConfig {
             warmup_steps: 0,
             schedule: Schedule::Constant,
             min_lr_ratio: 0.1,
+            decay_start: 0,
         }
     }
 }
@@ -76,8 +80,9 @@ impl AdamConfig {
         match self.schedule {
             Schedule::Constant => self.lr,
             Schedule::Cosine => {
-                let span = total.saturating_sub(self.warmup_steps).max(1) as f64;
-                let p = ((step - self.warmup_steps.min(step)) as f64 / span).min(1.0);
+                let from = self.warmup_steps.max(self.decay_start);
+                let span = total.saturating_sub(from).max(1) as f64;
+                let p = (step.saturating_sub(from) as f64 / span).min(1.0);
                 let min = self.lr * self.min_lr_ratio;
                 min + 0.5 * (self.lr - min) * (1.0 + (std::f64::consts::PI * p).cos())
             }
@@ -384,5 +389,12 @@ mod tests {
         assert!((c.lr_at(10, 110) - 1.0).abs() < 1e-12);
         assert!((c.lr_at(110, 110) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(60, 110) - 0.55).abs() < 1e-12);
+        // A decay that starts late: the peak rate until then, the same cosine over what is left.
+        let late = AdamConfig { decay_start: 60, ..c };
+        assert!((late.lr_at(5, 110) - 0.5).abs() < 1e-12);
+        assert!((late.lr_at(60, 110) - 1.0).abs() < 1e-12);
+        assert!((late.lr_at(85, 110) - 0.55).abs() < 1e-12);
+        assert!((late.lr_at(110, 110) - 0.1).abs() < 1e-12);
+        assert!((late.lr_at(200, 110) - 0.1).abs() < 1e-12);
     }
 }
