@@ -183,12 +183,18 @@ fn embed_lists_and_converts_with_a_bank_and_a_mix() {
     let (f, s, mix) = (read("f.wav"), read("s.wav"), read("mix.wav"));
     assert_ne!(f, s);
     assert!(mix != f && mix != s);
-    // An entry from before spectrum corrections converts without one, and says so.
+    // An entry from before average spectra converts with its reference's correction, and
+    // says so; one from before spectrum corrections converts without one, and says so.
     let mut entry: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bank.join("fiona.json")).unwrap()).unwrap();
     assert_eq!(entry["spectrum"].as_array().unwrap().len(), 80);
-    entry.as_object_mut().unwrap().remove("spectrum");
+    assert_eq!(entry["average"].as_array().unwrap().len(), 80);
+    entry.as_object_mut().unwrap().remove("average");
     entry["name"] = "old".into();
+    std::fs::write(bank.join("old.json"), entry.to_string()).unwrap();
+    let o = run("old", &out("older.wav"));
+    assert!(stderr(&o).contains("`old` has no average spectrum"), "{}", stderr(&o));
+    entry.as_object_mut().unwrap().remove("spectrum");
     std::fs::write(bank.join("old.json"), entry.to_string()).unwrap();
     let o = run("old", &out("old.wav"));
     assert!(
@@ -199,6 +205,8 @@ fn embed_lists_and_converts_with_a_bank_and_a_mix() {
     with_reference(&out("t0.wav"), &["--spectrum", "0"]);
     assert_eq!(read("old.wav"), read("t0.wav"));
     assert_ne!(read("old.wav"), f);
+    let older = read("older.wav");
+    assert!(older != f && older != read("t0.wav"));
     std::fs::remove_file(bank.join("old.json")).unwrap();
 
     // Unknown speaker and missing bank: named.
@@ -322,9 +330,9 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
         a.extend(args.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
         ok(&voxswap(&a));
         let spk = target.contrast(&voice, contrast).unwrap();
-        let want = conv
-            .convert(&lm.compute(&x), &spk.spectrum_strength(spectrum).unwrap())
-            .unwrap();
+        let source_mel = lm.compute(&x);
+        let matched = conv.match_spectrum(&source_mel, &spk, spectrum).unwrap();
+        let want = conv.convert(&source_mel, &matched).unwrap();
         let y = read_mono(&out, ChannelMix::Downmix).unwrap().samples;
         let got = lm.compute(&y);
         assert_eq!(got.frames, want.frames);
@@ -353,7 +361,9 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
         // loud frames, less the overall mean) is the uncorrected conversion's, clearly not the
         // corrected one's.
         if spectrum == 0.0 {
-            let corrected = conv.convert(&lm.compute(&x), &spk).unwrap();
+            let corrected = conv
+                .convert(&source_mel, &conv.match_spectrum(&source_mel, &spk, 1.0).unwrap())
+                .unwrap();
             let profile = |m: &voxswap_audio::Mel| -> Vec<f64> {
                 let mu = mean(m);
                 (0..fe.n_mels)
@@ -503,8 +513,8 @@ fn the_shipped_model_converts_out_of_the_box() {
     let second = v[1]["name"].as_str().unwrap().to_string();
     let o = voxswap(&[&"convert", &data("speech_m.wav"), &"--speaker", &first, &"-o", &out]);
     ok(&o);
-    // The bank carries the voices' spectrum corrections.
-    assert!(!stderr(&o).contains("no spectrum correction"), "{}", stderr(&o));
+    // The bank carries the voices' spectrum corrections and average spectra.
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     let mix = format!("{first}:0.5,{second}:0.5");
     ok(&voxswap(&[
         &"convert",

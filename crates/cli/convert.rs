@@ -128,9 +128,9 @@ pub struct Args {
     #[arg(long, value_name = "S", default_value_t = DEFAULT_CONTRAST, value_parser = parse_contrast)]
     contrast: f32,
     /// How far the conversion's long-term average spectrum is moved to the target reference's:
-    /// the model renders a voice it has not heard only part of the way, and the reference shows
-    /// by how much (the reference converted into its own voice, compared with itself). 0 leaves
-    /// the model's output as it is, 1 corrects it fully.
+    /// the model renders a voice it has not heard only part of the way. The conversion of the
+    /// source's first 30 s shows by how much, and the correction is added to every frame. 0
+    /// leaves the model's output as it is, 1 matches the reference's average spectrum.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_SPECTRUM, value_parser = parse_spectrum)]
     spectrum: f32,
     #[command(flatten)]
@@ -152,7 +152,8 @@ pub enum Vocoder {
 
 /// `--contrast`'s default.
 const DEFAULT_CONTRAST: f32 = 0.5;
-/// Seconds of the source that give its speaker vector for `--contrast`.
+/// Seconds of the source that give its speaker vector for `--contrast` and the conversion's
+/// average spectrum for `--spectrum`.
 const SOURCE_VOICE_SECONDS: u32 = 30;
 
 /// `--spectrum`'s default.
@@ -178,6 +179,7 @@ struct Job<'a> {
     conv: &'a VoiceConverter,
     speaker: &'a SpeakerEmbedding,
     contrast: f32,
+    spectrum: f32,
     iterations: u32,
     rate: Option<u32>,
     format: WavFormat,
@@ -213,6 +215,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                             "warning: speaker `{n}` has no spectrum correction (embedded by an older \
                              voxswap): no --spectrum; embed it again to get one"
                         );
+                    } else if e.average().is_none() {
+                        eprintln!(
+                            "warning: speaker `{n}` has no average spectrum (embedded by an older \
+                             voxswap): --spectrum uses the correction measured on its reference \
+                             alone; embed it again to match the conversion itself"
+                        );
                     }
                 }
             }
@@ -221,11 +229,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         None => embed_files(&conv, &a.targets, a.synth.channel, a.spectrum > 0.0)?.0,
     };
-    let speaker = speaker.spectrum_strength(a.spectrum)?;
     let job = Job {
         conv: &conv,
         speaker: &speaker,
         contrast: a.contrast,
+        spectrum: a.spectrum,
         iterations: a.synth.iterations,
         rate: a.synth.rate,
         format: a.synth.format(),
@@ -315,7 +323,11 @@ const OVERLAP_FRAMES: usize = 20;
 fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
     let fe: FrontendConfig = job.conv.config().frontend.clone();
     // Pass 1: the source's level, and its voice from its beginning.
-    let keep = if job.contrast > 0.0 { SOURCE_VOICE_SECONDS } else { 0 };
+    let keep = if job.contrast > 0.0 || job.spectrum > 0.0 {
+        SOURCE_VOICE_SECONDS
+    } else {
+        0
+    };
     let (src_rate, src_rms, src_peak, head) = level(src, job.channel, keep)?;
     if src_peak < 1e-3 {
         bail!(
@@ -324,22 +336,34 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
             20.0 * f64::from(src_peak.max(1e-12)).log10()
         );
     }
-    let contrasted;
-    let speaker = if job.contrast > 0.0 {
+    let head = if keep > 0 {
         let x = resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
-        match job.conv.speaker_vector(&[LogMel::new(&fe)?.compute(&x)]) {
-            Ok(voice) => {
-                contrasted = job.speaker.contrast(&voice, job.contrast)?;
-                &contrasted
-            }
-            Err(e) => {
-                eprintln!("warning: {}: no --contrast: {e}", src.display());
-                job.speaker
-            }
-        }
+        Some(LogMel::new(&fe)?.compute(&x))
     } else {
-        job.speaker
+        None
     };
+    let mut speaker = job.speaker.clone();
+    if let (Some(head), true) = (&head, job.contrast > 0.0) {
+        match job.conv.speaker_vector(std::slice::from_ref(head)) {
+            Ok(voice) => speaker = speaker.contrast(&voice, job.contrast)?,
+            Err(e) => eprintln!("warning: {}: no --contrast: {e}", src.display()),
+        }
+    }
+    // The correction that brings this conversion's average spectrum to the reference's,
+    // measured on the conversion of the source's beginning (the reference's own correction
+    // when that cannot be measured).
+    let speaker = match head
+        .as_ref()
+        .map(|h| job.conv.match_spectrum(h, &speaker, job.spectrum))
+    {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            eprintln!("warning: {}: --spectrum from the reference alone: {e}", src.display());
+            speaker.spectrum_strength(job.spectrum)?
+        }
+        None => speaker.spectrum_strength(job.spectrum)?,
+    };
+    let speaker = &speaker;
     let out_rate = job.rate.unwrap_or(src_rate);
 
     // Pass 2: convert at the model's rate into a temporary float file beside the output.

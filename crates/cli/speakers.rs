@@ -39,6 +39,7 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<ExitCode> {
         model: fp,
         embedding: emb.values().to_vec(),
         spectrum: emb.spectrum().map(<[f32]>::to_vec),
+        average: emb.average().map(<[f32]>::to_vec),
         references: a.references.iter().map(|p| p.display().to_string()).collect(),
         seconds,
     };

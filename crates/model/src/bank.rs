@@ -21,6 +21,10 @@ pub struct BankEntry {
     /// entries written before voxswap computed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spectrum: Option<Vec<f32>>,
+    /// The references' long-term average spectrum per mel band (`SpeakerEmbedding::average`);
+    /// absent in entries written before voxswap stored one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average: Option<Vec<f32>>,
     /// The reference files it was computed from.
     pub references: Vec<String>,
     /// Seconds of reference audio.
@@ -189,6 +193,7 @@ fn read_entry(path: &Path) -> Result<BankEntry> {
     if e.embedding
         .iter()
         .chain(e.spectrum.iter().flatten())
+        .chain(e.average.iter().flatten())
         .any(|v| !v.is_finite())
     {
         return Err(err("embedding holds NaN or infinity".into()));
@@ -208,7 +213,9 @@ impl BankEntry {
                 self.name, self.model, model_fingerprint
             )));
         }
-        Ok(SpeakerEmbedding::new(self.embedding.clone()).with_spectrum(self.spectrum.clone()))
+        Ok(SpeakerEmbedding::new(self.embedding.clone())
+            .with_spectrum(self.spectrum.clone())
+            .with_average(self.average.clone()))
     }
 }
 
@@ -249,6 +256,7 @@ mod tests {
             model: "00ff".into(),
             embedding: vec![0.5, -1.0],
             spectrum: Some(vec![0.25; 3]),
+            average: Some(vec![-2.0; 3]),
             references: vec!["a.wav".into()],
             seconds: 3.0,
         }
@@ -267,11 +275,25 @@ mod tests {
         assert!(e.contains("no speaker `carol`") && e.contains("alice, bob"), "{e}");
         let alice = bank.get("alice").unwrap().embedding_for("00ff").unwrap();
         assert_eq!(alice.spectrum(), Some(&[0.25; 3][..]));
-        // An entry written before spectrum corrections loads, without one.
+        assert_eq!(alice.average(), Some(&[-2.0; 3][..]));
+        // Entries written before spectrum corrections, or before average spectra, load
+        // without them.
         let mut old = serde_json::to_value(entry("old")).unwrap();
+        old.as_object_mut().unwrap().remove("average");
+        std::fs::write(bank.dir().join("old.json"), old.to_string()).unwrap();
+        let e = bank.get("old").unwrap().embedding_for("00ff").unwrap();
+        assert_eq!((e.spectrum(), e.average()), (Some(&[0.25; 3][..]), None));
         old.as_object_mut().unwrap().remove("spectrum");
         std::fs::write(bank.dir().join("old.json"), old.to_string()).unwrap();
-        assert_eq!(bank.get("old").unwrap().embedding_for("00ff").unwrap().spectrum(), None);
+        let e = bank.get("old").unwrap().embedding_for("00ff").unwrap();
+        assert_eq!((e.spectrum(), e.average()), (None, None));
+        // A malformed average is refused, naming the file.
+        let mut bad = serde_json::to_value(entry("bad")).unwrap();
+        bad["average"][1] = serde_json::Value::String("x".into());
+        std::fs::write(bank.dir().join("bad.json"), bad.to_string()).unwrap();
+        let e = bank.get("bad").unwrap_err().to_string();
+        assert!(e.contains("bad.json") && e.contains("not a speaker entry"), "{e}");
+        std::fs::remove_file(bank.dir().join("bad.json")).unwrap();
         std::fs::remove_file(bank.dir().join("old.json")).unwrap();
         assert!(bank
             .get("alice")

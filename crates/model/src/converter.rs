@@ -17,6 +17,9 @@ pub struct SpeakerEmbedding {
     /// Per mel band, the log-mel difference (reference − the model's conversion of the
     /// reference into this voice) over the reference's speech frames; `None`: none known.
     spectrum: Option<Vec<f32>>,
+    /// Per mel band, the references' mean log-mel over their speech frames (their long-term
+    /// average spectrum); `None`: not known.
+    average: Option<Vec<f32>>,
 }
 
 /// Frames quieter than the loudest frame by more than this (natural log of power, ≈ 26 dB)
@@ -26,7 +29,11 @@ const SPEECH_RANGE: f32 = 6.0;
 impl SpeakerEmbedding {
     /// An embedding from its values, without a spectrum correction.
     pub fn new(values: Vec<f32>) -> Self {
-        Self { values, spectrum: None }
+        Self {
+            values,
+            spectrum: None,
+            average: None,
+        }
     }
 
     /// The same voice with a spectrum correction (one value per mel band, added to the model's
@@ -35,6 +42,19 @@ impl SpeakerEmbedding {
     pub fn with_spectrum(mut self, spectrum: Option<Vec<f32>>) -> Self {
         self.spectrum = spectrum;
         self
+    }
+
+    /// The same voice with the references' long-term average spectrum (one log-mel value per
+    /// band, see [`VoiceConverter::match_spectrum`]), or without it.
+    #[must_use]
+    pub fn with_average(mut self, average: Option<Vec<f32>>) -> Self {
+        self.average = average;
+        self
+    }
+
+    /// The references' long-term average spectrum, per mel band (log-mel), if known.
+    pub fn average(&self) -> Option<&[f32]> {
+        self.average.as_deref()
     }
 
     /// The values.
@@ -47,7 +67,8 @@ impl SpeakerEmbedding {
         self.spectrum.as_deref()
     }
 
-    /// The spectrum correction scaled by `strength` (0 drops it; 1 keeps it).
+    /// The spectrum correction scaled by `strength` (0 drops it; 1 keeps it); the average
+    /// spectrum stays.
     ///
     /// # Errors
     /// [`Error::Input`] for a negative or non-finite strength.
@@ -64,12 +85,13 @@ impl SpeakerEmbedding {
         Ok(Self {
             values: self.values.clone(),
             spectrum,
+            average: self.average.clone(),
         })
     }
 
     /// `self + strength · (self − away)`: this voice pushed further from `away` (the source's
     /// voice in a conversion) along the line through both; 0 leaves it as it is. The spectrum
-    /// correction stays this voice's.
+    /// correction and average stay this voice's.
     ///
     /// # Errors
     /// [`Error::Input`] for a negative or non-finite strength, or differing sizes.
@@ -94,11 +116,12 @@ impl SpeakerEmbedding {
                 .map(|(t, s)| t + strength * (t - s))
                 .collect(),
             spectrum: self.spectrum.clone(),
+            average: self.average.clone(),
         })
     }
 
-    /// `Σ wᵢ · eᵢ / Σ wᵢ`: a weighted mix of voices. Their spectrum corrections mix with the
-    /// same weights when every part has one (none otherwise).
+    /// `Σ wᵢ · eᵢ / Σ wᵢ`: a weighted mix of voices. Their spectrum corrections and average
+    /// spectra mix with the same weights when every part has one (none otherwise).
     ///
     /// # Errors
     /// [`Error::Input`] for no parts, negative or all-zero weights, or differing sizes.
@@ -136,7 +159,16 @@ impl SpeakerEmbedding {
         } else {
             None
         };
-        Ok(Self { values, spectrum })
+        let average = if parts.iter().all(|(_, e)| e.average.is_some()) {
+            Some(weighted(&|e| e.average.as_deref().unwrap_or(&[]), "average spectra")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            values,
+            spectrum,
+            average,
+        })
     }
 }
 
@@ -252,26 +284,64 @@ impl VoiceConverter {
         )?)
     }
 
-    /// The voice of one or more reference mels: the mean speaker embedding, and the spectrum
-    /// correction, the mean over references of (reference − the reference converted into that
-    /// embedding) over each reference's speech frames. Added to the model's output, it brings
-    /// the long-term average spectrum of conversions into this voice to the references' (the
-    /// decoder alone renders an unseen voice only part of the way).
+    /// The voice of one or more reference mels: the mean speaker embedding; the references'
+    /// long-term average spectrum (mean log-mel over their speech frames, for
+    /// [`Self::match_spectrum`]); and the spectrum correction, the mean over references of
+    /// (reference − the reference converted into that embedding) over each reference's speech
+    /// frames. Added to the model's output, the correction brings the long-term average
+    /// spectrum of conversions into this voice towards the references' (the decoder alone
+    /// renders an unseen voice only part of the way) without seeing the source.
     ///
     /// # Errors
     /// [`Error::Input`] for no references, a wrong band count, or a reference that is too short.
     pub fn embed(&self, references: &[Mel]) -> Result<SpeakerEmbedding> {
         let plain = self.speaker_vector(references)?;
         let n_mels = self.config().frontend.n_mels;
-        let mut sum = vec![0f64; n_mels];
+        let (mut correction, mut average) = (vec![0f64; n_mels], vec![0f64; n_mels]);
         for r in references {
             let y = self.convert(r, &plain)?;
-            for (m, d) in sum.iter_mut().zip(speech_mean_difference(r, &y)) {
-                *m += f64::from(d);
+            let speech = speech_frames(r);
+            let (mr, my) = (band_means(r, &speech), band_means(&y, &speech));
+            for m in 0..n_mels {
+                correction[m] += f64::from(mr[m] - my[m]);
+                average[m] += f64::from(mr[m]);
             }
         }
-        let spectrum = sum.iter().map(|v| (v / references.len() as f64) as f32).collect();
-        Ok(plain.with_spectrum(Some(spectrum)))
+        let mean = |v: Vec<f64>| v.iter().map(|v| (v / references.len() as f64) as f32).collect();
+        Ok(plain
+            .with_spectrum(Some(mean(correction)))
+            .with_average(Some(mean(average))))
+    }
+
+    /// `speaker` with a spectrum correction measured on `source` (the speech to be converted,
+    /// or its first seconds): `strength` × (the speaker's average spectrum − the average
+    /// spectrum of `source` converted into the speaker's vector), over the source's speech
+    /// frames. The conversion's long-term average spectrum then lands on the references'
+    /// (strength 1). A speaker without an average spectrum (a bank entry from before
+    /// voxswap stored one) keeps its own correction, scaled by `strength`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a negative or non-finite strength, a wrong embedding or average
+    /// size, a wrong band count or a too-short source.
+    pub fn match_spectrum(&self, source: &Mel, speaker: &SpeakerEmbedding, strength: f32) -> Result<SpeakerEmbedding> {
+        let scaled = speaker.spectrum_strength(strength)?;
+        let Some(average) = speaker.average() else {
+            return Ok(scaled);
+        };
+        if strength == 0.0 {
+            return Ok(scaled);
+        }
+        let n_mels = self.config().frontend.n_mels;
+        if average.len() != n_mels || average.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Input(format!(
+                "the speaker's average spectrum has {} values, the model has {n_mels} mel bands",
+                average.len()
+            )));
+        }
+        let y = self.convert(source, &speaker.clone().with_spectrum(None))?;
+        let got = band_means(&y, &speech_frames(source));
+        let correction = average.iter().zip(&got).map(|(a, g)| strength * (a - g)).collect();
+        Ok(scaled.with_spectrum(Some(correction)))
     }
 
     /// The mean speaker embedding of one or more reference mels, without a spectrum correction
@@ -333,18 +403,21 @@ impl VoiceConverter {
     }
 }
 
-/// Per band, the mean of `a − b` over the speech frames of `a` (within [`SPEECH_RANGE`] of its
-/// loudest frame, by mean log-mel); `a` and `b` have the same shape.
-fn speech_mean_difference(a: &Mel, b: &Mel) -> Vec<f32> {
+/// The speech frames of `a`: within [`SPEECH_RANGE`] of its loudest frame, by mean log-mel.
+fn speech_frames(a: &Mel) -> Vec<usize> {
     let loudness: Vec<f32> = (0..a.frames)
         .map(|t| (0..a.n_mels).map(|m| a.data[m * a.frames + t]).sum::<f32>() / a.n_mels as f32)
         .collect();
     let top = loudness.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let speech: Vec<usize> = (0..a.frames).filter(|&t| loudness[t] >= top - SPEECH_RANGE).collect();
-    (0..a.n_mels)
-        .map(|m| {
-            let (ra, rb) = (&a.data[m * a.frames..][..a.frames], &b.data[m * b.frames..][..b.frames]);
-            speech.iter().map(|&t| ra[t] - rb[t]).sum::<f32>() / speech.len().max(1) as f32
+    (0..a.frames).filter(|&t| loudness[t] >= top - SPEECH_RANGE).collect()
+}
+
+/// Per band, the mean of `m` over `frames`.
+fn band_means(m: &Mel, frames: &[usize]) -> Vec<f32> {
+    (0..m.n_mels)
+        .map(|k| {
+            let row = &m.data[k * m.frames..][..m.frames];
+            frames.iter().map(|&t| row[t]).sum::<f32>() / frames.len().max(1) as f32
         })
         .collect()
 }

@@ -135,7 +135,8 @@ fn spectrum_correction_matches_the_reference_spectrum() {
     // Strength scales it, 0 removes it; mixes mix it; contrast keeps the target's.
     let half = voice.spectrum_strength(0.5).unwrap();
     assert!((half.spectrum().unwrap()[10] - 0.5 * spectrum[10]).abs() < 1e-6);
-    assert_eq!(voice.spectrum_strength(0.0).unwrap(), plain);
+    let zero = voice.spectrum_strength(0.0).unwrap();
+    assert_eq!((zero.values(), zero.spectrum()), (plain.values(), None));
     assert!(voice.spectrum_strength(-1.0).is_err());
     let other = vc.embed(std::slice::from_ref(&source)).unwrap();
     let mix = SpeakerEmbedding::mix(&[(3.0, &voice), (1.0, &other)]).unwrap();
@@ -153,6 +154,57 @@ fn spectrum_correction_matches_the_reference_spectrum() {
     let wrong = plain.clone().with_spectrum(Some(vec![0.0; 79]));
     let err = vc.convert(&source, &wrong).unwrap_err().to_string();
     assert!(err.contains("79 values") && err.contains("80 mel bands"), "{err}");
+}
+
+#[test]
+fn matching_the_spectrum_on_the_source_lands_on_the_reference_average() {
+    let dir = tempfile::tempdir().unwrap();
+    saved_tiny(dir.path(), 3);
+    let vc = VoiceConverter::load(dir.path(), &Device::Cpu).unwrap();
+    let (reference, source) = (clip_mel("speech_f.wav"), clip_mel("speech_m.wav"));
+    let voice = vc.embed(std::slice::from_ref(&reference)).unwrap();
+    // The voice carries its reference's average spectrum over its speech.
+    let average = voice.average().unwrap().to_vec();
+    assert!(mean_abs_difference(&average, &speech_means(&reference, &reference)) < 1e-4);
+    assert_eq!(
+        vc.speaker_vector(std::slice::from_ref(&reference)).unwrap().average(),
+        None
+    );
+    // Matched on the source, the source's conversion has exactly that average over the
+    // source's speech; the reference-side correction alone leaves it further off.
+    let matched = vc.match_spectrum(&source, &voice, 1.0).unwrap();
+    assert_eq!(matched.values(), voice.values());
+    let got = speech_means(&vc.convert(&source, &matched).unwrap(), &source);
+    let gap = mean_abs_difference(&got, &average);
+    assert!(gap < 1e-3, "{gap}");
+    let by_reference = speech_means(&vc.convert(&source, &voice).unwrap(), &source);
+    let gap_reference = mean_abs_difference(&by_reference, &average);
+    assert!(gap_reference > 0.01 && gap < 0.1 * gap_reference, "{gap_reference}");
+    // Strength scales the correction; 0 is no correction at all.
+    let half = vc.match_spectrum(&source, &voice, 0.5).unwrap();
+    for k in [0, 33, 79] {
+        let (h, f) = (half.spectrum().unwrap()[k], matched.spectrum().unwrap()[k]);
+        assert!((h - 0.5 * f).abs() < 1e-5, "band {k}: {h} vs {f}");
+    }
+    let none = vc.match_spectrum(&source, &voice, 0.0).unwrap();
+    assert_eq!(none.spectrum(), None);
+    assert!(vc.match_spectrum(&source, &voice, -1.0).is_err());
+    // A voice without an average (an older bank entry) keeps its own correction, scaled.
+    let old = voice.clone().with_average(None);
+    assert_eq!(
+        vc.match_spectrum(&source, &old, 0.5).unwrap(),
+        old.spectrum_strength(0.5).unwrap()
+    );
+    // Averages mix with the voices' weights; contrast keeps the target's; a wrong size is
+    // refused with its sizes.
+    let other = vc.embed(std::slice::from_ref(&source)).unwrap();
+    let mix = SpeakerEmbedding::mix(&[(1.0, &voice), (3.0, &other)]).unwrap();
+    let expect = 0.25 * average[7] + 0.75 * other.average().unwrap()[7];
+    assert!((mix.average().unwrap()[7] - expect).abs() < 1e-5);
+    assert_eq!(voice.contrast(&other, 0.5).unwrap().average(), voice.average());
+    let wrong = voice.clone().with_average(Some(vec![0.0; 81]));
+    let err = vc.match_spectrum(&source, &wrong, 1.0).unwrap_err().to_string();
+    assert!(err.contains("81 values") && err.contains("80 mel bands"), "{err}");
 }
 
 #[test]
