@@ -128,6 +128,12 @@ pub struct ModelConfig {
     pub content: ContentEncoderConfig,
     /// Decoder.
     pub decoder: DecoderConfig,
+    /// Causal models: convert with two passes that each start afresh every `2 ·` this many
+    /// frames, crossfaded (see `StreamingConverter`), so that no output frame rests on much
+    /// more history than the training segments had; set it to their length. Absent: one pass
+    /// over the whole input. Changes no weight, only inference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_refresh: Option<usize>,
 }
 
 impl ModelConfig {
@@ -160,6 +166,7 @@ impl ModelConfig {
                 kernel_size: 5,
                 upsample: vec![2, 1, 2, 1, 2, 1],
             },
+            norm_refresh: None,
         }
     }
 
@@ -212,6 +219,7 @@ impl ModelConfig {
                 kernel_size: 5,
                 upsample: vec![2, 1],
             },
+            norm_refresh: None,
         }
     }
 
@@ -260,6 +268,19 @@ impl ModelConfig {
                 "decoder upsample factors must be 1 or 2, got {:?}",
                 self.decoder.upsample
             )));
+        }
+        match (self.norm_refresh, &self.temporal) {
+            (Some(n), Temporal::Causal) if n < self.frame_multiple() || n % self.frame_multiple() != 0 => {
+                return Err(Error::Config(format!(
+                    "norm_refresh {n} must be a positive multiple of the model's frame multiple {}",
+                    self.frame_multiple()
+                )))
+            }
+            (Some(_), Temporal::Offline) => return Err(Error::Config(
+                "norm_refresh is for causal models (temporal \"causal\"); offline ones normalise over the whole input"
+                    .into(),
+            )),
+            _ => {}
         }
         let up: usize = self.decoder.upsample.iter().product();
         if up != self.content.stack.total_subsample() {

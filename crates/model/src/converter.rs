@@ -369,8 +369,9 @@ impl VoiceConverter {
         Ok(SpeakerEmbedding::new(mean.flatten_all()?.to_vec1::<f32>()?))
     }
 
-    /// `mel`'s content in the voice of `speaker` (with its spectrum correction, if it has one).
-    /// The mel is padded with silence to the frame multiple the model needs, and the result cut
+    /// `mel`'s content in the voice of `speaker` (with its spectrum correction, if it has one),
+    /// as a stream over the whole input would convert it (refreshed passes, see
+    /// [`crate::StreamingConverter`], when the model has `norm_refresh`). The mel is padded with silence to the frame multiple the model needs, and the result cut
     /// back to the input's length.
     ///
     /// # Errors
@@ -390,7 +391,13 @@ impl VoiceConverter {
                 .copy_from_slice(&mel.data[m * mel.frames..(m + 1) * mel.frames]);
         }
         let x = self.to_tensor(&padded, "source")?;
-        let mut y = self.model.convert(&x, &spk)?.narrow(2, 0, mel.frames)?;
+        let y = if self.config().norm_refresh.is_some() {
+            // Refreshed passes: what a stream over the whole input gives.
+            crate::StreamingConverter::new(self.model.clone(), spk)?.step(&x)?
+        } else {
+            self.model.convert(&x, &spk)?
+        };
+        let mut y = y.narrow(2, 0, mel.frames)?;
         if let Some(o) = offset {
             y = y.broadcast_add(&o)?;
         }

@@ -96,3 +96,85 @@ fn offline_models_refuse_to_stream() {
     let err = StreamingConverter::new(m, spk).unwrap_err();
     assert!(err.to_string().contains("cannot stream"), "{err}");
 }
+
+/// With `norm_refresh = n`, every frame is the crossfade the docs promise of two plain passes
+/// restarted every `2n` frames, `n` apart: checked frame by frame against passes of the plain
+/// model over the right stretches of the input (float64), for the whole input at once and in
+/// chunks that straddle the restarts.
+#[test]
+fn refreshed_passes_crossfade_restarted_streams() {
+    let n = 16;
+    let mut cfg = ModelConfig::tiny_stream();
+    cfg.norm_refresh = Some(n);
+    let m = model(&cfg, DType::F64);
+    let x = mel("speech_m.wav", 279, DType::F64);
+    let spk = m.speaker.forward(&mel("speech_f.wav", 200, DType::F64)).unwrap();
+    let t = x.dim(2).unwrap();
+    // A plain pass from frame `start`, at frame `f`.
+    let plain = |start: usize, f: usize| -> Vec<f64> {
+        let y = m.convert(&x.narrow(2, start, t - start).unwrap(), &spk).unwrap();
+        y.narrow(2, f - start, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    let mut s = StreamingConverter::new(m.clone(), spk.clone()).unwrap();
+    let whole = s.step(&x).unwrap();
+    let scale = max_abs(&whole);
+    s.reset();
+    let chunked: Vec<Tensor> = (0..t)
+        .step_by(7)
+        .map(|p| s.step(&x.narrow(2, p, 7.min(t - p)).unwrap()).unwrap())
+        .collect();
+    let chunked = Tensor::cat(&chunked, 2).unwrap();
+    assert!(max_abs(&(&chunked - &whole).unwrap()) <= 1e-9 * scale);
+    for f in [
+        0,
+        5,
+        n - 1,
+        n,
+        n + 3,
+        2 * n - 1,
+        2 * n,
+        2 * n + 9,
+        3 * n,
+        5 * n + 2,
+        t - 1,
+    ] {
+        let a_start = f / (2 * n) * (2 * n);
+        let want: Vec<f64> = if f < n {
+            plain(0, f)
+        } else {
+            let b_start = n + (f - n) / (2 * n) * (2 * n);
+            let age = f % (2 * n);
+            let w = if age < n { age } else { 2 * n - age } as f64 / n as f64;
+            plain(a_start, f)
+                .iter()
+                .zip(plain(b_start, f))
+                .map(|(a, b)| w * a + (1.0 - w) * b)
+                .collect()
+        };
+        let got = whole
+            .narrow(2, f, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let err = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+        assert!(err <= 1e-9 * scale, "frame {f}: off by {err:.2e} of {scale:.2}");
+    }
+    // Refreshing differs from one pass over the whole input once the first restart is due.
+    let one = m.convert(&x, &spk).unwrap();
+    assert!(max_abs(&(one.narrow(2, 0, n).unwrap() - whole.narrow(2, 0, n).unwrap()).unwrap()) <= 1e-9 * scale);
+    assert!(max_abs(&(one - &whole).unwrap()) > 1e-3 * scale);
+    // Only causal models take it, and only a positive period.
+    let mut offline = ModelConfig::tiny();
+    offline.norm_refresh = Some(8);
+    let err = offline.validate().unwrap_err().to_string();
+    assert!(err.contains("norm_refresh is for causal models"), "{err}");
+    cfg.norm_refresh = Some(0);
+    assert!(cfg.validate().unwrap_err().to_string().contains("norm_refresh 0"));
+}

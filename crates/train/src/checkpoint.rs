@@ -85,7 +85,10 @@ pub fn restore(ckpt: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &mut Adam, de
         &std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, format!("cannot read: {e}")))?,
     )
     .map_err(|e| file_err(&state_path, format!("invalid: {e}")))?;
-    let saved_cfg = io::read_config(ckpt)?;
+    let mut saved_cfg = io::read_config(ckpt)?;
+    // How the model converts, not what it learned: checkpoints from before the setting existed
+    // resume under the recipe's.
+    saved_cfg.norm_refresh = cfg.norm_refresh;
     if &saved_cfg != cfg {
         return Err(file_err(
             ckpt,

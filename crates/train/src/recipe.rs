@@ -194,7 +194,9 @@ impl Recipe {
         Ok(r)
     }
 
-    /// The model configuration the recipe names.
+    /// The model configuration the recipe names. A causal model converts with refreshed
+    /// passes of half the training segment (`norm_refresh`, see `StreamingConverter`), so that
+    /// no output frame rests on more history than a training segment had.
     ///
     /// # Errors
     /// An unknown preset.
@@ -202,6 +204,15 @@ impl Recipe {
         let mut cfg = ModelConfig::preset(&self.model.preset)?;
         if let Some(c) = self.model.content_channels {
             cfg.content.c_out = c;
+        }
+        if cfg.temporal == voxswap_model::config::Temporal::Causal {
+            let m = cfg.frame_multiple().max(1);
+            let half = self.data.segment_frames / 2 / m * m;
+            cfg.norm_refresh = Some(if half > 0 {
+                half
+            } else {
+                self.data.segment_frames.max(m)
+            });
         }
         cfg.validate()?;
         Ok(cfg)

@@ -170,6 +170,22 @@ fn content_warp_and_code_width_train_and_resume() {
     assert!(w(3) != w(4), "the content warp changed nothing");
     let vc = voxswap_model::VoiceConverter::load(&ckpt(0), &Device::Cpu).unwrap();
     assert_eq!(vc.config().content.c_out, 4);
+    // An offline model has no refresh period; a causal one converts in passes refreshed every
+    // half segment, and a checkpoint written before that setting existed still resumes.
+    assert_eq!(vc.config().norm_refresh, None);
+    let mut r = recipe(dirs[4].path(), 6, "");
+    r.model.preset = "tiny-stream".into();
+    r.output.dir = dirs[4].path().join("causal");
+    trainer::train(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let causal = dirs[4].path().join("causal/checkpoints/step-00000006");
+    let cfg_path = causal.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg["norm_refresh"], r.data.segment_frames / 2);
+    cfg.as_object_mut().unwrap().remove("norm_refresh");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    r.train.steps = 8;
+    let done = trainer::train(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    assert!(matches!(done, Outcome::Finished { step: 8, .. }));
     let text = std::fs::read_to_string(dirs[0].path().join("recipe.toml")).unwrap();
     let bad = dirs[0].path().join("bad.toml");
     std::fs::write(&bad, text.replace("content_warp = 0.2", "content_warp = 1.0")).unwrap();
