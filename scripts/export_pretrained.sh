@@ -11,6 +11,11 @@ dest=$root/pretrained
 mkdir -p "$dest"
 cp "$ckpt/config.json" "$ckpt/model.safetensors" "$dest/"
 chmod 644 "$dest/config.json" "$dest/model.safetensors"
+# Checkpoints written before voxswap had `norm_refresh` (the synth run's up to step 65,000)
+# lack it; the synth recipe's model configuration sets it to half its 128-frame segments.
+if ! grep -q '"norm_refresh"' "$dest/config.json"; then
+  sed -i '0,/^  "preset"/s//  "norm_refresh": '"${NORM_REFRESH:-64}"',\n  "preset"/' "$dest/config.json"
+fi
 rm -rf "$dest/speakers"
 for d in "$corpus"/*/; do
   name=$(basename "$d")
