@@ -21,7 +21,7 @@ py=${JUDGE_PY:-$root/../judge-venv/bin/python}
 judge=$root/../shared/judge/judge.py
 bin=${VOXSWAP_BIN:-$root/target/release/voxswap}
 mkdir -p "$out/converted" "$out/resynth"
-mapfile -t spk < <(find "$valid" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+mapfile -t spk < <(find -L "$valid" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
 mapfile -t text < "$valid/sentences.txt"
 printf 'converted\ttargets\tsource\ttext\n' > "$out/vc.tsv"
 printf 'converted\ttargets\tsource\ttext\n' > "$out/resynth.tsv"
