@@ -383,7 +383,7 @@ impl AdaInVc {
 /// is `w·a + (1 − w)·b`, `w` rising from 0 to 1 over the first `N` frames of pass `a`'s span
 /// and falling back over the next `N` (pass `a` alone for the first `N` frames of the
 /// stream). No output frame then rests on more than `2N` frames of history, nor mainly on a
-/// cold start, as in training on segments of `N` frames: over long inputs the model's running
+/// cold start, as in training on segments of `2N` frames: over long inputs the model's running
 /// instance-norm statistics otherwise drift away from anything it was trained on (the stream
 /// preset lost 1.5 nats of level over 25 s, with loud frames left standing out). Costs two
 /// model passes per frame; adds no latency.

@@ -130,8 +130,8 @@ pub struct ModelConfig {
     pub decoder: DecoderConfig,
     /// Causal models: convert with two passes that each start afresh every `2 ·` this many
     /// frames, crossfaded (see `StreamingConverter`), so that no output frame rests on much
-    /// more history than the training segments had; set it to their length. Absent: one pass
-    /// over the whole input. Changes no weight, only inference.
+    /// more history than the training segments had; set it to half their length (recipes do).
+    /// Absent: one pass over the whole input. Changes no weight, only inference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub norm_refresh: Option<usize>,
 }

@@ -325,12 +325,9 @@ impl VoiceConverter {
     /// size, a wrong band count or a too-short source.
     pub fn match_spectrum(&self, source: &Mel, speaker: &SpeakerEmbedding, strength: f32) -> Result<SpeakerEmbedding> {
         let scaled = speaker.spectrum_strength(strength)?;
-        let Some(average) = speaker.average() else {
+        let Some(average) = speaker.average().filter(|_| strength > 0.0) else {
             return Ok(scaled);
         };
-        if strength == 0.0 {
-            return Ok(scaled);
-        }
         let n_mels = self.config().frontend.n_mels;
         if average.len() != n_mels || average.iter().any(|v| !v.is_finite()) {
             return Err(Error::Input(format!(
@@ -371,8 +368,9 @@ impl VoiceConverter {
 
     /// `mel`'s content in the voice of `speaker` (with its spectrum correction, if it has one),
     /// as a stream over the whole input would convert it (refreshed passes, see
-    /// [`crate::StreamingConverter`], when the model has `norm_refresh`). The mel is padded with silence to the frame multiple the model needs, and the result cut
-    /// back to the input's length.
+    /// [`crate::StreamingConverter`], when the model has `norm_refresh`). The mel is padded with
+    /// silence to the frame multiple the model needs, and the result cut back to the input's
+    /// length.
     ///
     /// # Errors
     /// [`Error::Input`] for a wrong band count, a too-short mel or a wrong embedding size.
