@@ -373,6 +373,9 @@ impl AdaInVc {
     }
 }
 
+/// At most this many refreshed-pass segments run as one batch (bounds the memory of long chunks).
+const MAX_BATCH_SEGMENTS: usize = 8;
+
 /// Chunk-by-chunk conversion with a causal model: `step` takes the next mel frames and returns
 /// as many converted frames, whatever the chunking (the same as one chunk of the whole input);
 /// `reset` starts a new stream. The speaker can change between chunks.
@@ -460,42 +463,63 @@ impl StreamingConverter {
     }
 
     /// Two passes refreshed every `2n` frames, `n` apart, crossfaded (see the type's docs).
+    ///
+    /// Segment `k` is the pass that starts afresh at frame `k·n` and runs for `2n` frames; frame
+    /// `f` of block `j = f / n` is `w·S_j + (1 − w)·S_{j−1}` with `w = (f − j·n) / n` (`S_0`
+    /// alone in block 0). Segments that start and end inside the chunk run together as one batch
+    /// of plain passes (independent of any state); the ones that began in an earlier chunk
+    /// continue from their kept state, and the ones that run past the chunk's end start a state
+    /// that the next chunk continues (even segments in `state`, odd ones in `second`).
     fn step_refreshed(&mut self, chunk: &Tensor, n: usize) -> Result<Tensor> {
         let t = chunk.dim(2)?;
-        let mut outs = Vec::new();
-        let mut pos = 0;
-        while pos < t {
-            // Up to the next multiple of n, where one of the passes starts afresh.
-            let g = self.frames;
-            let take = (n - g % n).min(t - pos);
-            if g > 0 && g % n == 0 {
-                if (g / n) % 2 == 0 {
-                    self.state.reset();
-                } else {
-                    self.second.reset();
-                }
+        let (g, e) = (self.frames, self.frames + t);
+        let first = (g / n).saturating_sub(1);
+        let last = (e - 1) / n;
+        // Each overlapping segment's output over [max(k·n, g), min(k·n + 2n, e)).
+        let mut seg: Vec<Option<Tensor>> = vec![None; last + 1 - first];
+        let full: Vec<usize> = (first..=last).filter(|&k| k * n >= g && k * n + 2 * n <= e).collect();
+        for group in full.chunks(MAX_BATCH_SEGMENTS) {
+            let xs = group
+                .iter()
+                .map(|&k| chunk.narrow(2, k * n - g, 2 * n))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let spk = self.speaker.repeat((group.len(), 1))?;
+            let y = self.model.convert(&Tensor::cat(&xs, 0)?, &spk)?;
+            for (i, &k) in group.iter().enumerate() {
+                seg[k - first] = Some(y.narrow(0, i, 1)?);
             }
-            let x = chunk.narrow(2, pos, take)?;
-            let a = Self::pass(&self.model, &self.speaker, &mut self.state, &x)?;
-            let y = if g < n {
-                a
-            } else {
-                let b = Self::pass(&self.model, &self.speaker, &mut self.second, &x)?;
-                // Pass a's age within its span of 2n frames, and its weight.
-                let w: Vec<f32> = (g..g + take)
-                    .map(|f| {
-                        let age = f % (2 * n);
-                        let w = if age < n { age } else { 2 * n - age };
-                        w as f32 / n as f32
-                    })
-                    .collect();
-                let w = Tensor::from_vec(w, (1, 1, take), a.device())?.to_dtype(a.dtype())?;
-                (a.broadcast_mul(&w)? + b.broadcast_mul(&w.affine(-1.0, 1.0)?)?)?
-            };
-            outs.push(y);
-            pos += take;
-            self.frames += take;
         }
+        for k in first..=last {
+            if seg[k - first].is_some() {
+                continue;
+            }
+            let state = if k % 2 == 0 { &mut self.state } else { &mut self.second };
+            if k * n >= g {
+                state.reset();
+            }
+            let (from, to) = ((k * n).max(g), (k * n + 2 * n).min(e));
+            let x = chunk.narrow(2, from - g, to - from)?;
+            seg[k - first] = Some(Self::pass(&self.model, &self.speaker, state, &x)?);
+        }
+        // Segment k's output over [lo, hi) (within its span and the chunk).
+        let part = |k: usize, lo: usize, hi: usize| -> Result<Tensor> {
+            let s = seg[k - first].as_ref().expect("every overlapping segment ran");
+            Ok(s.narrow(2, lo - (k * n).max(g), hi - lo)?)
+        };
+        let mut outs = Vec::with_capacity(last + 1 - g / n);
+        for j in g / n..=last {
+            let (lo, hi) = ((j * n).max(g), (j * n + n).min(e));
+            let fresh = part(j, lo, hi)?;
+            if j == 0 {
+                outs.push(fresh);
+                continue;
+            }
+            let old = part(j - 1, lo, hi)?;
+            let w: Vec<f32> = (lo..hi).map(|f| (f - j * n) as f32 / n as f32).collect();
+            let w = Tensor::from_vec(w, (1, 1, hi - lo), fresh.device())?.to_dtype(fresh.dtype())?;
+            outs.push((fresh.broadcast_mul(&w)? + old.broadcast_mul(&w.affine(-1.0, 1.0)?)?)?);
+        }
+        self.frames = e;
         Ok(Tensor::cat(&outs, 2)?)
     }
 

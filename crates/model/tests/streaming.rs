@@ -130,6 +130,20 @@ fn refreshed_passes_crossfade_restarted_streams() {
         .collect();
     let chunked = Tensor::cat(&chunked, 2).unwrap();
     assert!(max_abs(&(&chunked - &whole).unwrap()) <= 1e-9 * scale);
+    // Chunks that mix kept states with whole segments run as a batch (the whole input is all
+    // batched segments but the last ones): long, short, ending on and off the restarts.
+    s.reset();
+    let mut mixed = Vec::new();
+    let mut p = 0;
+    for len in [3, 70, 1, 2 * n - 4, 5 * n, n, 9, t] {
+        let len = len.min(t - p);
+        if len > 0 {
+            mixed.push(s.step(&x.narrow(2, p, len).unwrap()).unwrap());
+            p += len;
+        }
+    }
+    let mixed = Tensor::cat(&mixed, 2).unwrap();
+    assert!(max_abs(&(&mixed - &whole).unwrap()) <= 1e-9 * scale);
     for f in [
         0,
         5,
