@@ -475,8 +475,7 @@ impl StreamingConverter {
         let (g, e) = (self.frames, self.frames + t);
         let first = (g / n).saturating_sub(1);
         let last = (e - 1) / n;
-        // Each overlapping segment's output over [max(k·n, g), min(k·n + 2n, e)).
-        let mut seg: Vec<Option<Tensor>> = vec![None; last + 1 - first];
+        let mut batched: Vec<Option<Tensor>> = vec![None; last + 1 - first];
         let full: Vec<usize> = (first..=last).filter(|&k| k * n >= g && k * n + 2 * n <= e).collect();
         for group in full.chunks(MAX_BATCH_SEGMENTS) {
             let xs = group
@@ -486,11 +485,14 @@ impl StreamingConverter {
             let spk = self.speaker.repeat((group.len(), 1))?;
             let y = self.model.convert(&Tensor::cat(&xs, 0)?, &spk)?;
             for (i, &k) in group.iter().enumerate() {
-                seg[k - first] = Some(y.narrow(0, i, 1)?);
+                batched[k - first] = Some(y.narrow(0, i, 1)?);
             }
         }
-        for k in first..=last {
-            if seg[k - first].is_some() {
+        // Each overlapping segment's output over [max(k·n, g), min(k·n + 2n, e)), by k − first.
+        let mut seg = Vec::with_capacity(batched.len());
+        for (k, done) in (first..=last).zip(batched) {
+            if let Some(y) = done {
+                seg.push(y);
                 continue;
             }
             let state = if k % 2 == 0 { &mut self.state } else { &mut self.second };
@@ -499,12 +501,11 @@ impl StreamingConverter {
             }
             let (from, to) = ((k * n).max(g), (k * n + 2 * n).min(e));
             let x = chunk.narrow(2, from - g, to - from)?;
-            seg[k - first] = Some(Self::pass(&self.model, &self.speaker, state, &x)?);
+            seg.push(Self::pass(&self.model, &self.speaker, state, &x)?);
         }
         // Segment k's output over [lo, hi) (within its span and the chunk).
         let part = |k: usize, lo: usize, hi: usize| -> Result<Tensor> {
-            let s = seg[k - first].as_ref().expect("every overlapping segment ran");
-            Ok(s.narrow(2, lo - (k * n).max(g), hi - lo)?)
+            Ok(seg[k - first].narrow(2, lo - (k * n).max(g), hi - lo)?)
         };
         let mut outs = Vec::with_capacity(last + 1 - g / n);
         for j in g / n..=last {
