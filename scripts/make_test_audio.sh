@@ -19,6 +19,9 @@ say en-gb-scotland+m1 "It's easy to tell the depth of a well." speech_s.wav
 sox speech_m.wav speech_m.flac
 sox speech_m.wav -C 5 speech_m.ogg
 lame --quiet -b 64 speech_m.wav speech_m.mp3
+# ADPCM WAV (4 bits a sample), which hound cannot read and Symphonia can.
+sox speech_m.wav -e ima-adpcm speech_m_ima.wav
+sox speech_m.wav -e ms-adpcm speech_m_ms.wav
 
 # 44.1 kHz stereo, 24-bit: left and right are two different voices.
 espeak-ng -v en-us+m3 -s 150 -w /tmp/voxswap_l.wav "Rice is often served."

@@ -109,3 +109,58 @@ fn chunked_reader_equals_whole_read() {
     assert_eq!(chunks, whole.samples);
     assert_eq!(r.frames_read(), whole.samples.len() as u64);
 }
+
+#[test]
+fn adpcm_and_64_bit_float_wav_decode() {
+    // IMA and MS ADPCM (made by sox from speech_m.wav): 4 bits a sample, so close, not equal.
+    let wav = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    let energy: f32 = wav.samples.iter().map(|v| v * v).sum();
+    for name in ["speech_m_ima.wav", "speech_m_ms.wav"] {
+        let got = read_mono(data(name), ChannelMix::Downmix).unwrap();
+        assert_eq!(got.sample_rate, 16000, "{name}");
+        assert!(
+            (got.samples.len() as i64 - 44545).abs() <= 1024,
+            "{name}: {}",
+            got.samples.len()
+        );
+        let n = got.samples.len().min(wav.samples.len());
+        let err: f32 = (0..n).map(|i| (wav.samples[i] - got.samples[i]).powi(2)).sum();
+        let snr_db = 10.0 * (energy / err).log10();
+        assert!(snr_db > 15.0, "{name}: SNR {snr_db:.1} dB");
+        let info = AudioReader::open(data(name), ChannelMix::Downmix).unwrap();
+        assert!(
+            info.info().format.to_lowercase().contains("adpcm"),
+            "{}",
+            info.info().format
+        );
+    }
+
+    // 64-bit float WAV (WAVE_FORMAT_IEEE_FLOAT, 64 bits), written byte by byte: hound writes
+    // no such files.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f64.wav");
+    let x: Vec<f64> = (0..8000).map(|i| 0.4 * (i as f64 * 0.01).sin()).collect();
+    let mut b = Vec::new();
+    let data_len = (x.len() * 8) as u32;
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&8000u32.to_le_bytes());
+    b.extend_from_slice(&(8000u32 * 8).to_le_bytes());
+    b.extend_from_slice(&8u16.to_le_bytes());
+    b.extend_from_slice(&64u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    for v in &x {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(&p, b).unwrap();
+    let got = read_mono(&p, ChannelMix::Downmix).unwrap();
+    assert_eq!((got.sample_rate, got.samples.len()), (8000, 8000));
+    for (a, b) in x.iter().zip(&got.samples) {
+        assert!((a - f64::from(*b)).abs() < 1e-6);
+    }
+}

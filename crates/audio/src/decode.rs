@@ -1,8 +1,8 @@
 //! Decoding audio files to mono `f32`.
 //!
 //! WAV goes through hound (8/16/24/32-bit integer PCM and 32-bit float, any channel count up to
-//! [`MAX_CHANNELS`]); FLAC, MP3 and Ogg Vorbis (and WAV codecs hound does not know, such as
-//! A-law) go through Symphonia. The format is recognised from the file's first bytes, not from
+//! [`MAX_CHANNELS`]); FLAC, MP3 and Ogg Vorbis (and WAV codecs hound does not know: A-law,
+//! mu-law, IMA and MS ADPCM, 64-bit float) go through Symphonia. The format is recognised from the file's first bytes, not from
 //! its name, so a text file named `.wav` is reported as what it is.
 //!
 //! [`AudioReader`] reads in chunks, so a caller that works chunk by chunk holds one chunk in
@@ -19,6 +19,17 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
 use crate::{Error, Result};
+
+/// File name extensions of the audio files voxswap reads (folders are filtered by them; a file
+/// given by name is recognised by its content).
+pub const AUDIO_EXTENSIONS: [&str; 4] = ["wav", "flac", "mp3", "ogg"];
+
+/// Whether `path`'s extension is one of [`AUDIO_EXTENSIONS`] (any case).
+pub fn has_audio_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(x)))
+}
 
 /// Lowest sample rate accepted from a file, in Hz (below this nothing is speech).
 pub const MIN_SAMPLE_RATE: u32 = 1_000;
@@ -144,9 +155,12 @@ impl AudioReader {
         let (inner, info) = if is_riff {
             match open_wav(&path) {
                 Ok(x) => x,
-                // hound reads PCM and float only; Symphonia knows A-law, mu-law and ADPCM. If
-                // neither can, the codec is what is wrong, not the file.
-                Err(unsupported @ Error::Unsupported { .. }) => open_symphonia(&path).map_err(|_| unsupported)?,
+                // hound reads integer PCM and 32-bit float only, and calls an ADPCM or 64-bit
+                // float header malformed; Symphonia knows A-law, mu-law, IMA and MS ADPCM and
+                // 64-bit float. If neither can read it, hound's diagnosis stands.
+                Err(e @ (Error::Unsupported { .. } | Error::Malformed { .. })) => {
+                    open_symphonia(&path).map_err(|_| e)?
+                }
                 Err(e) => return Err(e),
             }
         } else {

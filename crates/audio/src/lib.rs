@@ -2,10 +2,12 @@
 //!
 //! - [`decode`]: WAV (hound), FLAC, MP3 and Ogg Vorbis (Symphonia) to mono `f32`, chunked.
 //! - [`write`]: atomic WAV output, 16-bit PCM with clipping counted, or 32-bit float.
+//! - [`partial`]: the hidden files outputs are written to, removed on Ctrl-C.
 //! - [`resample`]: rubato, offline and streaming with its delay reported.
 //! - [`stft`], [`mel`], [`frontend`]: STFT/iSTFT, librosa-equal mel filterbanks, the log-mel
 //!   features every voxswap model is trained with, offline and streaming.
 //! - [`griffinlim`]: fast Griffin-Lim and mel-to-wave resynthesis.
+//! - [`loudness`]: EBU R128 integrated loudness and a look-ahead peak limiter.
 //!
 //! ```
 //! use voxswap_audio::{FrontendConfig, LogMel};
@@ -20,7 +22,9 @@ pub mod decode;
 mod error;
 pub mod frontend;
 pub mod griffinlim;
+pub mod loudness;
 pub mod mel;
+pub mod partial;
 pub mod resample;
 mod simd;
 pub mod stft;
@@ -32,6 +36,7 @@ pub use frontend::{FrontendConfig, LogMel, Mel, StreamingLogMel};
 pub use griffinlim::{
     griffin_lim, mel_to_audio, spectral_convergence, BlockVocoder, GlMethod, GriffinLimConfig, PhaseInit,
 };
+pub use loudness::{speech_level, Limiter, LoudnessMeter, SpeechLevel};
 pub use mel::{MelFilterbank, MelNorm, MelScale, MelWarp};
 pub use resample::{resample, ChunkResampler, StreamResampler};
 pub use stft::{Spectrogram, Stft, StftConfig, StreamingStft};

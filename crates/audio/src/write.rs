@@ -7,6 +7,7 @@
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use crate::partial::PartialFile;
 use crate::{Error, Result};
 
 /// Sample format of a written WAV file.
@@ -33,7 +34,7 @@ pub struct WavWriter {
     path: PathBuf,
     format: WavFormat,
     writer: Option<hound::WavWriter<BufWriter<std::fs::File>>>,
-    tmp: Option<tempfile::NamedTempFile>,
+    tmp: Option<PartialFile>,
     samples: u64,
     clipped: u64,
 }
@@ -65,11 +66,7 @@ impl WavWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".voxswap-")
-            .suffix(".wav.part")
-            .tempfile_in(&dir)
-            .map_err(werr)?;
+        let tmp = PartialFile::create(&dir, ".voxswap-", ".wav.part").map_err(werr)?;
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate,
@@ -154,8 +151,7 @@ impl WavWriter {
             .tmp
             .take()
             .ok_or_else(|| werr(std::io::Error::other("writer already finished")))?;
-        tmp.as_file().sync_all().map_err(werr)?;
-        tmp.persist(&path).map_err(|e| werr(e.error))?;
+        tmp.persist(&path).map_err(werr)?;
         Ok(WriteReport {
             samples: self.samples,
             clipped: self.clipped,
@@ -200,6 +196,18 @@ mod tests {
         }
         // Only the output is left in the folder: the temporary file was renamed.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // With the mode a new file gets under the umask (0644 under 022), not tempfile's 0600,
+        // also when it replaces a file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let probe = dir.path().join("probe");
+            std::fs::write(&probe, b"").unwrap();
+            let want = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+            write_wav(&p, &x, 16000, WavFormat::Pcm16).unwrap();
+            let got = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, want, "mode {got:o}");
+        }
     }
 
     #[test]
