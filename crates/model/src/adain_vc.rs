@@ -400,6 +400,54 @@ pub struct StreamingConverter {
     second: Stream,
     /// Frames converted since the start or the last reset.
     frames: usize,
+    /// Whether the first frames pass through [`warmup_gate`].
+    gate: bool,
+}
+
+/// Frames at the start of a stream whose output level is held near the input's (see
+/// [`warmup_gate`]).
+pub const WARMUP_FRAMES: usize = 8;
+/// How far (dB) an output frame may rise above its input frame during the warm-up.
+const WARMUP_MARGIN_DB: f32 = 10.0;
+
+/// Holds the power of each of the stream's first [`WARMUP_FRAMES`] output frames (`y`, whose
+/// first frame is frame `start` of the stream) within [`WARMUP_MARGIN_DB`] of its input frame's,
+/// by lowering the whole frame.
+///
+/// The causal instance norms start with no statistics: over the first frames their output rests
+/// on one or two frames of history, and the decoder renders it as speech at full level whatever
+/// the input holds. Out of a silent start that was a click of about −10 dBFS a few milliseconds
+/// into every converted file. After the warm-up the statistics carry the input's level and the
+/// gate is off.
+fn warmup_gate(x: &Tensor, y: Tensor, start: usize) -> Result<Tensor> {
+    let n = y.dim(2)?.min(WARMUP_FRAMES - start);
+    let xs = x
+        .narrow(2, 0, n)?
+        .squeeze(0)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2::<f32>()?;
+    let ys = y
+        .narrow(2, 0, n)?
+        .squeeze(0)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2::<f32>()?;
+    // ln Σ_b exp(2·v_b) per frame: the frame's power on the log-magnitude scale.
+    let log_power = |m: &[Vec<f32>], t: usize| -> f32 {
+        let top = m.iter().map(|b| 2.0 * b[t]).fold(f32::NEG_INFINITY, f32::max);
+        top + m.iter().map(|b| (2.0 * b[t] - top).exp()).sum::<f32>().ln()
+    };
+    let margin = WARMUP_MARGIN_DB / 10.0 * std::f32::consts::LN_10;
+    let shift: Vec<f32> = (0..n)
+        .map(|t| (0.5 * (log_power(&xs, t) + margin - log_power(&ys, t))).min(0.0))
+        .collect();
+    if shift.iter().all(|&s| s == 0.0) {
+        return Ok(y);
+    }
+    let total = y.dim(2)?;
+    let mut all = shift;
+    all.resize(total, 0.0);
+    let s = Tensor::from_vec(all, (1, 1, total), y.device())?.to_dtype(y.dtype())?;
+    Ok(y.broadcast_add(&s)?)
 }
 
 impl StreamingConverter {
@@ -421,12 +469,19 @@ impl StreamingConverter {
             state: Stream::default(),
             second: Stream::default(),
             frames: 0,
+            gate: false,
         })
     }
 
     /// Changes the target voice from the next chunk on.
     pub fn set_speaker(&mut self, speaker: Tensor) {
         self.speaker = speaker;
+    }
+
+    /// Holds the level of the stream's first [`WARMUP_FRAMES`] output frames near their input's
+    /// (off by default: the model's own output; `VoiceConverter` turns it on).
+    pub fn set_warmup_gate(&mut self, on: bool) {
+        self.gate = on;
     }
 
     /// A log-mel correction `[1, n_mels, 1]` added to every output frame from the next chunk
@@ -441,6 +496,7 @@ impl StreamingConverter {
     /// [`crate::Error::Input`] for a wrongly shaped chunk.
     pub fn step(&mut self, chunk: &Tensor) -> Result<Tensor> {
         check_mel(chunk, self.model.cfg.frontend.n_mels, 1)?;
+        let start = self.frames;
         let y = match self.model.cfg.norm_refresh {
             None => {
                 self.frames += chunk.dim(2)?;
@@ -448,10 +504,14 @@ impl StreamingConverter {
             }
             Some(n) => self.step_refreshed(chunk, n)?,
         };
-        Ok(match &self.offset {
+        let y = match &self.offset {
             Some(o) => y.broadcast_add(o)?,
             None => y,
-        })
+        };
+        if self.gate && start < WARMUP_FRAMES {
+            return warmup_gate(chunk, y, start);
+        }
+        Ok(y)
     }
 
     /// The model over the next frames of one pass.

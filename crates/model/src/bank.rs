@@ -147,18 +147,27 @@ impl SpeakerBank {
         check_name(name)?;
         let path = self.path(name);
         if !path.is_file() {
-            let known: Vec<String> = self.list()?.into_iter().map(|e| e.name).collect();
-            return Err(Error::Input(format!(
-                "no speaker `{name}` in bank {} (it has: {})",
-                self.dir.display(),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )));
+            let known = self.names()?;
+            return Err(Error::Input(unknown_speaker(name, &[self.dir.as_path()], &known)));
         }
         read_entry(&path)
+    }
+
+    /// Whether the bank has a speaker called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        check_name(name).is_ok() && self.path(name).is_file()
+    }
+
+    /// The speakers' names, sorted (without reading the entries).
+    ///
+    /// # Errors
+    /// [`Error::File`] when the folder cannot be read.
+    pub fn names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .entry_paths()?
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect())
     }
 
     /// Every speaker, sorted by name.
@@ -166,6 +175,10 @@ impl SpeakerBank {
     /// # Errors
     /// [`Error::File`] when the folder or an entry cannot be read.
     pub fn list(&self) -> Result<Vec<BankEntry>> {
+        self.entry_paths()?.iter().map(|p| read_entry(p)).collect()
+    }
+
+    fn entry_paths(&self) -> Result<Vec<PathBuf>> {
         let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::File {
             path: self.dir.clone(),
             detail: format!("cannot read: {e}"),
@@ -179,8 +192,66 @@ impl SpeakerBank {
             })
             .collect();
         paths.sort();
-        paths.iter().map(|p| read_entry(p)).collect()
+        Ok(paths)
     }
+}
+
+/// The message for a speaker that none of `banks` has: the nearest of the `known` names (by
+/// edit distance), or where to see them all.
+pub fn unknown_speaker(name: &str, banks: &[&Path], known: &[String]) -> String {
+    let where_ = banks
+        .iter()
+        .map(|b| b.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let near = nearest(name, known);
+    if near.is_empty() {
+        format!(
+            "no speaker `{name}` in {where_} ({} speakers; `voxswap speakers` lists them)",
+            known.len()
+        )
+    } else {
+        format!("no speaker `{name}` in {where_}; did you mean {}?", near.join(", "))
+    }
+}
+
+/// Up to three of `known` closest to `name`: edit distance (case-insensitive) at most a third
+/// of the name's length (at least 2), or names that contain it.
+pub fn nearest(name: &str, known: &[String]) -> Vec<String> {
+    let lower = name.to_lowercase();
+    let limit = (name.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, &String)> = known
+        .iter()
+        .filter_map(|k| {
+            let kl = k.to_lowercase();
+            let d = edit_distance(&lower, &kl);
+            if d <= limit {
+                Some((d, k))
+            } else if lower.len() >= 3 && kl.contains(&lower) {
+                Some((limit + 1, k))
+            } else {
+                None
+            }
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, k)| format!("`{k}`")).collect()
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 fn read_entry(path: &Path) -> Result<BankEntry> {
@@ -229,17 +300,19 @@ pub fn parse_mix(spec: &str) -> Result<Vec<(String, f32)>> {
         let part = part.trim();
         let (name, w) = match part.rsplit_once(':') {
             Some((n, w)) => {
-                let w: f32 = w
-                    .trim()
+                let w = w.trim();
+                let v: f32 = w
                     .parse()
-                    .map_err(|_| Error::Input(format!("`{part}`: weight `{w}` is not a number")))?;
-                (n.trim(), w)
+                    .ok()
+                    .filter(|v: &f32| v.is_finite())
+                    .ok_or_else(|| Error::Input(format!("`{part}`: weight `{w}` is not a number")))?;
+                (n.trim(), v)
             }
             None => (part, 1.0),
         };
         check_name(name)?;
-        if !(w.is_finite() && w >= 0.0) {
-            return Err(Error::Input(format!("`{part}`: weights must be non-negative")));
+        if w < 0.0 {
+            return Err(Error::Input(format!("`{part}`: a weight must not be negative")));
         }
         out.push((name.to_string(), w));
     }
@@ -272,7 +345,15 @@ mod tests {
         assert_eq!(names, ["alice", "bob"]);
         assert_eq!(bank.get("bob").unwrap(), entry("bob"));
         let e = bank.get("carol").unwrap_err().to_string();
-        assert!(e.contains("no speaker `carol`") && e.contains("alice, bob"), "{e}");
+        assert!(
+            e.contains("no speaker `carol`") && e.contains("`voxswap speakers` lists"),
+            "{e}"
+        );
+        // A near miss suggests the nearest names, not the whole bank.
+        let e = bank.get("alise").unwrap_err().to_string();
+        assert!(e.contains("did you mean `alice`?"), "{e}");
+        assert_eq!(bank.names().unwrap(), ["alice", "bob"]);
+        assert!(bank.contains("bob") && !bank.contains("carol") && !bank.contains("../x"));
         let alice = bank.get("alice").unwrap().embedding_for("00ff").unwrap();
         assert_eq!(alice.spectrum(), Some(&[0.25; 3][..]));
         assert_eq!(alice.average(), Some(&[-2.0; 3][..]));
@@ -319,6 +400,15 @@ mod tests {
             [("alice".to_string(), 0.7), ("bob".to_string(), 0.3)]
         );
         assert!(parse_mix("alice:x").is_err());
+        for nan in ["alice:nan", "alice:inf"] {
+            let e = parse_mix(nan).unwrap_err().to_string();
+            assert!(e.contains("is not a number"), "{e}");
+        }
+        assert_eq!(
+            nearest("fe_sl", &["fe_slt".into(), "fe_kal".into(), "mb_us1".into()]),
+            ["`fe_slt`", "`fe_kal`"]
+        );
+        assert!(nearest("zzzzzz", &["fe_slt".into()]).is_empty());
         assert!(parse_mix("alice:-1").is_err());
         assert!(parse_mix("alice,,bob").is_err());
     }

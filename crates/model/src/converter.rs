@@ -199,7 +199,8 @@ impl VoiceConverter {
         }
     }
 
-    /// A chunk-by-chunk converter to `speaker`, for causal models (`None` for offline ones).
+    /// A chunk-by-chunk converter to `speaker`, for causal models (`None` for offline ones),
+    /// with the warm-up gate on, as [`convert`](Self::convert) has it.
     ///
     /// # Errors
     /// [`Error::Input`] for a wrong embedding size.
@@ -210,6 +211,7 @@ impl VoiceConverter {
         let (spk, offset) = self.speaker_tensors(speaker)?;
         let mut s = crate::StreamingConverter::new(self.model.clone(), spk)?;
         s.set_offset(offset);
+        s.set_warmup_gate(true);
         Ok(Some(s))
     }
 
@@ -389,16 +391,20 @@ impl VoiceConverter {
                 .copy_from_slice(&mel.data[m * mel.frames..(m + 1) * mel.frames]);
         }
         let x = self.to_tensor(&padded, "source")?;
-        let y = if self.config().norm_refresh.is_some() {
-            // Refreshed passes: what a stream over the whole input gives.
-            crate::StreamingConverter::new(self.model.clone(), spk)?.step(&x)?
+        let y = if self.config().temporal == crate::config::Temporal::Causal {
+            // What a stream over the whole input gives (refreshed passes, warm-up gate).
+            let mut s = crate::StreamingConverter::new(self.model.clone(), spk)?;
+            s.set_offset(offset);
+            s.set_warmup_gate(true);
+            s.step(&x)?
         } else {
-            self.model.convert(&x, &spk)?
+            let y = self.model.convert(&x, &spk)?;
+            match offset {
+                Some(o) => y.broadcast_add(&o)?,
+                None => y,
+            }
         };
-        let mut y = y.narrow(2, 0, mel.frames)?;
-        if let Some(o) = offset {
-            y = y.broadcast_add(&o)?;
-        }
+        let y = y.narrow(2, 0, mel.frames)?;
         let data = y.flatten_all()?.to_vec1::<f32>()?;
         Ok(Mel {
             n_mels: mel.n_mels,

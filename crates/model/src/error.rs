@@ -23,7 +23,7 @@ pub enum Error {
         detail: String,
     },
     /// An input has the wrong shape or values.
-    #[error("bad input: {0}")]
+    #[error("{0}")]
     Input(String),
 }
 
