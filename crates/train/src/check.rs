@@ -175,7 +175,13 @@ pub fn check_corpus(root: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Re
             seconds: 0.0,
         });
         match r {
-            Err(e) => report.unreadable.push((u.path.clone(), e.to_string())),
+            Err(e) => {
+                // The decoder's message names the file; the report keeps the path beside it.
+                let text = e.to_string();
+                let prefix = format!("{}: ", u.path.display());
+                let problem = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+                report.unreadable.push((u.path.clone(), problem));
+            }
             Ok(st) => {
                 s.utterances += 1;
                 s.seconds += st.duration_s;
@@ -237,6 +243,9 @@ mod tests {
         assert_eq!(r.short, vec![b.join("short.wav")]);
         assert_eq!(r.unreadable.len(), 1);
         assert_eq!(r.unreadable[0].0, b.join("broken.wav"));
+        // The problem without the path again (the report prints them side by side).
+        assert!(!r.unreadable[0].1.contains("broken.wav"), "{}", r.unreadable[0].1);
+        assert!(r.unreadable[0].1.contains("malformed"), "{}", r.unreadable[0].1);
         assert!(!r.ok());
         assert!((r.silent_share - 1.0 / 3.0625).abs() < 0.02, "{}", r.silent_share);
     }

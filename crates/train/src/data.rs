@@ -17,7 +17,7 @@ use crate::error::file_err;
 use crate::{Error, Result};
 
 /// Audio file extensions a corpus may hold.
-pub const AUDIO_EXTENSIONS: [&str; 4] = ["wav", "flac", "mp3", "ogg"];
+pub use voxswap_audio::decode::AUDIO_EXTENSIONS;
 
 /// One utterance of the corpus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,8 @@ fn read_cached(path: &Path, stamp: (u64, u64)) -> Option<Mel> {
 fn write_cached(path: &Path, stamp: (u64, u64), mel: &Mel) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create cache folder: {e}")))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_err(dir, format!("cannot write: {e}")))?;
+    let tmp = voxswap_audio::partial::PartialFile::create(dir, ".voxswap-", ".part")
+        .map_err(|e| file_err(dir, format!("cannot write: {e}")))?;
     let mut buf = Vec::with_capacity(32 + mel.data.len() * 4);
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&stamp.0.to_le_bytes());
@@ -135,10 +136,11 @@ fn write_cached(path: &Path, stamp: (u64, u64), mel: &Mel) -> Result<()> {
     for v in &mel.data {
         buf.extend_from_slice(&v.to_le_bytes());
     }
-    tmp.write_all(&buf)
+    tmp.as_file()
+        .write_all(&buf)
         .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
     tmp.persist(path)
-        .map_err(|e| file_err(path, format!("cannot write: {}", e.error)))?;
+        .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
     Ok(())
 }
 

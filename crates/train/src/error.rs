@@ -24,6 +24,18 @@ pub enum Error {
     /// The corpus cannot be trained on.
     #[error("corpus {}: {detail}", path.display())]
     Corpus { path: PathBuf, detail: String },
+    /// The training device computes gradients that differ from the CPU's (see
+    /// [`crate::selfcheck`]).
+    #[error(
+        "{device} computes gradients that differ from the CPU's (largest relative difference {worst:.2e} in `{param}`, \
+         over {gradients} gradients): training there would be wrong; train on the CPU (--device cpu)"
+    )]
+    DeviceMismatch {
+        device: String,
+        worst: f64,
+        param: String,
+        gradients: usize,
+    },
     /// The loss stopped being a finite number.
     #[error("training diverged at step {step}: loss is {loss}; the last good checkpoint is kept ({checkpoint})")]
     Diverged { step: u64, loss: f32, checkpoint: String },

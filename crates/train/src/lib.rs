@@ -1,6 +1,7 @@
 //! Training for voxswap: corpora and the feature cache ([`data`]), corpus checks ([`check`]), the loss ([`loss`]), Adam
 //! with AMSGrad ([`optim`]), checkpoints ([`checkpoint`]), recipes ([`recipe`]), the loop
-//! ([`trainer`]), one step sharded across threads ([`step`]) and loss curves ([`plot`]).
+//! ([`trainer`]), one step sharded across threads ([`step`]), loss curves ([`plot`]) and the
+//! device self-check that runs before training on a GPU ([`selfcheck`]).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -19,6 +20,7 @@ pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod recipe;
+pub mod selfcheck;
 pub mod step;
 pub mod trainer;
 

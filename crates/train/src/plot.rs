@@ -36,10 +36,7 @@ pub fn render_png(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".voxswap-")
-        .suffix(".png")
-        .tempfile_in(dir)
+    let tmp = voxswap_audio::partial::PartialFile::create(dir, ".voxswap-", ".png")
         .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
     {
         let root = BitMapBackend::new(tmp.path(), (width, height)).into_drawing_area();
@@ -49,7 +46,7 @@ pub fn render_png(
             .map_err(|e| file_err(path, format!("cannot write PNG: {e}")))?;
     }
     tmp.persist(path)
-        .map_err(|e| file_err(path, format!("cannot write: {}", e.error)))?;
+        .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
     Ok(())
 }
 

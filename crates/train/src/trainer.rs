@@ -72,6 +72,8 @@ pub trait Observer {
     fn record(&mut self, _record: &LogRecord) {}
     /// A checkpoint was written.
     fn checkpoint(&mut self, _path: &Path) {}
+    /// The device self-check passed (run before training on anything but the CPU).
+    fn self_check(&mut self, _report: &crate::selfcheck::SelfCheck) {}
 }
 
 /// An observer that ignores everything.
@@ -121,6 +123,18 @@ pub fn train(
 ) -> Result<Outcome> {
     // Subnormal floats appear as training goes on and can slow each operation on them.
     voxswap_model::par::flush_denormals();
+    if !device.is_cpu() {
+        let r = crate::selfcheck::check_device(device)?;
+        if !r.passed() {
+            return Err(crate::Error::DeviceMismatch {
+                device: format!("{device:?}"),
+                worst: r.worst,
+                param: r.worst_param,
+                gradients: r.gradients,
+            });
+        }
+        observer.self_check(&r);
+    }
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
     let mels = load_features(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;

@@ -1868,9 +1868,9 @@ impl BackendStorage for CudaStorage {
                     .alloc_uninit(kernel_l.shape(), kernel.dtype())?
             };
             kernel.copy_strided_src(&mut kernel_c, 0, kernel_l)?;
-            let kernel_l =
-                Layout::contiguous_with_offset((n, k), kernel_l.start_offset()).transpose(0, 1)?;
-            col.matmul(kernel, (1, b * m, n, k), &col_l, &kernel_l)?
+            // voxswap: multiply by the contiguous copy (offset 0), not the strided original.
+            let kernel_l = Layout::contiguous((n, k)).transpose(0, 1)?;
+            col.matmul(&kernel_c, (1, b * m, n, k), &col_l, &kernel_l)?
         };
         let res_l = Layout::contiguous((b, l_out, n)).transpose(1, 2)?;
         let mut res_t = unsafe { self.device().alloc_uninit(res_l.shape(), res.dtype())? };
@@ -1956,7 +1956,9 @@ impl BackendStorage for CudaStorage {
         kernel_l: &Layout,
         params: &crate::conv::ParamsConvTranspose1D,
     ) -> Result<Self> {
-        const USE_COL2IM_CONV1D_TR: bool = true;
+        // voxswap: the col2im path is wrong on the CPU backend; the direct kernel is used on
+        // every backend alike.
+        const USE_COL2IM_CONV1D_TR: bool = false;
 
         let device = self.device().clone();
         let can_use_col2im = kernel_l.is_contiguous()

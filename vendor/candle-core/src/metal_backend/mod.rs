@@ -972,10 +972,11 @@ impl BackendStorage for MetalStorage {
             // Make the kernel contiguous if not already the case.
             let mut kernel_c = self.device().zeros_impl(kernel_l.shape(), kernel.dtype())?;
             kernel.copy_strided_src(&mut kernel_c, 0, kernel_l)?;
-            let kernel_l = Layout::contiguous_with_offset((1, n, k), kernel_l.start_offset())
+            // voxswap: multiply by the contiguous copy (offset 0), not the strided original.
+            let kernel_l = Layout::contiguous((1, n, k))
                 .transpose(1, 2)?
                 .broadcast_as((b, k, n))?;
-            col.matmul(kernel, (b, m, n, k), &col_l, &kernel_l)?
+            col.matmul(&kernel_c, (b, m, n, k), &col_l, &kernel_l)?
         };
         let res_l = Layout::contiguous((b, l_out, n)).transpose(1, 2)?;
         let mut res_t = self.device().zeros_impl(res_l.shape(), res.dtype())?;
@@ -990,7 +991,9 @@ impl BackendStorage for MetalStorage {
         k_layout: &Layout,
         params: &ParamsConvTranspose1D,
     ) -> Result<Self> {
-        const USE_COL2IM_CONV1D_TR: bool = true;
+        // voxswap: the col2im path is wrong on the CPU backend; the direct kernel is used on
+        // every backend alike.
+        const USE_COL2IM_CONV1D_TR: bool = false;
 
         let can_use_col2im = k_layout.is_contiguous()
             && params.dilation == 1
