@@ -151,7 +151,7 @@ fn output_over_input_is_refused() {
     std::fs::copy(data("speech_m.wav"), &p).unwrap();
     let before = std::fs::read(&p).unwrap();
     let o = voxswap(&[&"resynth", &p, &"-o", &p]);
-    assert_clean_error(&o, &p, "overwrite the input");
+    assert_clean_error(&o, &p, "overwrite an input");
     assert_eq!(std::fs::read(&p).unwrap(), before);
 }
 

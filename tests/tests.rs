@@ -5,6 +5,7 @@ mod bad_input;
 mod commands;
 mod convert;
 mod decoding;
+mod hardening;
 mod recipes;
 mod train_cli;
 mod util;

@@ -71,3 +71,56 @@ pub fn write_f32(path: &Path, samples: &[f32], rate: u32) {
     }
     w.finalize().unwrap();
 }
+
+/// Runs the binary with extra environment variables (`("NAME", Some(value))`, or `None` to
+/// remove one), in `cwd` when given.
+pub fn voxswap_env(
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    env: &[(&str, Option<&dyn AsRef<std::ffi::OsStr>>)],
+    cwd: Option<&Path>,
+) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"));
+    for a in args {
+        cmd.arg(a);
+    }
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    cmd.output().expect("running voxswap")
+}
+
+/// The copy of the test model (tiny-stream trained on the synthetic corpus) in `dir/model`.
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    let m = dir.join("model");
+    std::fs::create_dir_all(&m).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(data("model/tiny-stream-synth").join(f), m.join(f)).unwrap();
+    }
+    m
+}
+
+/// Integrated loudness (EBU R128) of a file's mono mix, LUFS.
+pub fn lufs(path: &Path) -> f64 {
+    let a = voxswap_audio::read_mono(path, voxswap_audio::ChannelMix::Downmix).unwrap();
+    let mut m = voxswap_audio::LoudnessMeter::new(a.sample_rate).unwrap();
+    m.push(&a.samples);
+    m.lufs().unwrap()
+}
+
+/// Mode bits (0o777) of `path`, and those a new file gets in its folder under this process's
+/// umask.
+#[cfg(unix)]
+pub fn modes(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let probe = path.with_extension("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let want = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+    std::fs::remove_file(&probe).unwrap();
+    (std::fs::metadata(path).unwrap().permissions().mode() & 0o777, want)
+}

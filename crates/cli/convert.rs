@@ -1,5 +1,5 @@
 //! `voxswap convert`: speech into another voice, file to file or folder to folder, in bounded
-//! memory; plus the model and reference handling `embed` shares.
+//! memory, at the source's loudness.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,102 +7,16 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
+use voxswap_audio::decode::has_audio_extension;
 use voxswap_audio::{
-    resample, AudioReader, BlockVocoder, ChunkResampler, FrontendConfig, GriffinLimConfig, LogMel, Mel,
-    StreamingLogMel, WavFormat, WavWriter,
+    resample, AudioReader, BlockVocoder, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter, LogMel,
+    LoudnessMeter, Mel, StreamingLogMel, WavFormat, WavWriter,
 };
-use voxswap_model::bank::{self, SpeakerBank};
+use voxswap_model::bank;
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
-use voxswap_train::data::AUDIO_EXTENSIONS;
 
-use crate::io::{channel_mix, check_output, read_at_rate, say, SynthArgs};
-
-/// Where the model comes from.
-#[derive(Debug, clap::Args)]
-pub struct ModelArgs {
-    /// Model folder (config.json, model.safetensors). Default: $VOXSWAP_MODEL, else the
-    /// `pretrained/` folder shipped with voxswap.
-    #[arg(long, value_name = "DIR")]
-    pub model: Option<PathBuf>,
-}
-
-impl ModelArgs {
-    /// The model folder to use.
-    pub fn dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(d) = &self.model {
-            return Ok(d.clone());
-        }
-        if let Some(d) = std::env::var_os("VOXSWAP_MODEL") {
-            return Ok(PathBuf::from(d));
-        }
-        let mut candidates = vec![PathBuf::from("pretrained")];
-        if let Ok(exe) = std::env::current_exe() {
-            // target/release/voxswap → the checkout's pretrained/
-            if let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
-                candidates.push(root.join("pretrained"));
-            }
-        }
-        candidates
-            .into_iter()
-            .find(|d| d.join(voxswap_model::io::CONFIG_FILE).is_file())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no model found: pass --model DIR (a folder with config.json and model.safetensors), \
-                     set VOXSWAP_MODEL, or run from the voxswap checkout, which ships pretrained/"
-                )
-            })
-    }
-
-    /// Loads the model and its weights' fingerprint.
-    pub fn load(&self) -> anyhow::Result<(VoiceConverter, String, PathBuf)> {
-        let dir = self.dir()?;
-        let conv = VoiceConverter::load(&dir, &Device::Cpu)?;
-        let fp = bank::fingerprint(&voxswap_model::io::weights_path(&dir))?;
-        Ok((conv, fp, dir))
-    }
-}
-
-/// A reference voice from files: the mean embedding (with its spectrum correction when
-/// `spectrum`, see `VoiceConverter::embed`) and the seconds of audio it came from.
-pub fn embed_files(
-    conv: &VoiceConverter,
-    files: &[PathBuf],
-    channel: Option<usize>,
-    spectrum: bool,
-) -> anyhow::Result<(SpeakerEmbedding, f64)> {
-    if files.is_empty() {
-        bail!("no reference given: pass -t REF (a few seconds of the target voice)");
-    }
-    let fe = conv.config().frontend.clone();
-    let mut logmel = LogMel::new(&fe)?;
-    let mut embeddings = Vec::new();
-    let mut seconds = 0.0;
-    for f in files {
-        let (audio, x) = read_at_rate(f, channel, fe.sample_rate)?;
-        let peak = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        if peak < 1e-3 {
-            bail!(
-                "{}: reference is silent (peak {:.1} dBFS)",
-                f.display(),
-                20.0 * f64::from(peak.max(1e-12)).log10()
-            );
-        }
-        seconds += audio.duration_s();
-        // Each reference on its own (a too-short one is named); the mean of their vectors is
-        // what `embed` of all of them gives (each spectrum correction is measured with its own
-        // reference's vector, then averaged).
-        let mel = [logmel.compute(&x)];
-        let e = if spectrum {
-            conv.embed(&mel)
-        } else {
-            conv.speaker_vector(&mel)
-        };
-        let e = e.with_context(|| format!("{}: reference", f.display()))?;
-        embeddings.push(e);
-    }
-    let parts: Vec<(f32, &SpeakerEmbedding)> = embeddings.iter().map(|e| (1.0, e)).collect();
-    Ok((SpeakerEmbedding::mix(&parts)?, seconds))
-}
+use crate::io::{channel_mix, check_not_input, check_output, say, SynthArgs};
+use crate::voice::{banks, embed_files, find_speaker, normalise_source, ModelArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -124,13 +38,14 @@ pub struct Args {
     /// speaker vector target + S·(target − source), the source's vector taken from its first
     /// 30 s. 0 gives the plain AdaIN-VC conversion; a little contrast keeps less of the source's
     /// voice (see pretrained/MODEL_CARD.md for what it measured), too much leaves the voices the
-    /// model knows.
+    /// model knows. S from 0 to 4.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_CONTRAST, value_parser = parse_contrast)]
     contrast: f32,
     /// How far the conversion's long-term average spectrum is moved to the target reference's:
     /// the model renders a voice it has not heard only part of the way. The conversion of the
     /// source's first 30 s shows by how much, and the correction is added to every frame. 0
-    /// leaves the model's output as it is, 1 matches the reference's average spectrum.
+    /// leaves the model's output as it is, 1 matches the reference's average spectrum. S from 0
+    /// to 2.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_SPECTRUM, value_parser = parse_spectrum)]
     spectrum: f32,
     #[command(flatten)]
@@ -184,13 +99,19 @@ struct Job<'a> {
     rate: Option<u32>,
     format: WavFormat,
     channel: Option<usize>,
+    /// Show a progress bar for this file (single-file conversions; folders show their own).
+    progress: bool,
 }
 
 /// What one conversion did.
 struct Done {
     seconds: f64,
     rate: u32,
+    /// The source's loudness (LUFS), when it is long enough to gate.
+    lufs: Option<f64>,
     gain_db: f64,
+    /// How far the limiter lowered the loudest peak, dB (0 when it did not act).
+    limited_db: f64,
     clipped: u64,
 }
 
@@ -198,15 +119,32 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.vocoder == Vocoder::Neural {
         bail!("--vocoder neural: this version has no neural vocoder; use --vocoder griffin-lim");
     }
+    // Outputs are checked before the model loads: a bad name fails at once.
+    let is_folder = a.source.is_dir();
+    let mut inputs: Vec<&Path> = vec![a.source.as_path()];
+    inputs.extend(a.targets.iter().map(PathBuf::as_path));
+    if is_folder {
+        if a.output.is_file() {
+            bail!("{}: is a file; the output of a folder is a folder", a.output.display());
+        }
+        if !a.output.exists() && has_audio_extension(&a.output) {
+            bail!(
+                "{}: looks like a file name, but the source {} is a folder: give a folder for the outputs",
+                a.output.display(),
+                a.source.display()
+            );
+        }
+    } else {
+        check_output(&a.output, "wav", &inputs)?;
+    }
     let (conv, fp, model_dir) = a.model.load()?;
     let speaker = match &a.speaker {
         Some(spec) => {
-            let dir = a.bank.clone().unwrap_or_else(|| model_dir.join("speakers"));
-            let bank = SpeakerBank::open(&dir)?;
+            let banks = banks(a.bank.as_deref(), &model_dir);
             let parts = bank::parse_mix(spec)?;
             let entries = parts
                 .iter()
-                .map(|(n, w)| Ok((*w, bank.get(n)?.embedding_for(&fp)?)))
+                .map(|(n, w)| Ok((*w, find_speaker(&banks, n)?.embedding_for(&fp)?)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if a.spectrum > 0.0 {
                 for ((n, _), (_, e)) in parts.iter().zip(&entries) {
@@ -227,7 +165,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let refs: Vec<(f32, &SpeakerEmbedding)> = entries.iter().map(|(w, e)| (*w, e)).collect();
             SpeakerEmbedding::mix(&refs)?
         }
-        None => embed_files(&conv, &a.targets, a.synth.channel, a.spectrum > 0.0)?.0,
+        // --channel picks the source's channel; references are mixed to mono.
+        None => embed_files(&conv, &a.targets, None, a.spectrum > 0.0)?.0,
     };
     let job = Job {
         conv: &conv,
@@ -238,14 +177,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         rate: a.synth.rate,
         format: a.synth.format(),
         channel: a.synth.channel,
+        progress: !is_folder,
     };
-    if a.source.is_dir() {
-        return run_folder(&a.source, &a.output, &job);
+    if is_folder {
+        return run_folder(&a.source, &a.output, &a.targets, &job);
     }
-    check_output(&a.output, &a.source)?;
     let done = convert_file(&a.source, &a.output, &job)?;
+    let loudness = match done.lufs {
+        Some(l) => format!("loudness {l:.1} LUFS as the source's"),
+        None => "level as the source's".to_string(),
+    };
+    let limited = if done.limited_db > 0.05 {
+        format!(", peaks limited by up to {:.1} dB", done.limited_db)
+    } else {
+        String::new()
+    };
     say(format!(
-        "wrote {} ({:.2} s at {} Hz, gain {:+.1} dB to match the source's loudness)",
+        "wrote {} ({:.2} s at {} Hz, {loudness}: gain {:+.1} dB{limited})",
         a.output.display(),
         done.seconds,
         done.rate,
@@ -260,24 +208,42 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_folder(src: &Path, out: &Path, job: &Job) -> anyhow::Result<ExitCode> {
+fn run_folder(src: &Path, out: &Path, references: &[PathBuf], job: &Job) -> anyhow::Result<ExitCode> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(src)
         .with_context(|| format!("{}: cannot read folder", src.display()))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| AUDIO_EXTENSIONS.iter().any(|a| a.eq_ignore_ascii_case(x)))
-        })
+        .filter(|p| p.is_file() && has_audio_extension(p))
         .collect();
     files.sort();
     if files.is_empty() {
         bail!("{}: no audio files (wav, flac, mp3, ogg) in this folder", src.display());
     }
-    if out.is_file() {
-        bail!("{}: is a file; the output of a folder is a folder", out.display());
+    // Every output name, checked before anything is converted: two sources that would write
+    // the same file (a.wav and a.flac), or an output that is one of the inputs.
+    let dests: Vec<PathBuf> = files
+        .iter()
+        .map(|f| {
+            let stem = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.join(format!("{stem}.wav"))
+        })
+        .collect();
+    for (i, d) in dests.iter().enumerate() {
+        if let Some(j) = dests[..i].iter().position(|e| e == d) {
+            bail!(
+                "{} and {} would both be written to {}; rename one of them (nothing converted)",
+                files[j].display(),
+                files[i].display(),
+                d.display()
+            );
+        }
+    }
+    let inputs: Vec<&Path> = files.iter().chain(references).map(PathBuf::as_path).collect();
+    for d in &dests {
+        check_not_input(d, &inputs)?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create folder", out.display()))?;
     let bar = ProgressBar::new(files.len() as u64).with_style(
@@ -285,15 +251,15 @@ fn run_folder(src: &Path, out: &Path, job: &Job) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut failed = 0;
-    for f in &files {
-        let name = f
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let dest = out.join(format!("{name}.wav"));
-        bar.set_message(name.clone());
-        if let Err(e) = check_output(&dest, f).and_then(|()| convert_file(f, &dest, job)) {
-            bar.println(format!("error: {e:#}"));
+    for (f, dest) in files.iter().zip(&dests) {
+        bar.set_message(
+            f.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        if let Err(e) = convert_file(f, dest, job) {
+            // On stderr whether or not it is a terminal (a hidden bar's println prints nothing).
+            bar.suspend(|| eprintln!("error: {e:#}"));
             failed += 1;
         }
         bar.inc(1);
@@ -316,19 +282,27 @@ fn run_folder(src: &Path, out: &Path, job: &Job) -> anyhow::Result<ExitCode> {
 const BLOCK_FRAMES: usize = 1000;
 /// Frames of crossfaded overlap between Griffin-Lim blocks.
 const OVERLAP_FRAMES: usize = 20;
+/// Loudness is matched within this (LU) before the output is written...
+const LOUDNESS_TOLERANCE_LU: f64 = 0.1;
+/// ... in at most this many measuring passes over the conversion...
+const LOUDNESS_STEPS: usize = 8;
+/// ... raising the gain by at most this much (dB) beyond what loudness alone asks, for the
+/// limiter to take off the peaks again.
+const MAX_LIMITING_DB: f64 = 20.0;
 
 /// Source → 16 kHz → log-mel → model → Griffin-Lim → 16 kHz float temp file (pass 2), then
-/// gain and resampling to the output rate (pass 3). Every stage runs on blocks, so memory does
-/// not grow with the input's length (for causal models; offline models hold the whole mel).
+/// gain to the source's loudness, resampling to the output rate and the peak limiter (pass 3).
+/// Every stage runs on blocks, so memory does not grow with the input's length (for causal
+/// models; offline models hold the whole mel).
 fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
     let fe: FrontendConfig = job.conv.config().frontend.clone();
-    // Pass 1: the source's level, and its voice from its beginning.
+    // Pass 1: the source's loudness, and its voice from its beginning.
     let keep = if job.contrast > 0.0 || job.spectrum > 0.0 {
         SOURCE_VOICE_SECONDS
     } else {
         0
     };
-    let (src_rate, src_rms, src_peak, head) = level(src, job.channel, keep)?;
+    let (src_rate, src_loud, src_peak, head) = level(src, job.channel, keep)?;
     if src_peak < 1e-3 {
         bail!(
             "{}: source is silent (peak {:.1} dBFS); nothing to convert",
@@ -337,30 +311,34 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
         );
     }
     let head = if keep > 0 {
-        let x = resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
-        Some(LogMel::new(&fe)?.compute(&x))
+        let mut x =
+            resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
+        // The source's voice is measured as references are, at the corpus's speech level.
+        let mel = LogMel::new(&fe)?.compute(&x);
+        if mel.frames < job.conv.min_frames() {
+            eprintln!(
+                "warning: {}: source too short ({:.2} s) to measure its voice: no --contrast or --spectrum matching",
+                src.display(),
+                head.len() as f64 / f64::from(src_rate)
+            );
+            None
+        } else {
+            normalise_source(&mut x, fe.sample_rate);
+            Some((LogMel::new(&fe)?.compute(&x), mel))
+        }
     } else {
         None
     };
     let mut speaker = job.speaker.clone();
-    if let (Some(head), true) = (&head, job.contrast > 0.0) {
-        match job.conv.speaker_vector(std::slice::from_ref(head)) {
-            Ok(voice) => speaker = speaker.contrast(&voice, job.contrast)?,
-            Err(e) => eprintln!("warning: {}: no --contrast: {e}", src.display()),
-        }
+    if let (Some((voice_mel, _)), true) = (&head, job.contrast > 0.0) {
+        let voice = job.conv.speaker_vector(std::slice::from_ref(voice_mel))?;
+        speaker = speaker.contrast(&voice, job.contrast)?;
     }
     // The correction that brings this conversion's average spectrum to the reference's,
     // measured on the conversion of the source's beginning (the reference's own correction
     // when that cannot be measured).
-    let speaker = match head
-        .as_ref()
-        .map(|h| job.conv.match_spectrum(h, &speaker, job.spectrum))
-    {
-        Some(Ok(s)) => s,
-        Some(Err(e)) => {
-            eprintln!("warning: {}: --spectrum from the reference alone: {e}", src.display());
-            speaker.spectrum_strength(job.spectrum)?
-        }
+    let speaker = match &head {
+        Some((_, mel)) => job.conv.match_spectrum(mel, &speaker, job.spectrum)?,
         None => speaker.spectrum_strength(job.spectrum)?,
     };
     let speaker = &speaker;
@@ -371,19 +349,31 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".voxswap-convert-")
-        .suffix(".wav")
-        .tempfile_in(dir)
+    let tmp_path = voxswap_audio::partial::PartialFile::create(dir, ".voxswap-convert-", ".wav")
         .with_context(|| format!("{}: cannot write a temporary file", dir.display()))?;
-    let tmp_path = tmp.path().to_path_buf();
     let mut sink = Sink {
-        writer: WavWriter::create(&tmp_path, fe.sample_rate, WavFormat::Float32)?,
-        sum_sq: 0.0,
+        writer: WavWriter::create(tmp_path.path(), fe.sample_rate, WavFormat::Float32)?,
+        loud: LoudnessMeter::new(fe.sample_rate)?,
         n: 0,
         peak: 0.0,
     };
     let mut reader = AudioReader::open(src, channel_mix(job.channel))?;
+    let bar = if job.progress {
+        let total = reader.info().frames.unwrap_or(0);
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("converting {bar:30} {percent}% [{elapsed}, {eta} left]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        if total == 0 {
+            bar.set_style(
+                ProgressStyle::with_template("converting {spinner} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
     let mut to_model = ChunkResampler::new(src_rate, fe.sample_rate)?;
     let mut logmel = StreamingLogMel::new(&fe)?;
     let mut stream = job.conv.stream(speaker)?;
@@ -436,6 +426,7 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
         if reader.read(&mut buf, 1 << 15)? == 0 {
             break;
         }
+        bar.set_position(reader.frames_read());
         x16.clear();
         to_model.push(&buf, &mut x16)?;
         n_model_samples += x16.len() as u64;
@@ -453,89 +444,143 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
     // The vocoder gives a hop per frame: cut back to the source's length.
     let keep = n_model_samples.saturating_sub(sink.n).min(wave.len() as u64) as usize;
     sink.emit(&wave[..keep])?;
-    let Sink {
-        writer,
-        sum_sq,
-        n,
-        peak,
-        ..
-    } = sink;
+    bar.finish_and_clear();
+    let Sink { writer, loud, peak, .. } = sink;
     writer.finish()?;
 
-    // Pass 3: loudness to the source's, resampled to the output rate.
-    let rms = (sum_sq / n.max(1) as f64).sqrt();
-    if rms <= 1e-9 {
-        bail!("{}: the conversion came out silent", src.display());
+    // Pass 3: the gain that matches the source's loudness (as the limiter will leave it),
+    // resampling to the output rate, the limiter.
+    let initial_gain_db = loud
+        .gain_to_match(&src_loud)
+        .ok_or_else(|| anyhow::anyhow!("{}: the conversion came out silent", src.display()))?;
+    let mut gain_db = initial_gain_db;
+    let mut short_lu = 0.0;
+    if f64::from(peak) * 10f64.powf(gain_db / 20.0) > 0.99 {
+        // The limiter will lower the loudest peaks, and with them some loudness: measure what
+        // it leaves and make up for it (secant steps: under heavy limiting a dB of gain buys
+        // less than a dB of loudness).
+        let mut last: Option<(f64, f64)> = None;
+        for _ in 0..LOUDNESS_STEPS {
+            let (after, _) = gain_and_limit(tmp_path.path(), gain_db, fe.sample_rate, None)?;
+            let Some(d) = after.gain_to_match(&src_loud) else { break };
+            short_lu = d;
+            if d.abs() <= LOUDNESS_TOLERANCE_LU || gain_db >= initial_gain_db + MAX_LIMITING_DB {
+                break;
+            }
+            // dB of gain per LU of loudness, from the last two steps (1 without limiting).
+            let slope = match last {
+                Some((g, l)) if (l - d).abs() > 1e-3 => ((gain_db - g) / (l - d)).clamp(1.0, 10.0),
+                _ => 1.0,
+            };
+            last = Some((gain_db, d));
+            gain_db = (gain_db + slope * d).min(initial_gain_db + MAX_LIMITING_DB);
+        }
     }
-    let mut gain = src_rms / rms;
-    if f64::from(peak) * gain > 0.99 && job.format == WavFormat::Pcm16 {
-        gain = 0.99 / f64::from(peak);
+    if short_lu > 0.5 {
+        eprintln!(
+            "warning: {}: the conversion is {short_lu:.1} LU quieter than the source: its peaks would need more \
+             than {MAX_LIMITING_DB} dB of limiting to match it",
+            out.display()
+        );
     }
     let mut writer = WavWriter::create(out, out_rate, job.format)?;
-    let mut from_model = ChunkResampler::new(fe.sample_rate, out_rate)?;
-    let mut r = AudioReader::open(&tmp_path, channel_mix(None))?;
-    let mut y = Vec::new();
+    let (_, limiter) = gain_and_limit(tmp_path.path(), gain_db, out_rate, Some(&mut writer))?;
+    let report = writer.finish()?;
+    drop(tmp_path);
+    Ok(Done {
+        seconds: report.samples as f64 / f64::from(out_rate),
+        rate: out_rate,
+        lufs: src_loud.lufs(),
+        gain_db,
+        limited_db: -20.0 * limiter.min_gain().log10(),
+        clipped: report.clipped,
+    })
+}
+
+/// Reads the conversion at the model's rate from `tmp`, applies `gain_db`, resamples it to
+/// `rate` and limits its peaks; writes it to `writer` when given. Returns the loudness of the
+/// result and the limiter (which knows how far it acted).
+fn gain_and_limit(
+    tmp: &Path,
+    gain_db: f64,
+    rate: u32,
+    mut writer: Option<&mut WavWriter>,
+) -> anyhow::Result<(LoudnessMeter, Limiter)> {
+    let gain = 10f64.powf(gain_db / 20.0) as f32;
+    let mut r = AudioReader::open(tmp, channel_mix(None))?;
+    let mut resampler = ChunkResampler::new(r.info().sample_rate, rate)?;
+    let mut limiter = Limiter::output(rate)?;
+    let mut meter = LoudnessMeter::new(rate)?;
+    let mut skip = limiter.latency();
+    let (mut buf, mut y, mut z) = (Vec::new(), Vec::new(), Vec::new());
+    let mut emit = |z: &mut Vec<f32>, skip: &mut usize| -> anyhow::Result<()> {
+        let k = (*skip).min(z.len());
+        *skip -= k;
+        meter.push(&z[k..]);
+        if let Some(w) = writer.as_deref_mut() {
+            w.write(&z[k..])?;
+        }
+        z.clear();
+        Ok(())
+    };
     loop {
         buf.clear();
         if r.read(&mut buf, 1 << 15)? == 0 {
             break;
         }
-        buf.iter_mut().for_each(|v| *v *= gain as f32);
+        buf.iter_mut().for_each(|v| *v *= gain);
         y.clear();
-        from_model.push(&buf, &mut y)?;
-        writer.write(&y)?;
+        resampler.push(&buf, &mut y)?;
+        limiter.push(&y, &mut z);
+        emit(&mut z, &mut skip)?;
     }
     y.clear();
-    from_model.finish(&mut y)?;
-    writer.write(&y)?;
-    let report = writer.finish()?;
-    drop(tmp);
-    Ok(Done {
-        seconds: report.samples as f64 / f64::from(out_rate),
-        rate: out_rate,
-        gain_db: 20.0 * gain.log10(),
-        clipped: report.clipped,
-    })
+    resampler.finish(&mut y)?;
+    limiter.push(&y, &mut z);
+    limiter.finish(&mut z);
+    emit(&mut z, &mut skip)?;
+    Ok((meter, limiter))
 }
 
 /// The converted audio at the model's rate, on its way to a temporary file, measured.
 struct Sink {
     writer: WavWriter,
-    sum_sq: f64,
+    loud: LoudnessMeter,
     n: u64,
     peak: f32,
 }
 
 impl Sink {
     fn emit(&mut self, w: &[f32]) -> anyhow::Result<()> {
-        for &v in w {
-            self.sum_sq += f64::from(v) * f64::from(v);
-            self.peak = self.peak.max(v.abs());
-        }
+        self.peak = w.iter().fold(self.peak, |m, v| m.max(v.abs()));
+        self.loud.push(w);
         self.n += w.len() as u64;
         self.writer.write(w)?;
         Ok(())
     }
 }
 
-/// Sample rate, RMS and peak of a file's mono mix (or channel), read in chunks, and its first
-/// `head_seconds` of samples.
-fn level(path: &Path, channel: Option<usize>, head_seconds: u32) -> anyhow::Result<(u32, f64, f32, Vec<f32>)> {
+/// Sample rate, loudness and peak of a file's mono mix (or channel), read in chunks, and its
+/// first `head_seconds` of samples.
+fn level(
+    path: &Path,
+    channel: Option<usize>,
+    head_seconds: u32,
+) -> anyhow::Result<(u32, LoudnessMeter, f32, Vec<f32>)> {
     let mut r = AudioReader::open(path, channel_mix(channel))?;
     let rate = r.info().sample_rate;
-    let (mut sum_sq, mut peak) = (0f64, 0f32);
+    let mut loud = LoudnessMeter::new(rate)?;
+    let mut peak = 0f32;
     let head_len = rate as usize * head_seconds as usize;
     let mut head = Vec::new();
     let n = r.for_each_chunk(|buf| {
-        for &v in buf {
-            sum_sq += f64::from(v) * f64::from(v);
-            peak = peak.max(v.abs());
-        }
+        peak = buf.iter().fold(peak, |m, v| m.max(v.abs()));
+        loud.push(buf);
         let room = head_len - head.len();
         head.extend_from_slice(&buf[..room.min(buf.len())]);
     })?;
     if n == 0 {
         bail!("{}: no audio in the file", path.display());
     }
-    Ok((rate, (sum_sq / n as f64).sqrt(), peak, head))
+    Ok((rate, loud, peak, head))
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use voxswap_audio::{LogMel, Mel};
 use voxswap_eval::{cosine, score_pair, PairScores, Yin};
 
-use crate::convert::{embed_files, ModelArgs};
 use crate::io::{read_at_rate, say};
+use crate::voice::{embed_files, ModelArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

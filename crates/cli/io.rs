@@ -9,16 +9,17 @@ use voxswap_audio::{read_mono, resample, Audio, ChannelMix};
 /// The flags of every command that writes speech through Griffin-Lim.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SynthArgs {
-    /// Griffin-Lim iterations (more is slower and closer to the mel).
+    /// Griffin-Lim iterations, 1 to 1000 (more is slower and closer to the mel).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub iterations: u32,
-    /// Output sample rate in Hz (default: the input's).
+    /// Output sample rate in Hz, 8000 to 192000 (default: the input's).
     #[arg(long, value_parser = clap::value_parser!(u32).range(8000..=192000))]
     pub rate: Option<u32>,
     /// Write 32-bit float instead of 16-bit PCM.
     #[arg(long)]
     pub float: bool,
-    /// Use one channel (counted from 0) of the inputs instead of the mono mix.
+    /// Use one channel (counted from 0) of the input instead of the mono mix (for convert: of
+    /// the source; references are always mixed to mono).
     #[arg(long, value_name = "N")]
     pub channel: Option<usize>,
 }
@@ -48,10 +49,21 @@ pub fn read_at_rate(path: &Path, channel: Option<usize>, rate_hz: u32) -> anyhow
 }
 
 /// Checks, before any work, that `output` can be created: its folder exists, it is not a
-/// folder itself, and it is not the input.
-pub fn check_output(output: &Path, input: &Path) -> anyhow::Result<()> {
+/// folder itself, its name ends in `.ext` (voxswap writes WAV and PNG only, and a file named
+/// `.mp3` holding WAV data would mislead every player), and it is none of the `inputs`.
+pub fn check_output(output: &Path, ext: &str, inputs: &[&Path]) -> anyhow::Result<()> {
     if output.is_dir() {
         bail!("{}: is a directory; give a file name for the output", output.display());
+    }
+    if !output
+        .extension()
+        .is_some_and(|x| x.to_string_lossy().eq_ignore_ascii_case(ext))
+    {
+        bail!(
+            "{}: voxswap writes {} files only; give the output a .{ext} name",
+            output.display(),
+            ext.to_uppercase()
+        );
     }
     let dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -64,12 +76,45 @@ pub fn check_output(output: &Path, input: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    if let (Ok(a), Ok(b)) = (output.canonicalize(), input.canonicalize()) {
-        if a == b {
-            bail!("{}: output would overwrite the input", output.display());
+    check_not_input(output, inputs)
+}
+
+/// Refuses an output path that is one of the inputs (source or reference), which writing would
+/// destroy.
+pub fn check_not_input(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
+    if let Ok(a) = output.canonicalize() {
+        for input in inputs {
+            if input.canonicalize().is_ok_and(|b| a == b) {
+                bail!(
+                    "{}: output would overwrite an input ({})",
+                    output.display(),
+                    input.display()
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// On Ctrl-C or SIGTERM, deletes the partial outputs being written and exits with 130 (for
+/// every command but `train`, which checkpoints first).
+pub fn remove_partial_files_on_signal() -> anyhow::Result<()> {
+    ctrlc::set_handler(|| {
+        voxswap_audio::partial::remove_all();
+        eprintln!("\ninterrupted: nothing written");
+        std::process::exit(130);
+    })
+    .context("installing the Ctrl-C handler")
+}
+
+/// `$XDG_DATA_HOME/voxswap`, or `~/.local/share/voxswap`: where an installed voxswap keeps its
+/// model and the user's speaker bank.
+pub fn data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("voxswap"))
 }
 
 /// Writes a line to stdout; a closed pipe surfaces as an error that `main` treats as success.

@@ -12,17 +12,22 @@ mod resynth;
 mod speakers;
 mod spectrogram;
 mod train;
+mod voice;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// voxswap converts speech into another voice (AdaIN-VC), offline from files and live.
+/// voxswap converts speech into another voice (AdaIN-VC), from files.
 ///
-/// Audio in: WAV (8/16/24/32-bit integer, 32-bit float), FLAC, MP3 and Ogg Vorbis, at any sample
-/// rate, 1 to 8 channels (mixed to mono unless --channel picks one).
+/// Audio in: WAV (8/16/24/32-bit integer, 32/64-bit float, A-law, mu-law, IMA and MS ADPCM),
+/// FLAC, MP3 and Ogg Vorbis, at any sample rate from 1 kHz to 384 kHz, 1 to 8 channels (mixed to
+/// mono unless --channel picks one). Audio out: WAV.
+///
+/// Exit status: 0 on success, 1 when an input or the work fails, 2 for a bad flag; either way
+/// one line on stderr says what is wrong. Ctrl-C leaves no partial output behind.
 #[derive(Debug, Parser)]
-#[command(name = "voxswap", version, about, long_about = None, propagate_version = true)]
+#[command(name = "voxswap", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,6 +62,9 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Train(_)) {
+        io::remove_partial_files_on_signal()?;
+    }
     match cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Embed(a) => speakers::embed(a),
@@ -70,10 +78,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Parses the command line. A bad flag is one line on stderr and exit status 2 (clap's own
+/// rendering adds a usage block and a tip); `--help` and `--version` print as clap prints them.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("error: bad arguments").trim_end();
+            let first = if first.starts_with("error:") {
+                first.to_string()
+            } else {
+                format!("error: {first}")
+            };
+            eprintln!("{first} (voxswap --help explains every flag)");
+            ExitCode::from(2)
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    voxswap_train::keep_freed_memory();
     voxswap_model::par::flush_denormals();
-    match run(Cli::parse()) {
+    let cli = match parse() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             if io::is_broken_pipe(&e) {

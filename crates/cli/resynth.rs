@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    check_output(&a.output, &a.input)?;
+    check_output(&a.output, "wav", &[&a.input])?;
     let cfg = FrontendConfig::speech_16k();
     let (audio, samples) = read_at_rate(&a.input, a.synth.channel, cfg.sample_rate)?;
     let mel = LogMel::new(&cfg)?.compute(&samples);

@@ -18,10 +18,10 @@ pub struct Args {
     /// PNG file to write.
     #[arg(short, long, value_name = "PNG")]
     output: PathBuf,
-    /// Picture width in pixels.
+    /// Picture width in pixels, 200 to 8000.
     #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(200..=8000))]
     width: u32,
-    /// Picture height in pixels.
+    /// Picture height in pixels, 150 to 4000.
     #[arg(long, default_value_t = 480, value_parser = clap::value_parser!(u32).range(150..=4000))]
     height: u32,
     /// Draw one channel (counted from 0) instead of the mono mix.
@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    check_output(&a.output, &a.file)?;
+    check_output(&a.output, "png", &[&a.file])?;
     if a.output
         .extension()
         .and_then(|e| e.to_str())

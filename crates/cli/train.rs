@@ -17,6 +17,9 @@ pub struct Args {
     #[arg(long, value_name = "TOML")]
     config: PathBuf,
     /// Where to compute: cpu, cuda:N (build with --features cuda) or metal (--features metal).
+    /// On a GPU, one training step is first run there and on the CPU and every gradient
+    /// compared; training is refused if they differ. GPU training is unverified: no GPU run
+    /// has been recorded yet (BENCHMARKS.md).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     device: DeviceArg,
     /// Only fill the feature cache (log-mels of the whole corpus), then stop.
@@ -94,9 +97,20 @@ impl Observer for Bar {
     fn checkpoint(&mut self, p: &Path) {
         self.bar.println(format!("checkpoint {}", p.display()));
     }
+
+    fn self_check(&mut self, r: &voxswap_train::selfcheck::SelfCheck) {
+        self.bar.suspend(|| {
+            eprintln!(
+                "device self-check passed: {} gradients of one step within {:.1e} of the CPU's",
+                r.gradients, r.worst
+            );
+        });
+    }
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    // Training allocates and frees the same large buffers every step; conversion does not.
+    voxswap_train::keep_freed_memory();
     let recipe = Recipe::load(&a.config)?;
     let device = a.device.open()?;
     ctrlc::set_handler(|| {
