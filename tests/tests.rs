@@ -7,5 +7,6 @@ mod convert;
 mod decoding;
 mod hardening;
 mod recipes;
+mod stream;
 mod train_cli;
 mod util;

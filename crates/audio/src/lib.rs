@@ -6,7 +6,8 @@
 //! - [`resample`]: rubato, offline and streaming with its delay reported.
 //! - [`stft`], [`mel`], [`frontend`]: STFT/iSTFT, librosa-equal mel filterbanks, the log-mel
 //!   features every voxswap model is trained with, offline and streaming.
-//! - [`griffinlim`]: fast Griffin-Lim and mel-to-wave resynthesis.
+//! - [`griffinlim`]: fast Griffin-Lim and mel-to-wave resynthesis; [`rtisi`]: its streaming
+//!   form with a few frames of look-ahead.
 //! - [`loudness`]: EBU R128 integrated loudness and a look-ahead peak limiter.
 //!
 //! ```
@@ -26,6 +27,7 @@ pub mod loudness;
 pub mod mel;
 pub mod partial;
 pub mod resample;
+pub mod rtisi;
 mod simd;
 pub mod stft;
 pub mod write;
@@ -39,5 +41,6 @@ pub use griffinlim::{
 pub use loudness::{speech_level, Limiter, LoudnessMeter, SpeechLevel};
 pub use mel::{MelFilterbank, MelNorm, MelScale, MelWarp};
 pub use resample::{resample, ChunkResampler, StreamResampler};
+pub use rtisi::StreamingGriffinLim;
 pub use stft::{Spectrogram, Stft, StftConfig, StreamingStft};
 pub use write::{write_wav, WavFormat, WavWriter, WriteReport};

@@ -134,13 +134,25 @@ impl ChunkResampler {
     /// # Errors
     /// [`Error::Config`] for a zero rate.
     pub fn new(from_hz: u32, to_hz: u32) -> Result<Self> {
+        Self::with_chunk(from_hz, to_hz, 3072)
+    }
+
+    /// A resampler that works in chunks of `chunk_samples` input samples: small chunks for
+    /// streams (each output sample waits for its chunk), large ones for files (fewer calls).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero rate or chunk.
+    pub fn with_chunk(from_hz: u32, to_hz: u32, chunk_samples: usize) -> Result<Self> {
+        if chunk_samples == 0 {
+            return Err(Error::Config("resampler chunk of 0 samples".into()));
+        }
         let inner = if from_hz == to_hz {
             if from_hz == 0 {
                 return Err(Error::Config("resampler needs positive rates".into()));
             }
             None
         } else {
-            Some(StreamResampler::new(from_hz, to_hz, 3072)?)
+            Some(StreamResampler::new(from_hz, to_hz, chunk_samples)?)
         };
         let (buf, skip) = inner
             .as_ref()
@@ -154,6 +166,15 @@ impl ChunkResampler {
             skip,
             n_in: 0,
             n_out: 0,
+        })
+    }
+
+    /// How far the output can stay behind the input, in output samples: a whole chunk waits
+    /// to be complete, plus the filter's delay (0 for equal rates).
+    pub fn latency_samples(&self) -> usize {
+        self.inner.as_ref().map_or(0, |r| {
+            (r.input_chunk() as u64 * u64::from(self.to_hz)).div_ceil(u64::from(self.from_hz)) as usize
+                + r.delay_samples()
         })
     }
 

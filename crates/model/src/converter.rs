@@ -215,8 +215,12 @@ impl VoiceConverter {
         Ok(Some(s))
     }
 
-    /// The speaker vector `[1, c_out]` and the spectrum correction `[1, n_mels, 1]`, checked.
-    fn speaker_tensors(&self, speaker: &SpeakerEmbedding) -> Result<(Tensor, Option<Tensor>)> {
+    /// The speaker vector `[1, c_out]` and the spectrum correction `[1, n_mels, 1]`, checked:
+    /// what [`crate::StreamingConverter::set_speaker`] and `set_offset` take.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a wrong embedding or correction size.
+    pub fn speaker_tensors(&self, speaker: &SpeakerEmbedding) -> Result<(Tensor, Option<Tensor>)> {
         let c = self.config().speaker.c_out;
         if speaker.values.len() != c {
             return Err(Error::Input(format!(

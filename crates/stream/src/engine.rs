@@ -1,0 +1,433 @@
+//! The engine: input samples at any rate in, converted samples at the output rate out, with a
+//! fixed, known delay.
+//!
+//! ```text
+//! input rate ──resample──▶ 16 kHz ──streaming log-mel──▶ frames ──model step (F frames)──▶
+//!   frames ──vocoder──▶ 16 kHz ──resample──▶ output rate ──gain, limiter──▶ delay line ──▶ out
+//! ```
+//!
+//! Every stage reports how far its output can stay behind its input; the engine adds them up
+//! into its latency `L` (output samples) and emits exactly one output sample per input sample
+//! (at equal rates): output sample `n` is the conversion of input time `n − L`, silence before.
+//! So the output never waits and never runs dry, whatever the chunk sizes pushed, and the same
+//! input gives the same samples however it is cut into pushes (the model always steps `F`
+//! frames at a time, and every other stage works in fixed blocks).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use voxswap_audio::{ChunkResampler, FrontendConfig, Limiter, StreamingLogMel};
+use voxswap_model::{SpeakerEmbedding, StreamingConverter, VoiceConverter};
+
+use crate::stats::ComputeStats;
+use crate::vocoder::Vocoder;
+use crate::{Error, Result};
+
+/// How the engine runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Sample rate of the input, Hz.
+    pub input_rate: u32,
+    /// Sample rate of the output, Hz.
+    pub output_rate: u32,
+    /// Mel frames the model converts per step: 1 for live (10 ms), more for files (faster per
+    /// frame, `(F − 1)` hops more latency).
+    pub model_frames: usize,
+    /// Input samples per resampler chunk, in milliseconds of audio.
+    pub resampler_chunk_ms: f64,
+    /// How long a voice switch glides from the old voice to the new, in milliseconds.
+    pub glide_ms: f64,
+    /// Gain applied to the converted audio before the limiter, dB.
+    pub gain_db: f64,
+    /// Whether a look-ahead limiter keeps the output's peaks under 0.99.
+    pub limiter: bool,
+    /// Skip the model: the vocoder resynthesises the input's own mels (to hear or measure the
+    /// rest of the pipeline).
+    pub resynthesis: bool,
+}
+
+impl EngineConfig {
+    /// Live settings: one frame per model step, 10 ms resampler chunks, 100 ms glides.
+    pub fn live(input_rate: u32, output_rate: u32) -> Self {
+        Self {
+            input_rate,
+            output_rate,
+            model_frames: 1,
+            resampler_chunk_ms: 10.0,
+            glide_ms: 100.0,
+            gain_db: 0.0,
+            limiter: true,
+            resynthesis: false,
+        }
+    }
+}
+
+/// One stage's share of the latency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageLatency {
+    /// What the stage is.
+    pub stage: String,
+    /// Its latency in seconds.
+    pub seconds: f64,
+}
+
+/// The conversion pipeline (see the module docs).
+pub struct Engine {
+    cfg: EngineConfig,
+    fe: FrontendConfig,
+    conv: VoiceConverter,
+    model: StreamingConverter,
+    to_model: ChunkResampler,
+    logmel: StreamingLogMel,
+    vocoder: Box<dyn Vocoder>,
+    from_model: ChunkResampler,
+    limiter: Limiter,
+    gain: f32,
+    // The voice: gliding from `from` to `to`, `glide_pos` of `glide_frames` frames done.
+    from: SpeakerEmbedding,
+    to: SpeakerEmbedding,
+    glide_frames: usize,
+    glide_pos: usize,
+    // Buffers, reused.
+    x16: Vec<f32>,
+    frames: Vec<f32>,
+    wave16: Vec<f32>,
+    wave_out: Vec<f32>,
+    limited: Vec<f32>,
+    /// Converted output-rate samples not yet emitted; `pending[0]` is converted sample `made`
+    /// − `pending.len()`.
+    pending: VecDeque<f32>,
+    /// Samples (16 kHz) into the model side, and out of the vocoder.
+    n16_in: u64,
+    n16_out: u64,
+    /// Input samples pushed; output samples emitted; limiter samples still to skip.
+    n_in: u64,
+    n_out: u64,
+    skip_limiter: usize,
+    latency: usize,
+    late: u64,
+    /// Late samples whose converted value, when it comes, is dropped (it was replaced by 0).
+    debt: u64,
+    stats: ComputeStats,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .field("latency", &self.latency)
+            .field("n_in", &self.n_in)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine converting to `voice` with the causal model of `conv` and `vocoder`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a model that cannot stream or inconsistent settings; a voice of the
+    /// wrong size; a rate the resamplers refuse.
+    pub fn new(
+        conv: &VoiceConverter,
+        voice: &SpeakerEmbedding,
+        vocoder: Box<dyn Vocoder>,
+        cfg: EngineConfig,
+    ) -> Result<Self> {
+        let fe = conv.config().frontend.clone();
+        if cfg.model_frames == 0 {
+            return Err(Error::Config("the model must step at least one frame at a time".into()));
+        }
+        if !(cfg.glide_ms.is_finite() && cfg.glide_ms >= 0.0 && cfg.gain_db.is_finite()) {
+            return Err(Error::Config(format!(
+                "glide {} ms and gain {} dB must be finite (glide ≥ 0)",
+                cfg.glide_ms, cfg.gain_db
+            )));
+        }
+        let model = conv
+            .stream(voice)?
+            .ok_or_else(|| Error::Config(format!("preset `{}` cannot stream", conv.config().preset)))?;
+        let chunk = |rate: u32| ((cfg.resampler_chunk_ms * 1e-3 * f64::from(rate)).round() as usize).max(1);
+        let to_model = ChunkResampler::with_chunk(cfg.input_rate, fe.sample_rate, chunk(cfg.input_rate))?;
+        let from_model = ChunkResampler::with_chunk(fe.sample_rate, cfg.output_rate, chunk(fe.sample_rate))?;
+        let limiter = Limiter::output(cfg.output_rate)?;
+        let logmel = StreamingLogMel::new(&fe)?;
+        let mut e = Self {
+            gain: 10f64.powf(cfg.gain_db / 20.0) as f32,
+            fe,
+            conv: conv.clone(),
+            model,
+            to_model,
+            logmel,
+            vocoder,
+            from_model,
+            skip_limiter: if cfg.limiter { limiter.latency() } else { 0 },
+            limiter,
+            from: voice.clone(),
+            to: voice.clone(),
+            glide_frames: 0,
+            glide_pos: 0,
+            x16: Vec::new(),
+            frames: Vec::new(),
+            wave16: Vec::new(),
+            wave_out: Vec::new(),
+            limited: Vec::new(),
+            pending: VecDeque::new(),
+            n16_in: 0,
+            n16_out: 0,
+            n_in: 0,
+            n_out: 0,
+            latency: 0,
+            late: 0,
+            debt: 0,
+            stats: ComputeStats::default(),
+            cfg,
+        };
+        e.latency = e.compute_latency();
+        Ok(e)
+    }
+
+    /// Each stage's latency, in the order the audio passes them.
+    pub fn stages(&self) -> Vec<StageLatency> {
+        let sr16 = f64::from(self.fe.sample_rate);
+        let out = f64::from(self.cfg.output_rate);
+        let hop = self.fe.hop_length as f64;
+        let mut v = vec![
+            StageLatency {
+                stage: format!("resampling {} → {} Hz", self.cfg.input_rate, self.fe.sample_rate),
+                seconds: self.to_model.latency_samples() as f64 / sr16,
+            },
+            StageLatency {
+                stage: "framing (a frame every hop) and the analysis window's look-ahead".into(),
+                seconds: (hop - 1.0 + self.logmel.latency_samples() as f64) / sr16,
+            },
+            StageLatency {
+                stage: format!("model steps of {} frame(s)", self.cfg.model_frames),
+                seconds: (self.cfg.model_frames - 1) as f64 * hop / sr16,
+            },
+            StageLatency {
+                stage: format!("vocoder: {}", self.vocoder.name()),
+                seconds: self.vocoder.latency_samples() as f64 / sr16,
+            },
+            StageLatency {
+                stage: format!("resampling {} → {} Hz", self.fe.sample_rate, self.cfg.output_rate),
+                seconds: self.from_model.latency_samples() as f64 / out,
+            },
+        ];
+        if self.cfg.limiter {
+            v.push(StageLatency {
+                stage: "limiter look-ahead".into(),
+                seconds: self.limiter.latency() as f64 / out,
+            });
+        }
+        v
+    }
+
+    fn compute_latency(&self) -> usize {
+        let seconds: f64 = self.stages().iter().map(|s| s.seconds).sum();
+        // Stages at other rates round up; one sample of margin for the resamplers' fractions.
+        let extra =
+            usize::from(self.cfg.input_rate != self.fe.sample_rate || self.cfg.output_rate != self.fe.sample_rate);
+        (seconds * f64::from(self.cfg.output_rate) - 1e-9).ceil() as usize + extra
+    }
+
+    /// The algorithmic latency, in output samples: output sample `n` is the conversion of input
+    /// time `n − latency`.
+    pub fn latency_samples(&self) -> usize {
+        self.latency
+    }
+
+    /// The algorithmic latency in milliseconds.
+    pub fn latency_ms(&self) -> f64 {
+        self.latency as f64 * 1e3 / f64::from(self.cfg.output_rate)
+    }
+
+    /// Compute time per model step (model and vocoder over `model_frames` frames).
+    pub fn compute_stats(&self) -> &ComputeStats {
+        &self.stats
+    }
+
+    /// Output samples that were due before the pipeline had them (0 unless a stage's latency is
+    /// reported too low: a bug, which tests look for).
+    pub fn late_samples(&self) -> u64 {
+        self.late
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Switches to `voice`, gliding from the voice of the moment over the configured glide time
+    /// (at once with a glide of 0).
+    ///
+    /// # Errors
+    /// A voice of the wrong size.
+    pub fn set_voice(&mut self, voice: &SpeakerEmbedding) -> Result<()> {
+        // Checked now, not at the next frame.
+        self.conv.speaker_tensors(voice)?;
+        self.from = self.current_voice()?;
+        self.to = voice.clone();
+        let frame_ms = self.fe.hop_ms();
+        self.glide_frames = (self.cfg.glide_ms / frame_ms).round() as usize;
+        self.glide_pos = 0;
+        if self.glide_frames == 0 {
+            self.from = voice.clone();
+            self.apply_voice(voice)?;
+        }
+        Ok(())
+    }
+
+    /// The voice the next frame is converted with.
+    ///
+    /// # Errors
+    /// Embeddings that cannot be mixed (not expected: both were checked).
+    pub fn current_voice(&self) -> Result<SpeakerEmbedding> {
+        if self.glide_pos >= self.glide_frames {
+            return Ok(self.to.clone());
+        }
+        let w = self.glide_pos as f32 / self.glide_frames as f32;
+        Ok(SpeakerEmbedding::mix(&[(1.0 - w, &self.from), (w, &self.to)])?)
+    }
+
+    fn apply_voice(&mut self, v: &SpeakerEmbedding) -> Result<()> {
+        let (spk, offset) = self.conv.speaker_tensors(v)?;
+        self.model.set_speaker(spk);
+        self.model.set_offset(offset);
+        Ok(())
+    }
+
+    /// Converts `input` (mono, at the input rate); appends to `out` one output sample per input
+    /// sample (at equal rates; `round(n · out/in)` in all otherwise).
+    ///
+    /// # Errors
+    /// From the model or the vocoder (not expected once built).
+    pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        self.n_in += input.len() as u64;
+        self.x16.clear();
+        self.to_model.push(input, &mut self.x16)?;
+        self.n16_in += self.x16.len() as u64;
+        let frames = &mut self.frames;
+        self.logmel.push(&self.x16, |f| frames.extend_from_slice(f));
+        self.run_frames(false)?;
+        self.emit(out, false);
+        Ok(())
+    }
+
+    /// Ends the input: converts what is left and appends the rest of the output, so that in all
+    /// `latency + round(inputs · out/in)` samples have come out (the first `latency` silent).
+    ///
+    /// # Errors
+    /// From the model or the vocoder.
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        self.x16.clear();
+        self.to_model.finish(&mut self.x16)?;
+        self.n16_in += self.x16.len() as u64;
+        let frames = &mut self.frames;
+        self.logmel.push(&self.x16, |f| frames.extend_from_slice(f));
+        self.logmel.finish(|f| frames.extend_from_slice(f));
+        self.run_frames(true)?;
+        self.emit(out, true);
+        Ok(())
+    }
+
+    /// The model and vocoder over the pending frames, `model_frames` at a time (all of them
+    /// when `last`), then the output side.
+    fn run_frames(&mut self, last: bool) -> Result<()> {
+        let n_mels = self.fe.n_mels;
+        let f = self.cfg.model_frames;
+        self.wave16.clear();
+        loop {
+            let have = self.frames.len() / n_mels;
+            let take = if have >= f {
+                f
+            } else if last && have > 0 {
+                have
+            } else {
+                break;
+            };
+            let t0 = Instant::now();
+            if self.glide_pos < self.glide_frames {
+                let v = self.current_voice()?;
+                self.apply_voice(&v)?;
+                self.glide_pos = (self.glide_pos + take).min(self.glide_frames);
+                if self.glide_pos == self.glide_frames {
+                    let to = self.to.clone();
+                    self.apply_voice(&to)?;
+                }
+            }
+            let chunk = &self.frames[..take * n_mels];
+            if self.cfg.resynthesis {
+                for t in 0..take {
+                    self.vocoder
+                        .push(&chunk[t * n_mels..(t + 1) * n_mels], &mut self.wave16)?;
+                }
+            } else {
+                // Frame-major to [1, n_mels, take].
+                let x = Tensor::from_slice(chunk, (1, take, n_mels), &Device::Cpu)?.transpose(1, 2)?;
+                let y = self.model.step(&x)?.squeeze(0)?.t()?.contiguous()?;
+                let y = y.flatten_all()?.to_vec1::<f32>()?;
+                for t in 0..take {
+                    self.vocoder.push(&y[t * n_mels..(t + 1) * n_mels], &mut self.wave16)?;
+                }
+            }
+            self.stats.record(t0.elapsed());
+            self.frames.drain(..take * n_mels);
+        }
+        if last {
+            self.vocoder.finish(&mut self.wave16)?;
+        }
+        // Never more audio than came in (the vocoder's last block may run past the input).
+        let room = self.n16_in.saturating_sub(self.n16_out) as usize;
+        self.wave16.truncate(room);
+        if last {
+            self.wave16.resize(room, 0.0);
+        }
+        self.n16_out += self.wave16.len() as u64;
+        self.wave_out.clear();
+        self.from_model.push(&self.wave16, &mut self.wave_out)?;
+        if last {
+            self.from_model.finish(&mut self.wave_out)?;
+        }
+        if self.gain != 1.0 {
+            self.wave_out.iter_mut().for_each(|v| *v *= self.gain);
+        }
+        if self.cfg.limiter {
+            self.limited.clear();
+            self.limiter.push(&self.wave_out, &mut self.limited);
+            if last {
+                self.limiter.finish(&mut self.limited);
+            }
+            let k = self.skip_limiter.min(self.limited.len());
+            self.skip_limiter -= k;
+            self.pending.extend(&self.limited[k..]);
+        } else {
+            self.pending.extend(&self.wave_out);
+        }
+        Ok(())
+    }
+
+    /// Emits output up to the input's length at the output rate (and everything when `last`).
+    fn emit(&mut self, out: &mut Vec<f32>, last: bool) {
+        let due = (self.n_in as f64 * f64::from(self.cfg.output_rate) / f64::from(self.cfg.input_rate)).round() as u64;
+        let due = if last { due + self.latency as u64 } else { due };
+        while self.debt > 0 && self.pending.pop_front().is_some() {
+            self.debt -= 1;
+        }
+        while self.n_out < due {
+            let v = if self.n_out < self.latency as u64 {
+                0.0
+            } else if let Some(v) = self.pending.pop_front() {
+                v
+            } else if last {
+                0.0
+            } else {
+                self.late += 1;
+                self.debt += 1;
+                0.0
+            };
+            out.push(v);
+            self.n_out += 1;
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Vocoders: log-mel frames in, audio out, behind one trait so that the engine does not care
+//! which it runs.
+
+use voxswap_audio::{BlockVocoder, FrontendConfig, GriffinLimConfig, StreamingGriffinLim};
+
+use crate::Result;
+
+/// Turns log-mel frames (the model's frontend: `n_mels` values each, one per hop) into audio at
+/// the frontend's rate, aligned with the frames' time axis (frame `t` centred on sample
+/// `t · hop`; sample 0 first).
+pub trait Vocoder: Send {
+    /// Adds one frame; audio that is final is appended to `out`.
+    ///
+    /// # Errors
+    /// A frame of the wrong size.
+    fn push(&mut self, frame: &[f32], out: &mut Vec<f32>) -> Result<()>;
+    /// Ends the stream: the rest of the audio (at least up to the last frame's centre; the
+    /// engine cuts it to the input's length).
+    ///
+    /// # Errors
+    /// From the vocoder's set-up (not expected after construction).
+    fn finish(&mut self, out: &mut Vec<f32>) -> Result<()>;
+    /// Forgets the stream: the next frame pushed is frame 0.
+    fn reset(&mut self);
+    /// How far the audio out stays behind the newest frame's centre, in samples at the
+    /// frontend's rate: once frame `t` is pushed, every sample before `t · hop − latency` is out.
+    fn latency_samples(&self) -> usize;
+    /// A short name for reports ("griffin-lim (streaming, look-ahead 2)").
+    fn name(&self) -> String;
+}
+
+/// Griffin-Lim in its streaming form (RTISI-LA): a few frames of look-ahead, for live use.
+#[derive(Debug)]
+pub struct StreamingGl {
+    inner: StreamingGriffinLim,
+    lookahead: usize,
+}
+
+impl StreamingGl {
+    /// The default look-ahead: 2 frames (22.5 ms of latency with the speech frontend).
+    pub const LOOKAHEAD: usize = 2;
+    /// The default iterations per frame.
+    pub const ITERATIONS: usize = 8;
+
+    /// A streaming Griffin-Lim for the frontend `cfg`.
+    ///
+    /// # Errors
+    /// An invalid frontend, or a look-ahead or iteration count of 0.
+    pub fn new(cfg: &FrontendConfig, lookahead: usize, iterations: usize) -> Result<Self> {
+        Ok(Self {
+            inner: StreamingGriffinLim::new(cfg, lookahead, iterations)?,
+            lookahead,
+        })
+    }
+}
+
+impl Vocoder for StreamingGl {
+    fn push(&mut self, frame: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        Ok(self.inner.push(frame, out)?)
+    }
+
+    fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        self.inner.finish(out);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    fn latency_samples(&self) -> usize {
+        self.inner.latency_samples()
+    }
+
+    fn name(&self) -> String {
+        format!("griffin-lim (streaming, look-ahead {})", self.lookahead)
+    }
+}
+
+/// Griffin-Lim over blocks of frames (10 s by default), crossfaded: the offline quality, for
+/// files, with a latency of a whole block.
+#[derive(Debug)]
+pub struct BlockGl {
+    inner: BlockVocoder,
+    cfg: FrontendConfig,
+    gl: GriffinLimConfig,
+    block: usize,
+    overlap: usize,
+    frames: usize,
+}
+
+impl BlockGl {
+    /// Blocks of `block` frames with `overlap` frames of crossfaded context.
+    ///
+    /// # Errors
+    /// An invalid frontend or block sizes.
+    pub fn new(cfg: &FrontendConfig, gl: GriffinLimConfig, block: usize, overlap: usize) -> Result<Self> {
+        Ok(Self {
+            inner: BlockVocoder::new(cfg, gl, block, overlap)?,
+            cfg: cfg.clone(),
+            gl,
+            block,
+            overlap,
+            frames: 0,
+        })
+    }
+}
+
+impl Vocoder for BlockGl {
+    fn push(&mut self, frame: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        self.frames += 1;
+        Ok(self.inner.push(frame, out)?)
+    }
+
+    fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        self.inner.finish(out)?;
+        self.frames = 0;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Ok(v) = BlockVocoder::new(&self.cfg, self.gl, self.block, self.overlap) {
+            self.inner = v;
+        }
+        self.frames = 0;
+    }
+
+    fn latency_samples(&self) -> usize {
+        (self.block + self.overlap) * self.cfg.hop_length
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "griffin-lim ({} iterations, blocks of {} frames)",
+            self.gl.n_iter, self.block
+        )
+    }
+}
