@@ -6,6 +6,7 @@ mod commands;
 mod convert;
 mod decoding;
 mod hardening;
+mod live;
 mod recipes;
 mod stream;
 mod train_cli;

@@ -8,6 +8,7 @@ mod data;
 mod eval;
 mod info;
 mod io;
+mod live;
 mod resynth;
 mod speakers;
 mod spectrogram;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// voxswap converts speech into another voice (AdaIN-VC), from files.
+/// voxswap converts speech into another voice (AdaIN-VC), from files and live.
 ///
 /// Audio in: WAV (8/16/24/32-bit integer, 32/64-bit float, A-law, mu-law, IMA and MS ADPCM),
 /// FLAC, MP3 and Ogg Vorbis, at any sample rate from 1 kHz to 384 kHz, 1 to 8 channels (mixed to
@@ -42,6 +43,11 @@ enum Command {
     /// Score conversions on parallel pairs: MCD after DTW, F0 error and correlation, and speaker
     /// similarity by voxswap's own encoder, as JSON.
     Eval(eval::Args),
+    /// Convert a microphone live into one of several voices, switched with number keys, with
+    /// the latency, levels, DSP load and under-runs shown.
+    Live(live::Args),
+    /// List the audio input and output devices with their rates and channel counts.
+    Devices(live::DevicesArgs),
     /// Add a speaker to a speaker bank from reference recordings.
     Embed(speakers::EmbedArgs),
     /// List the speakers of a speaker bank.
@@ -62,11 +68,14 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if !matches!(cli.command, Command::Train(_)) {
+    // train checkpoints and live finishes its recordings on Ctrl-C; they install their own.
+    if !matches!(cli.command, Command::Train(_) | Command::Live(_)) {
         io::remove_partial_files_on_signal()?;
     }
     match cli.command {
         Command::Convert(a) => convert::run(a),
+        Command::Live(a) => live::run(a),
+        Command::Devices(a) => live::devices(a),
         Command::Embed(a) => speakers::embed(a),
         Command::Eval(a) => eval::run(a),
         Command::Speakers(a) => speakers::list(a),

@@ -63,6 +63,9 @@ impl EngineConfig {
     }
 }
 
+/// How long bypass fades between the converted voice and the input, seconds.
+const BYPASS_FADE_S: f64 = 0.03;
+
 /// One stage's share of the latency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageLatency {
@@ -84,6 +87,15 @@ pub struct Engine {
     from_model: ChunkResampler,
     limiter: Limiter,
     gain: f32,
+    /// The input at the output rate, for bypass; `dry[0]` is input sample `dry_made − len`.
+    dry_resampler: ChunkResampler,
+    dry: VecDeque<f32>,
+    dry_buf: Vec<f32>,
+    /// Bypass mix: 0 converted, 1 the input; moves towards `bypass_target` by `fade_step` a
+    /// sample.
+    bypass: f32,
+    bypass_target: f32,
+    fade_step: f32,
     // The voice: gliding from `from` to `to`, `glide_pos` of `glide_frames` frames done.
     from: SpeakerEmbedding,
     to: SpeakerEmbedding,
@@ -151,9 +163,16 @@ impl Engine {
         let to_model = ChunkResampler::with_chunk(cfg.input_rate, fe.sample_rate, chunk(cfg.input_rate))?;
         let from_model = ChunkResampler::with_chunk(fe.sample_rate, cfg.output_rate, chunk(fe.sample_rate))?;
         let limiter = Limiter::output(cfg.output_rate)?;
+        let dry_resampler = ChunkResampler::with_chunk(cfg.input_rate, cfg.output_rate, chunk(cfg.input_rate))?;
         let logmel = StreamingLogMel::new(&fe)?;
         let mut e = Self {
             gain: 10f64.powf(cfg.gain_db / 20.0) as f32,
+            dry_resampler,
+            dry: VecDeque::new(),
+            dry_buf: Vec::new(),
+            bypass: 0.0,
+            bypass_target: 0.0,
+            fade_step: 1.0 / (BYPASS_FADE_S * f64::from(cfg.output_rate)).max(1.0) as f32,
             fe,
             conv: conv.clone(),
             model,
@@ -278,6 +297,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Bypass on: the input comes out (delayed by the same latency), crossfaded over 30 ms;
+    /// off: the converted voice again.
+    pub fn set_bypass(&mut self, on: bool) {
+        self.bypass_target = if on { 1.0 } else { 0.0 };
+    }
+
+    /// Whether bypass is on (or fading in).
+    pub fn bypass(&self) -> bool {
+        self.bypass_target > 0.5
+    }
+
     /// The voice the next frame is converted with.
     ///
     /// # Errors
@@ -304,6 +334,9 @@ impl Engine {
     /// From the model or the vocoder (not expected once built).
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<()> {
         self.n_in += input.len() as u64;
+        self.dry_buf.clear();
+        self.dry_resampler.push(input, &mut self.dry_buf)?;
+        self.dry.extend(&self.dry_buf);
         self.x16.clear();
         self.to_model.push(input, &mut self.x16)?;
         self.n16_in += self.x16.len() as u64;
@@ -320,6 +353,9 @@ impl Engine {
     /// # Errors
     /// From the model or the vocoder.
     pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        self.dry_buf.clear();
+        self.dry_resampler.finish(&mut self.dry_buf)?;
+        self.dry.extend(&self.dry_buf);
         self.x16.clear();
         self.to_model.finish(&mut self.x16)?;
         self.n16_in += self.x16.len() as u64;
@@ -415,7 +451,7 @@ impl Engine {
             self.debt -= 1;
         }
         while self.n_out < due {
-            let v = if self.n_out < self.latency as u64 {
+            let wet = if self.n_out < self.latency as u64 {
                 0.0
             } else if let Some(v) = self.pending.pop_front() {
                 v
@@ -425,6 +461,23 @@ impl Engine {
                 self.late += 1;
                 self.debt += 1;
                 0.0
+            };
+            let dry = if self.n_out < self.latency as u64 {
+                0.0
+            } else {
+                self.dry.pop_front().unwrap_or(0.0)
+            };
+            if self.bypass != self.bypass_target {
+                let d = self.bypass_target - self.bypass;
+                self.bypass += d.clamp(-self.fade_step, self.fade_step);
+            }
+            let dry = dry.clamp(-1.0, 1.0);
+            let v = if self.bypass == 0.0 {
+                wet
+            } else if self.bypass == 1.0 {
+                dry
+            } else {
+                (1.0 - self.bypass) * wet + self.bypass * dry
             };
             out.push(v);
             self.n_out += 1;

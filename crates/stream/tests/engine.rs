@@ -160,3 +160,32 @@ fn a_voice_switch_glides_without_a_click() {
     assert_eq!(y[..switch].to_vec(), z[..switch].to_vec());
     assert_ne!(y, z);
 }
+
+#[test]
+fn bypass_gives_the_input_delayed_by_the_latency_after_a_crossfade() {
+    let conv = model();
+    let v = voice(&conv, "speech_f.wav");
+    let src = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    let x = &src.samples;
+    let mut e = engine(&conv, &v, EngineConfig::live(16000, 16000));
+    let l = e.latency_samples();
+    let mut y = Vec::new();
+    e.push(&x[..8000], &mut y).unwrap();
+    e.set_bypass(true);
+    assert!(e.bypass());
+    e.push(&x[8000..], &mut y).unwrap();
+    // From the switch on (output time 8000), 30 ms of crossfade, then the input itself.
+    let fade_end = 8000 + 480;
+    for n in fade_end..y.len() {
+        assert_eq!(y[n], x[n - l], "sample {n}");
+    }
+    // The crossfade has no step larger than the signals' own.
+    let step = |v: &[f32]| v.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0f32, f32::max);
+    assert!(step(&y[7990..fade_end + 10]) <= step(&y[..7990]).max(step(&x[..])));
+    // And back.
+    e.set_bypass(false);
+    let mut z = Vec::new();
+    e.push(&x[..4800], &mut z).unwrap();
+    assert!(!e.bypass());
+    assert!(z[480..].iter().zip(&x[..]).any(|(a, b)| a != b));
+}
