@@ -3,9 +3,11 @@
 # pkg-config and libasound2-dev: cpal (audio devices, for `voxswap live`) links ALSA.
 # espeak-ng, sox, wordnet-base: the synthetic-corpus recipe (recipes/synth), which the tests run
 # on a few espeak-ng voices.
+# pulseaudio, pulseaudio-utils, libasound2-plugins: an audio server with null sinks, so that the
+# tests run `voxswap live` through ALSA and PulseAudio as on a desktop (scripts/audio_server.sh).
 # Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
-packages=(pkg-config libasound2-dev espeak-ng sox wordnet-base)
+packages=(pkg-config libasound2-dev espeak-ng sox wordnet-base pulseaudio pulseaudio-utils libasound2-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -106,3 +106,160 @@ fn live_needs_a_voice_and_says_what_is_missing() {
     let o = voxswap(&[&"devices"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The real path: cpal through ALSA into the PulseAudio server that `scripts/test.sh` starts
+/// (null sinks, scripts/audio_server.sh): speech played into `vs_mic` is the microphone, and
+/// what voxswap plays into `vs_out` is recorded from its monitor. Runs where
+/// `VOXSWAP_AUDIO_SERVER=1` says such a server is up (the README's test command); elsewhere it
+/// says it is skipped.
+#[test]
+fn live_through_a_pulseaudio_server() {
+    if std::env::var_os("VOXSWAP_AUDIO_SERVER").is_none() {
+        eprintln!("skipped: no audio server (scripts/test.sh starts one and sets VOXSWAP_AUDIO_SERVER=1)");
+        return;
+    }
+    let ok = |c: &mut std::process::Command| c.status().is_ok_and(|s| s.success());
+    assert!(
+        ok(std::process::Command::new("pactl")
+            .arg("info")
+            .stdout(std::process::Stdio::null())),
+        "no PulseAudio server"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let captured = dir.path().join("captured.wav");
+    let mut rec = std::process::Command::new("parecord")
+        .args([
+            "--device=vs_out.monitor",
+            "--file-format=wav",
+            "--channels=1",
+            "--rate=16000",
+        ])
+        .arg(&captured)
+        .spawn()
+        .unwrap();
+    let speech = data("speech_m.wav");
+    let player = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        for _ in 0..3 {
+            let _ = std::process::Command::new("paplay")
+                .arg("--device=vs_mic")
+                .arg(&speech)
+                .status();
+        }
+    });
+    let o = voxswap(&[
+        &"live",
+        &"-t",
+        &data("speech_f.wav"),
+        &"--model",
+        &m,
+        &"--no-tui",
+        &"--seconds",
+        &"6",
+        &"--rate",
+        &"16000",
+        &"--buffer",
+        &"480",
+    ]);
+    player.join().unwrap();
+    let _ = std::process::Command::new("kill").arg(rec.id().to_string()).status();
+    let _ = rec.wait();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("stopped after") && text.contains("latency 49.9 ms"),
+        "{text}"
+    );
+    // Converted speech reached the server: a speech-level recording, with the input's rhythm
+    // (loud and quiet stretches), not silence.
+    let y = read_mono(&captured, ChannelMix::Downmix).unwrap().samples;
+    assert!(y.len() > 16000 * 3, "{} samples captured", y.len());
+    let level: Vec<f32> = y
+        .chunks(1600)
+        .map(|c| (c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32).sqrt())
+        .collect();
+    let loud = level.iter().filter(|&&r| r > 0.01).count();
+    assert!(loud >= 10, "{loud} loud 100 ms stretches of {}: {level:?}", level.len());
+    eprintln!("{}", text.lines().last().unwrap_or_default());
+}
+
+/// `--virtual-mic`: another program records the converted voice from the `voxswap` source, and
+/// the source is gone once live stops.
+#[test]
+fn live_feeds_a_virtual_microphone_and_removes_it() {
+    if std::env::var_os("VOXSWAP_AUDIO_SERVER").is_none() {
+        eprintln!("skipped: no audio server (scripts/test.sh starts one and sets VOXSWAP_AUDIO_SERVER=1)");
+        return;
+    }
+    let sources = || {
+        let o = std::process::Command::new("pactl")
+            .args(["list", "short", "sources"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let captured = dir.path().join("mic.wav");
+    let cap = captured.clone();
+    let recorder = std::thread::spawn(move || {
+        // Wait for the source to exist, then record from it like a call app would.
+        for _ in 0..100 {
+            if sources().contains("voxswap\t") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut r = std::process::Command::new("parecord")
+            .args(["--device=voxswap", "--file-format=wav", "--channels=1", "--rate=16000"])
+            .arg(&cap)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let _ = std::process::Command::new("kill").arg(r.id().to_string()).status();
+        let _ = r.wait();
+    });
+    let speech = data("speech_m.wav");
+    let player = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        for _ in 0..2 {
+            let _ = std::process::Command::new("paplay")
+                .arg("--device=vs_mic")
+                .arg(&speech)
+                .status();
+        }
+    });
+    let o = voxswap(&[
+        &"live",
+        &"-t",
+        &data("speech_f.wav"),
+        &"--model",
+        &m,
+        &"--no-tui",
+        &"--seconds",
+        &"5",
+        &"--rate",
+        &"16000",
+        &"--buffer",
+        &"480",
+        &"--virtual-mic",
+    ]);
+    recorder.join().unwrap();
+    player.join().unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        !sources().contains("voxswap\t"),
+        "the virtual microphone is still there: {}",
+        sources()
+    );
+    let y = read_mono(&captured, ChannelMix::Downmix).unwrap().samples;
+    let loud = y
+        .chunks(1600)
+        .filter(|c| (c.iter().map(|v| v * v).sum::<f32>() / c.len() as f32).sqrt() > 0.01)
+        .count();
+    assert!(
+        loud >= 5,
+        "{loud} loud 100 ms stretches recorded from the virtual microphone"
+    );
+}

@@ -69,6 +69,11 @@ pub struct Args {
     /// Silence the output starts with, ms, 0 to 1000: the margin against under-runs.
     #[arg(long, default_value_t = 30.0, value_parser = parse_margin)]
     margin_ms: f64,
+    /// Linux with PulseAudio or PipeWire: the converted voice goes to a virtual microphone
+    /// named `voxswap` (a null sink and its remapped monitor, made with pactl and removed on
+    /// exit), which call and recording apps can pick like any microphone.
+    #[arg(long, conflicts_with_all = ["null_output", "output"])]
+    virtual_mic: bool,
     /// How long a voice switch glides, ms, 0 to 2000.
     #[arg(long, default_value_t = 100.0, value_parser = parse_glide)]
     glide_ms: f64,
@@ -178,6 +183,9 @@ pub fn devices(_a: DevicesArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Default)]
 struct Shared {
     quit: AtomicBool,
+    /// The DSP thread has delivered its first output: from then on an empty ring is an
+    /// under-run (before, the output device is only filling its first buffer).
+    started: AtomicBool,
     /// The input has ended (file input); the DSP thread finishes the stream and quits.
     input_done: AtomicBool,
     underruns: AtomicU64,
@@ -252,6 +260,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if voices.len() > 9 {
         bail!("{} voices: keys 1-9 switch between at most 9", voices.len());
     }
+
+    // The virtual microphone: made before the output opens, so that it opens on it.
+    let _virtual_mic = if a.virtual_mic {
+        Some(VirtualMic::create()?)
+    } else {
+        None
+    };
 
     // Input: a device or a file.
     let host = cpal::default_host();
@@ -598,6 +613,9 @@ fn db(v: f32) -> f64 {
 
 /// Pushes the engine's output to the output ring (counting what does not fit) and the recorder.
 fn deliver(out: &[f32], ring: &mut rtrb::Producer<f32>, rec: Option<&mut rtrb::Producer<f32>>, shared: &Shared) {
+    if !out.is_empty() {
+        shared.started.store(true, Ordering::Relaxed);
+    }
     for &v in out {
         if ring.push(v).is_err() {
             shared.overruns.fetch_add(1, Ordering::Relaxed);
@@ -799,9 +817,63 @@ fn output_stream(
 
 fn next_sample(ring: &mut rtrb::Consumer<f32>, shared: &Shared) -> f32 {
     ring.pop().unwrap_or_else(|_| {
-        shared.underruns.fetch_add(1, Ordering::Relaxed);
+        if shared.started.load(Ordering::Relaxed) {
+            shared.underruns.fetch_add(1, Ordering::Relaxed);
+        }
         0.0
     })
+}
+
+/// The `voxswap` virtual microphone: a PulseAudio null sink that voxswap plays into, and a
+/// source remapped from its monitor that other programs record from. Removed when dropped (also
+/// after Ctrl-C, which ends the main loop).
+struct VirtualMic {
+    modules: Vec<String>,
+}
+
+impl VirtualMic {
+    const SINK: &'static str = "voxswap_out";
+
+    fn create() -> anyhow::Result<Self> {
+        let load = |args: &[&str]| -> anyhow::Result<String> {
+            let o = std::process::Command::new("pactl")
+                .arg("load-module")
+                .args(args)
+                .output()
+                .context("--virtual-mic needs pactl (PulseAudio or PipeWire's pulse server)")?;
+            if !o.status.success() {
+                bail!(
+                    "--virtual-mic: pactl load-module {} failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let mut mic = Self { modules: Vec::new() };
+        mic.modules.push(load(&[
+            "module-null-sink",
+            &format!("sink_name={}", Self::SINK),
+            "sink_properties=device.description=voxswap-output",
+        ])?);
+        mic.modules.push(load(&[
+            "module-remap-source",
+            &format!("master={}.monitor", Self::SINK),
+            "source_name=voxswap",
+            "source_properties=device.description=voxswap",
+        ])?);
+        // libpulse (and the ALSA pulse plugin cpal goes through) opens this sink by default.
+        std::env::set_var("PULSE_SINK", Self::SINK);
+        Ok(mic)
+    }
+}
+
+impl Drop for VirtualMic {
+    fn drop(&mut self) {
+        for m in self.modules.iter().rev() {
+            let _ = std::process::Command::new("pactl").args(["unload-module", m]).status();
+        }
+    }
 }
 
 /// A key press.
