@@ -2,38 +2,20 @@
 //! causal model (tiny-stream): lengths, rates, loudness, folders, banks and mixes, and
 //! a clear error for every bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use voxswap_audio::{read_mono, ChannelMix};
 
 use crate::util::*;
 
-/// A model folder: the tiny-stream preset trained for 600 steps on the synthetic corpus
-/// (recipes/synth/config_tiny.toml with `preset = "tiny-stream"`), copied so that a bank can
-/// be created inside it.
-fn model(dir: &Path) -> PathBuf {
-    let m = dir.join("model");
-    std::fs::create_dir_all(&m).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(data("model/tiny-stream-synth").join(f), m.join(f)).unwrap();
-    }
-    m
-}
-
 fn rms(x: &[f32]) -> f64 {
     (x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len() as f64).sqrt()
-}
-
-#[track_caller]
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
-    stdout(o)
 }
 
 #[test]
 fn converts_a_file_at_its_rate_and_loudness() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path());
+    let m = tiny_model(dir.path());
     let out = dir.path().join("out.wav");
     let o = voxswap(&[
         &"convert",
@@ -81,7 +63,7 @@ fn converts_a_file_at_its_rate_and_loudness() {
 #[test]
 fn converts_a_folder_into_a_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path());
+    let m = tiny_model(dir.path());
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::copy(data("speech_m.wav"), src.join("a.wav")).unwrap();
@@ -108,7 +90,7 @@ fn converts_a_folder_into_a_folder() {
 #[test]
 fn embed_lists_and_converts_with_a_bank_and_a_mix() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path());
+    let m = tiny_model(dir.path());
     let bank = dir.path().join("bank");
     let o = voxswap(&[
         &"embed",
@@ -239,7 +221,7 @@ fn embed_lists_and_converts_with_a_bank_and_a_mix() {
 #[test]
 fn bad_references_sources_and_models_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path());
+    let m = tiny_model(dir.path());
     let silent = dir.path().join("silent.wav");
     write_pcm16(&silent, &vec![0i16; 32000], 16000);
     let short = dir.path().join("short.wav");
@@ -305,7 +287,7 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
     use voxswap_audio::{resample, FrontendConfig, LogMel};
     use voxswap_model::VoiceConverter;
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path());
+    let m = tiny_model(dir.path());
     let fe = FrontendConfig::speech_16k();
     let conv = VoiceConverter::load(&m, &candle_core::Device::Cpu).unwrap();
     let src = read_mono(data("stereo_44k_24bit.wav"), ChannelMix::Downmix).unwrap();
@@ -429,7 +411,7 @@ fn the_file_pipeline_sounds_like_the_offline_conversion() {
 #[test]
 fn eval_scores_parallel_pairs() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path());
+    let m = tiny_model(dir.path());
     let resynth = dir.path().join("resynth.wav");
     ok(&voxswap(&[&"resynth", &data("speech_m.wav"), &"-o", &resynth]));
     let score = |test: &Path, reference: &Path| -> serde_json::Value {

@@ -8,12 +8,6 @@ use voxswap_audio::{read_mono, ChannelMix};
 
 use crate::util::*;
 
-#[track_caller]
-fn ok(o: &std::process::Output) -> String {
-    assert!(o.status.success(), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
-    stdout(o)
-}
-
 /// Files in `dir` whose names start with a dot: what an interrupted or failed run left behind.
 fn hidden(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)

@@ -23,6 +23,13 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A successful run's stdout (the whole output in the failure message otherwise).
+#[track_caller]
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    stdout(o)
+}
+
 /// A failed run: non-zero exit, one line on stderr that names `needle_path` and contains
 /// `problem`, and no panic.
 #[track_caller]
@@ -95,7 +102,9 @@ pub fn voxswap_env(
     cmd.output().expect("running voxswap")
 }
 
-/// The copy of the test model (tiny-stream trained on the synthetic corpus) in `dir/model`.
+/// A model folder: the tiny-stream preset trained for 600 steps on the synthetic corpus
+/// (recipes/synth/config_tiny.toml with `preset = "tiny-stream"`), copied to `dir/model` so that
+/// a bank can be created inside it.
 pub fn tiny_model(dir: &Path) -> PathBuf {
     let m = dir.join("model");
     std::fs::create_dir_all(&m).unwrap();

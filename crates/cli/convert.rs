@@ -84,18 +84,11 @@ const SOURCE_VOICE_SECONDS: u32 = 30;
 const DEFAULT_SPECTRUM: f32 = 1.0;
 
 fn parse_contrast(s: &str) -> Result<f32, String> {
-    parse_in(s, 4.0)
+    crate::io::parse_in(s, 4.0)
 }
 
 fn parse_spectrum(s: &str) -> Result<f32, String> {
-    parse_in(s, 2.0)
-}
-
-fn parse_in(s: &str, max: f32) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not a number from 0 to {max}")),
-    }
+    crate::io::parse_in(s, 2.0)
 }
 
 /// Settings of one conversion.

@@ -117,6 +117,17 @@ pub fn data_dir() -> Option<PathBuf> {
     Some(base.join("voxswap"))
 }
 
+/// A flag's number: finite and from 0 to `max` (clap's `value_parser`).
+pub fn parse_in<T>(s: &str, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Default + Copy + std::fmt::Display + Into<f64>,
+{
+    match s.parse::<T>() {
+        Ok(v) if v.into().is_finite() && v >= T::default() && v <= max => Ok(v),
+        _ => Err(format!("`{s}` is not a number from 0 to {max}")),
+    }
+}
+
 /// Writes a line to stdout; a closed pipe surfaces as an error that `main` treats as success.
 pub fn say(text: impl std::fmt::Display) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();

@@ -80,18 +80,11 @@ pub struct Args {
 }
 
 fn parse_margin(s: &str) -> Result<f64, String> {
-    parse_ms(s, 1000.0)
+    crate::io::parse_in(s, 1000.0)
 }
 
 fn parse_glide(s: &str) -> Result<f64, String> {
-    parse_ms(s, 2000.0)
-}
-
-fn parse_ms(s: &str, max: f64) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..=max).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` is not a number from 0 to {max}")),
-    }
+    crate::io::parse_in(s, 2000.0)
 }
 
 #[derive(Debug, clap::Args)]
