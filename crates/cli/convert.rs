@@ -393,7 +393,8 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
         let mut x =
             resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
         // The source's voice is measured as references are, at the corpus's speech level.
-        let mel = LogMel::new(&fe)?.compute(&x);
+        let mut logmel = LogMel::new(&fe)?;
+        let mel = logmel.compute(&x);
         if mel.frames < job.conv.min_frames() {
             eprintln!(
                 "warning: {}: source too short ({:.2} s) to measure its voice: no --contrast or --spectrum matching",
@@ -403,7 +404,7 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
             None
         } else {
             normalise_source(&mut x, fe.sample_rate);
-            Some((LogMel::new(&fe)?.compute(&x), mel))
+            Some((logmel.compute(&x), mel))
         }
     } else {
         None

@@ -711,53 +711,47 @@ fn input_stream(
     channels: u16,
     format: cpal::SampleFormat,
     buffer: Option<u32>,
-    mut ring: rtrb::Producer<f32>,
+    ring: rtrb::Producer<f32>,
     shared: Arc<Shared>,
 ) -> anyhow::Result<cpal::Stream> {
-    let ch = usize::from(channels);
     let cfg = stream_config(rate, channels, buffer);
-    let err = on_error(shared.clone());
     let stream = match format {
-        cpal::SampleFormat::F32 => d.build_input_stream(
-            cfg,
-            move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                push_frames(
-                    data.chunks(ch).map(|f| f.iter().sum::<f32>() / ch as f32),
-                    &mut ring,
-                    &shared,
-                )
-            },
-            err,
-            None,
-        ),
-        _ => d.build_input_stream(
-            cfg,
-            move |data: &[i16], _: &cpal::InputCallbackInfo| {
-                push_frames(
-                    data.chunks(ch)
-                        .map(|f| f.iter().map(|&v| f32::from(v) / 32768.0).sum::<f32>() / ch as f32),
-                    &mut ring,
-                    &shared,
-                )
-            },
-            err,
-            None,
-        ),
+        cpal::SampleFormat::F32 => build_input::<f32>(d, cfg, ring, shared),
+        _ => build_input::<i16>(d, cfg, ring, shared),
     }
     .context("opening the input device")?;
     stream.play().context("starting the input device")?;
     Ok(stream)
 }
 
-fn push_frames(frames: impl Iterator<Item = f32>, ring: &mut rtrb::Producer<f32>, shared: &Shared) {
-    let mut peak = 0f32;
-    for v in frames {
-        peak = peak.max(v.abs());
-        if ring.push(v).is_err() {
-            shared.overruns.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Shared::peak(&shared.in_peak, peak);
+fn build_input<T>(
+    d: &cpal::Device,
+    cfg: cpal::StreamConfig,
+    mut ring: rtrb::Producer<f32>,
+    shared: Arc<Shared>,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: cpal::SizedSample,
+    f32: cpal::FromSample<T>,
+{
+    let ch = usize::from(cfg.channels);
+    let err = on_error(shared.clone());
+    d.build_input_stream(
+        cfg,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            let mut peak = 0f32;
+            for f in data.chunks(ch) {
+                let v = f.iter().map(|s| s.to_sample::<f32>()).sum::<f32>() / ch as f32;
+                peak = peak.max(v.abs());
+                if ring.push(v).is_err() {
+                    shared.overruns.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Shared::peak(&shared.in_peak, peak);
+        },
+        err,
+        None,
+    )
 }
 
 /// The output callback: real-time safe (from the ring to every channel, silence on under-run).
@@ -767,45 +761,45 @@ fn output_stream(
     channels: u16,
     format: cpal::SampleFormat,
     buffer: Option<u32>,
-    mut ring: rtrb::Consumer<f32>,
+    ring: rtrb::Consumer<f32>,
     shared: Arc<Shared>,
 ) -> anyhow::Result<cpal::Stream> {
-    let ch = usize::from(channels);
     let cfg = stream_config(rate, channels, buffer);
-    let err = on_error(shared.clone());
     let stream = match format {
-        cpal::SampleFormat::F32 => d.build_output_stream(
-            cfg,
-            move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                let mut peak = 0f32;
-                for f in data.chunks_mut(ch) {
-                    let v = next_sample(&mut ring, &shared);
-                    peak = peak.max(v.abs());
-                    f.fill(v);
-                }
-                Shared::peak(&shared.out_peak, peak);
-            },
-            err,
-            None,
-        ),
-        _ => d.build_output_stream(
-            cfg,
-            move |data: &mut [i16], _: &cpal::OutputCallbackInfo| {
-                let mut peak = 0f32;
-                for f in data.chunks_mut(ch) {
-                    let v = next_sample(&mut ring, &shared);
-                    peak = peak.max(v.abs());
-                    f.fill((v.clamp(-1.0, 1.0) * 32767.0) as i16);
-                }
-                Shared::peak(&shared.out_peak, peak);
-            },
-            err,
-            None,
-        ),
+        cpal::SampleFormat::F32 => build_output::<f32>(d, cfg, ring, shared),
+        _ => build_output::<i16>(d, cfg, ring, shared),
     }
     .context("opening the output device")?;
     stream.play().context("starting the output device")?;
     Ok(stream)
+}
+
+fn build_output<T>(
+    d: &cpal::Device,
+    cfg: cpal::StreamConfig,
+    mut ring: rtrb::Consumer<f32>,
+    shared: Arc<Shared>,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: cpal::SizedSample + cpal::FromSample<f32>,
+{
+    use cpal::Sample;
+    let ch = usize::from(cfg.channels);
+    let err = on_error(shared.clone());
+    d.build_output_stream(
+        cfg,
+        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            let mut peak = 0f32;
+            for f in data.chunks_mut(ch) {
+                let v = next_sample(&mut ring, &shared);
+                peak = peak.max(v.abs());
+                f.fill(v.clamp(-1.0, 1.0).to_sample::<T>());
+            }
+            Shared::peak(&shared.out_peak, peak);
+        },
+        err,
+        None,
+    )
 }
 
 fn next_sample(ring: &mut rtrb::Consumer<f32>, shared: &Shared) -> f32 {

@@ -86,7 +86,6 @@ pub struct BlockGl {
     gl: GriffinLimConfig,
     block: usize,
     overlap: usize,
-    frames: usize,
 }
 
 impl BlockGl {
@@ -101,28 +100,23 @@ impl BlockGl {
             gl,
             block,
             overlap,
-            frames: 0,
         })
     }
 }
 
 impl Vocoder for BlockGl {
     fn push(&mut self, frame: &[f32], out: &mut Vec<f32>) -> Result<()> {
-        self.frames += 1;
         Ok(self.inner.push(frame, out)?)
     }
 
     fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
-        self.inner.finish(out)?;
-        self.frames = 0;
-        Ok(())
+        Ok(self.inner.finish(out)?)
     }
 
     fn reset(&mut self) {
         if let Ok(v) = BlockVocoder::new(&self.cfg, self.gl, self.block, self.overlap) {
             self.inner = v;
         }
-        self.frames = 0;
     }
 
     fn latency_samples(&self) -> usize {
