@@ -2,22 +2,29 @@
 //! file played as the microphone at real-time pace, the output taken by a null sink at the same
 //! pace; and `voxswap devices`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use voxswap_audio::{read_mono, ChannelMix};
 
 use crate::util::*;
 
-/// Plays speech_m.wav `times` times into the mic sink, after 0.8 s (live is starting).
-fn play_into_mic(times: usize) -> std::thread::JoinHandle<()> {
+/// Plays speech_m.wav into the mic sink over and over until the returned flag is set: however
+/// long `voxswap live` takes to start (a loaded CI machine runs many tests at once), the
+/// microphone is speaking while it runs.
+fn play_into_mic() -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let speech = data("speech_m.wav");
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(800));
-        for _ in 0..times {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let player = std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
             let _ = std::process::Command::new("paplay")
                 .arg("--device=vs_mic")
                 .arg(&speech)
                 .status();
         }
-    })
+    });
+    (done, player)
 }
 
 /// Records `device` (16 kHz mono) into `path` until the returned child is killed.
@@ -169,7 +176,7 @@ fn live_through_a_pulseaudio_server() {
     let m = tiny_model(dir.path());
     let captured = dir.path().join("captured.wav");
     let rec = record("vs_out.monitor", &captured);
-    let player = play_into_mic(3);
+    let (playing, player) = play_into_mic();
     let o = voxswap(&[
         &"live",
         &"-t",
@@ -184,6 +191,7 @@ fn live_through_a_pulseaudio_server() {
         &"--buffer",
         &"480",
     ]);
+    playing.store(true, Ordering::SeqCst);
     player.join().unwrap();
     stop(rec);
     let text = ok(&o);
@@ -193,7 +201,7 @@ fn live_through_a_pulseaudio_server() {
     );
     // Converted speech reached the server: loud and quiet stretches, as the input has.
     let loud = loud_stretches(&captured);
-    assert!(loud >= 10, "{loud} loud 100 ms stretches captured");
+    assert!(loud >= 10, "{loud} loud 100 ms stretches captured; live said:\n{text}");
     eprintln!("{}", text.lines().last().unwrap_or_default());
 }
 
@@ -218,7 +226,7 @@ fn live_feeds_a_virtual_microphone_and_removes_it() {
     let cap = captured.clone();
     let recorder = std::thread::spawn(move || {
         // Wait for the source to exist, then record from it as a call program would.
-        for _ in 0..100 {
+        for _ in 0..600 {
             if sources().contains("voxswap\t") {
                 break;
             }
@@ -228,7 +236,7 @@ fn live_feeds_a_virtual_microphone_and_removes_it() {
         std::thread::sleep(std::time::Duration::from_secs(3));
         stop(r);
     });
-    let player = play_into_mic(2);
+    let (playing, player) = play_into_mic();
     let o = voxswap(&[
         &"live",
         &"-t",
@@ -245,6 +253,7 @@ fn live_feeds_a_virtual_microphone_and_removes_it() {
         &"--virtual-mic",
     ]);
     recorder.join().unwrap();
+    playing.store(true, Ordering::SeqCst);
     player.join().unwrap();
     ok(&o);
     assert!(
@@ -255,6 +264,7 @@ fn live_feeds_a_virtual_microphone_and_removes_it() {
     let loud = loud_stretches(&captured);
     assert!(
         loud >= 5,
-        "{loud} loud 100 ms stretches recorded from the virtual microphone"
+        "{loud} loud 100 ms stretches recorded from the virtual microphone; live said:\n{}",
+        stdout(&o)
     );
 }
