@@ -13,7 +13,8 @@
 # conversion with two other utterances of B (speaker similarity, verification at its threshold),
 # with A's recording (leakage), and runs ASR on both (word error rate of the conversion vs the
 # source's). The same is done for Griffin-Lim resynthesis of B's own recording of the sentence:
-# the ceiling that the Griffin-Lim vocoder allows.
+# the ceiling that the Griffin-Lim vocoder allows. OUT/vc_rows.jsonl holds the judge's score of
+# every pair, for scripts/judge_paired.py.
 set -euo pipefail
 model=$1 valid=$2 out=$3
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,5 +46,5 @@ for a in "${spk[@]}"; do
   done
 done
 echo "$n conversions; judging"
-"$py" "$judge" vc "$out/vc.tsv" $([[ ${ASR:-1} == 0 ]] || echo --asr) --json "$out/vc.json" | tee "$out/vc.txt"
+"$py" "$judge" vc "$out/vc.tsv" $([[ ${ASR:-1} == 0 ]] || echo --asr) --json "$out/vc.json" --per-pair "$out/vc_rows.jsonl" | tee "$out/vc.txt"
 [[ ${CEILING:-1} == 0 ]] || "$py" "$judge" vc "$out/resynth.tsv" --asr --json "$out/resynth.json" | tee "$out/resynth.txt"

@@ -1,52 +1,56 @@
-"""Paired comparison of two runs of scripts/judge_oneshot.sh over the same pairs, with the
-independent judge's own speaker encoder and threshold (../shared/judge). Development tool: run it
-with the judge's venv.
+"""Paired comparison of two systems judged on the same pairs, from the rows the independent judge
+writes with `vc --per-pair` (scripts/judge_oneshot.sh writes them to OUT/vc_rows.jsonl).
+Development tool; plain Python 3 with numpy (the judge's venv has it).
 
-    ../judge-venv/bin/python scripts/judge_paired.py RUN_A/vc.tsv RUN_B/vc.tsv
+    ../judge-venv/bin/python scripts/judge_paired.py RUN_A/vc_rows.jsonl RUN_B/vc_rows.jsonl
 
-Prints, for similarity to the target and to the source, both means, the mean of B − A over the
-pairs with its standard error, and how many pairs each run alone gets accepted (the discordant
-pairs of a McNemar test). The judge's own mean over a run is deterministic; the spread between
-pairs is what makes a difference of means "measurable" or not.
+Rows are matched by the converted file's name. Prints, for similarity to the target, similarity
+to the source and (when the rows have it) the row's WER: both means, the mean of B − A over the
+pairs with its standard error, and t; for acceptance, the pairs only one run gets accepted (the
+discordant pairs) and McNemar's exact two-sided p. A difference of means over the same pairs is
+far less noisy than two separate means.
 """
-import csv
+import json
+import math
 import pathlib
 import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "judge"))
-import judge  # noqa: E402
 
-THRESHOLD = 0.792  # judge.py vc's default
-enc = judge.VoiceEncoderNP()
-cache = {}
-
-
-def emb(path):
-    if path not in cache:
-        cache[path] = enc.embed(judge.load(path))
-    return cache[path]
-
-
-def scores(tsv):
-    """Per converted file name: (similarity to the targets' mean, similarity to the source)."""
+def rows(path):
     out = {}
-    for r in csv.DictReader(open(tsv), delimiter="\t"):
-        e = emb(r["converted"])
-        t = np.stack([emb(p) for p in r["targets"].split(";") if p]).mean(0)
-        out[pathlib.Path(r["converted"]).name] = (float(e @ (t / np.linalg.norm(t))), float(e @ emb(r["source"])))
+    for line in open(path):
+        r = json.loads(line)
+        out[pathlib.Path(r["converted"]).name] = r
     return out
 
 
-a, b = scores(sys.argv[1]), scores(sys.argv[2])
+def mcnemar_p(only_a, only_b):
+    """Exact two-sided p of McNemar's test (binomial with p = 1/2 over the discordant pairs)."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
 keys = sorted(set(a) & set(b))
+if not keys:
+    sys.exit("no converted file names in common: were both runs made on the same pairs?")
 print(f"pairs in both runs: {len(keys)}")
-for i, name in ((0, "similarity to target"), (1, "similarity to source")):
-    d = np.array([b[k][i] - a[k][i] for k in keys])
+for field, name in (("secs", "similarity to target"), ("source_cos", "similarity to source"), ("wer", "WER")):
+    if not all(field in a[k] and field in b[k] for k in keys):
+        continue
+    va = np.array([a[k][field] for k in keys])
+    vb = np.array([b[k][field] for k in keys])
+    d = vb - va
     se = d.std(ddof=1) / np.sqrt(len(d))
-    print(f"{name}: A {np.mean([a[k][i] for k in keys]):.4f}, B {np.mean([b[k][i] for k in keys]):.4f}; "
-          f"B - A {d.mean():+.4f} +- {se:.4f} (standard error), t = {d.mean() / se:.2f}, B higher in {(d > 0).sum()}")
-acc_a = np.array([a[k][0] > THRESHOLD for k in keys])
-acc_b = np.array([b[k][0] > THRESHOLD for k in keys])
-print(f"accepted: A {acc_a.mean():.1%}, B {acc_b.mean():.1%}; only A {(acc_a & ~acc_b).sum()}, only B {(acc_b & ~acc_a).sum()}")
+    t = d.mean() / se if se > 0 else float("nan")
+    print(f"{name}: A {va.mean():.4f}, B {vb.mean():.4f}; B - A {d.mean():+.4f} +- {se:.4f} "
+          f"(standard error), t = {t:.2f}, B higher in {(d > 0).sum()}, lower in {(d < 0).sum()}")
+acc_a = np.array([a[k]["accepted"] for k in keys])
+acc_b = np.array([b[k]["accepted"] for k in keys])
+only_a, only_b = int((acc_a & ~acc_b).sum()), int((acc_b & ~acc_a).sum())
+print(f"accepted: A {acc_a.mean():.1%}, B {acc_b.mean():.1%}; only A {only_a}, only B {only_b}, "
+      f"McNemar exact p = {mcnemar_p(only_a, only_b):.3g}")

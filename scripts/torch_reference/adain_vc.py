@@ -4,7 +4,10 @@ A transcription of the authors' model.py (github.com/jjery2243542/adaptive_voice
 with the same module names (so the state_dict names are the safetensors names voxswap uses) and
 dropout left out (the paper's configuration sets it to 0). Configured from voxswap's
 config.json (ModelConfig). With `"temporal": "causal"` the content encoder and decoder pad on
-the left with zeros and normalise with cumulative statistics (voxswap's streaming model).
+the left with zeros and normalise with cumulative statistics (voxswap's streaming model). With
+`speaker.attention` (voxswap's reference attention) the speaker encoder also pools the
+reference's frames into tokens through learned queries, and every AdaIN of the decoder adds
+what each frame reads from those tokens to its shift and scale.
 """
 import torch
 import torch.nn as nn
@@ -79,6 +82,8 @@ class SpeakerEncoder(nn.Module):
         self.first_dense_layers = nn.ModuleList([nn.Linear(c_h, c_h) for _ in range(n_dense)])
         self.second_dense_layers = nn.ModuleList([nn.Linear(c_h, c_h) for _ in range(n_dense)])
         self.output_layer = nn.Linear(c_h, cfg["c_out"])
+        att = cfg.get("attention")
+        self.token_pool = TokenPool(c_h, att["tokens"], att["dim"]) if att else None
 
     def forward(self, x):
         out = conv_bank(x, self.conv_bank, F.relu, causal=False)
@@ -89,12 +94,48 @@ class SpeakerEncoder(nn.Module):
             if sub > 1:
                 out = F.avg_pool1d(out, kernel_size=sub, ceil_mode=True)
             out = y + out
+        h = out
         out = out.mean(dim=2)
         for l in range(len(self.first_dense_layers)):
             y = F.relu(self.first_dense_layers[l](out))
             y = F.relu(self.second_dense_layers[l](y))
             out = y + out
-        return self.output_layer(out)
+        out = self.output_layer(out)
+        if self.token_pool is not None:
+            out = torch.cat([out, self.token_pool(h)], dim=1)
+        return out
+
+
+class TokenPool(nn.Module):
+    """Learned queries [tokens, dim] attend over the frames [B, c_h, T]: [B, tokens * dim]."""
+
+    def __init__(self, c_h, tokens, dim):
+        super().__init__()
+        self.query = nn.Parameter(torch.empty(tokens, dim).uniform_(-dim ** -0.5, dim ** -0.5))
+        self.key = nn.Linear(c_h, dim)
+        self.value = nn.Linear(c_h, dim)
+        self.dim = dim
+
+    def forward(self, h):
+        ht = h.transpose(1, 2)
+        k, v = self.key(ht), self.value(ht)
+        a = torch.softmax(self.query @ k.transpose(1, 2) / self.dim ** 0.5, dim=-1)
+        return (a @ v).flatten(1)
+
+
+class TokenAttention(nn.Module):
+    """Each frame of y [B, c_h, T] queries the tokens [B, M, d]: [B, 2 c_h, T] (shift, scale)."""
+
+    def __init__(self, c_h, dim):
+        super().__init__()
+        self.query = nn.Linear(c_h, dim)
+        self.output = nn.Linear(dim, 2 * c_h)
+        self.dim = dim
+
+    def forward(self, y, tokens):
+        q = self.query(y.transpose(1, 2))
+        a = torch.softmax(q @ tokens.transpose(1, 2) / self.dim ** 0.5, dim=-1)
+        return self.output(a @ tokens).transpose(1, 2)
 
 
 class ContentEncoder(nn.Module):
@@ -124,7 +165,7 @@ class ContentEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, cfg, c_in, c_cond, c_out):
+    def __init__(self, cfg, c_in, c_cond, c_out, att=None):
         super().__init__()
         c_h, k = cfg["c_h"], cfg["kernel_size"]
         self.upsample = cfg["upsample"]
@@ -134,17 +175,32 @@ class Decoder(nn.Module):
         self.norm_layer = Norm(c_h)
         self.conv_affine_layers = nn.ModuleList([nn.Linear(c_cond, c_h * 2) for _ in range(len(self.upsample) * 2)])
         self.out_conv_layer = nn.Conv1d(c_h, c_out, 1)
+        self.c_cond = c_cond
+        self.att = att
+        if att:
+            self.token_attention = nn.ModuleList([TokenAttention(c_h, att["dim"]) for _ in range(len(self.upsample) * 2)])
 
-    def forward(self, z, cond):
+    def adain(self, i, y, cond, tokens):
+        c = self.conv_affine_layers[i](cond)
+        if tokens is None:
+            return append_cond(y, c)
+        c = self.token_attention[i](y, tokens) + c.unsqueeze(2)
+        p = c.size(1) // 2
+        return y * c[:, p:] + c[:, :p]
+
+    def forward(self, z, emb):
+        cond, tokens = emb[:, :self.c_cond], None
+        if self.att:
+            tokens = emb[:, self.c_cond:].reshape(emb.size(0), self.att["tokens"], self.att["dim"])
         out = F.relu(self.norm_layer(pad_layer(z, self.in_conv_layer)))
         for l, up in enumerate(self.upsample):
             y = self.norm_layer(pad_layer(out, self.first_conv_layers[l]))
-            y = F.relu(append_cond(y, self.conv_affine_layers[l * 2](cond)))
+            y = F.relu(self.adain(l * 2, y, cond, tokens))
             y = pad_layer(y, self.second_conv_layers[l])
             if up > 1:
                 y = pixel_shuffle_1d(y, scale_factor=up)
             y = self.norm_layer(y)
-            y = F.relu(append_cond(y, self.conv_affine_layers[l * 2 + 1](cond)))
+            y = F.relu(self.adain(l * 2 + 1, y, cond, tokens))
             out = y + upsample(out, scale_factor=up) if up > 1 else y + out
         return pad_layer(out, self.out_conv_layer)
 
@@ -157,7 +213,8 @@ class AE(nn.Module):
         n_mels = cfg["frontend"]["n_mels"]
         self.speaker_encoder = SpeakerEncoder(cfg["speaker"])
         self.content_encoder = ContentEncoder(cfg["content"])
-        self.decoder = Decoder(cfg["decoder"], cfg["content"]["c_out"], cfg["speaker"]["c_out"], n_mels)
+        self.decoder = Decoder(cfg["decoder"], cfg["content"]["c_out"], cfg["speaker"]["c_out"], n_mels,
+                               cfg["speaker"].get("attention"))
 
     def forward(self, x, noise):
         emb = self.speaker_encoder(x)

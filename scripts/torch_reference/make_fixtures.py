@@ -3,7 +3,7 @@
 
 Run in a throwaway venv, outside the repository:
     python3 -m venv ../torchvenv && ../torchvenv/bin/pip install numpy torch safetensors
-    for p in tiny tiny-stream; do
+    for p in tiny tiny-stream tiny-attn; do
       cargo run -p voxswap-model --example dump_config -- $p > tests/data/model/${p}_config.json
       (cd scripts/torch_reference && ../../../torchvenv/bin/python make_fixtures.py $p)
     done

@@ -7,9 +7,12 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::config::{ContentEncoderConfig, DecoderConfig, ModelConfig, SpeakerEncoderConfig, Temporal};
+use crate::config::{
+    AttentionConfig, ContentEncoderConfig, DecoderConfig, ModelConfig, SpeakerEncoderConfig, Temporal,
+};
 use crate::layers::{
-    adain, avg_pool2, check_mel, linear, pixel_shuffle, relu, upsample_nearest, ConvBank, PadConv, Padding,
+    adain, adain_frames, avg_pool2, check_mel, linear, pixel_shuffle, relu, upsample_nearest, ConvBank, PadConv,
+    Padding,
 };
 use crate::stream::{Ctx, Stream};
 use crate::Result;
@@ -86,6 +89,76 @@ pub struct SpeakerEncoder {
     dense_first: Vec<Linear>,
     dense_second: Vec<Linear>,
     output: Linear,
+    pool: Option<TokenPool>,
+}
+
+/// Reference attention's first half (see [`AttentionConfig`]): learned queries attend over a
+/// reference's frame features, giving a fixed number of tokens whatever its length.
+#[derive(Debug, Clone)]
+struct TokenPool {
+    /// `[tokens, dim]`.
+    query: Tensor,
+    key: Linear,
+    value: Linear,
+    tokens: usize,
+    dim: usize,
+}
+
+impl TokenPool {
+    fn new(c_h: usize, a: &AttentionConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            query: vb.get_with_hints((a.tokens, a.dim), "query", candle_nn::Init::Const(0.0))?,
+            key: linear(c_h, a.dim, vb.pp("key"))?,
+            value: linear(c_h, a.dim, vb.pp("value"))?,
+            tokens: a.tokens,
+            dim: a.dim,
+        })
+    }
+
+    /// Frame features `[B, c_h, T]` → tokens `[B, tokens · dim]` (token-major).
+    fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        let b = h.dim(0)?;
+        let ht = h.transpose(1, 2)?.contiguous()?;
+        let k = self.key.forward(&ht)?;
+        let v = self.value.forward(&ht)?;
+        let q = self
+            .query
+            .unsqueeze(0)?
+            .broadcast_as((b, self.tokens, self.dim))?
+            .contiguous()?;
+        let scores = (q.matmul(&k.transpose(1, 2)?.contiguous()?)? / (self.dim as f64).sqrt())?;
+        let a = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        Ok(a.matmul(&v)?.flatten_from(1)?)
+    }
+}
+
+/// Reference attention's second half (see [`AttentionConfig`]), at one AdaIN of the decoder:
+/// each frame of the normalised hidden state queries the voice's tokens, and what it reads
+/// becomes a per-frame addition to that AdaIN's shift and scale.
+#[derive(Debug, Clone)]
+struct TokenAttention {
+    query: Linear,
+    output: Linear,
+    dim: usize,
+}
+
+impl TokenAttention {
+    fn new(c_h: usize, a: &AttentionConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            query: linear(c_h, a.dim, vb.pp("query"))?,
+            output: linear(a.dim, 2 * c_h, vb.pp("output"))?,
+            dim: a.dim,
+        })
+    }
+
+    /// Hidden state `[B, c_h, T]` and tokens `[B, tokens, dim]` → `[B, 2·c_h, T]` (shift, then
+    /// scale). Each frame on its own: no frame reads another.
+    fn forward(&self, y: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+        let q = self.query.forward(&y.transpose(1, 2)?.contiguous()?)?;
+        let scores = (q.matmul(&tokens.transpose(1, 2)?.contiguous()?)? / (self.dim as f64).sqrt())?;
+        let a = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        Ok(self.output.forward(&a.matmul(tokens)?)?.transpose(1, 2)?)
+    }
 }
 
 impl SpeakerEncoder {
@@ -106,15 +179,56 @@ impl SpeakerEncoder {
             dense_first,
             dense_second,
             output: linear(s.c_h, cfg.c_out, vb.pp("output_layer"))?,
+            pool: cfg
+                .attention
+                .as_ref()
+                .map(|a| TokenPool::new(s.c_h, a, vb.pp("token_pool")))
+                .transpose()?,
         })
     }
 
-    /// `[B, n_mels, T]` → `[B, c_out]`.
+    /// `[B, n_mels, T]` → `[B, width]`: the global vector (`c_out`), then the reference
+    /// attention's tokens (if the model has them; see [`SpeakerEncoderConfig::width`]).
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        let h = self.frames(mel)?;
+        let global = self.global(&h)?;
+        match &self.pool {
+            None => Ok(global),
+            Some(p) => Ok(Tensor::cat(&[global, p.forward(&h)?], 1)?),
+        }
+    }
+
+    /// The embedding of several references of one voice (`[1, n_mels, T_i]` each), `[1, width]`:
+    /// the mean of their global vectors, and tokens pooled over all their frames together (the
+    /// attention reads them as one longer reference).
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for no references.
+    pub fn forward_many(&self, mels: &[Tensor]) -> Result<Tensor> {
+        if mels.is_empty() {
+            return Err(crate::Error::Input("no reference given".into()));
+        }
+        let hs = mels.iter().map(|m| self.frames(m)).collect::<Result<Vec<_>>>()?;
+        let mut sum = self.global(&hs[0])?;
+        for h in &hs[1..] {
+            sum = (sum + self.global(h)?)?;
+        }
+        let global = (sum / hs.len() as f64)?;
+        match &self.pool {
+            None => Ok(global),
+            Some(p) => Ok(Tensor::cat(&[global, p.forward(&Tensor::cat(&hs, 2)?)?], 1)?),
+        }
+    }
+
+    /// The frame features the global vector averages and the tokens attend over, `[B, c_h, T']`.
+    fn frames(&self, mel: &Tensor) -> Result<Tensor> {
         let out = self.bank.forward(mel)?;
         let out = relu(&self.in_conv.forward(&out)?)?;
-        let out = self.blocks.forward(&out, &mut Ctx::Offline)?;
-        let mut out = out.mean(D::Minus1)?;
+        self.blocks.forward(&out, &mut Ctx::Offline)
+    }
+
+    fn global(&self, h: &Tensor) -> Result<Tensor> {
+        let mut out = h.mean(D::Minus1)?;
         for (a, b) in self.dense_first.iter().zip(&self.dense_second) {
             let y = relu(&a.forward(&out)?)?;
             let y = relu(&b.forward(&y)?)?;
@@ -178,17 +292,22 @@ pub struct Decoder {
     upsample: Vec<usize>,
     out_conv: PadConv,
     padding: Padding,
+    /// Reference attention at each AdaIN (two per block), with the global vector's width.
+    attention: Vec<TokenAttention>,
+    c_cond: usize,
+    tokens: Option<(usize, usize)>,
 }
 
 impl Decoder {
-    /// Builds the decoder for content codes of `c_in` channels, speaker vectors of `c_cond`,
-    /// and `c_out` mel bands.
+    /// Builds the decoder for content codes of `c_in` channels, speaker vectors of `c_cond`
+    /// (the global part), `c_out` mel bands, and reference attention if `attention` is given.
     pub fn new(
         cfg: &DecoderConfig,
         c_in: usize,
         c_cond: usize,
         c_out: usize,
         padding: Padding,
+        attention: Option<&AttentionConfig>,
         vb: VarBuilder,
     ) -> Result<Self> {
         let (c_h, k) = (cfg.c_h, cfg.kernel_size);
@@ -213,8 +332,12 @@ impl Decoder {
                 vb.pp(format!("second_conv_layers.{l}")),
             )?);
         }
+        let mut attend = Vec::new();
         for i in 0..cfg.upsample.len() * 2 {
             affine.push(linear(c_cond, 2 * c_h, vb.pp(format!("conv_affine_layers.{i}")))?);
+            if let Some(a) = attention {
+                attend.push(TokenAttention::new(c_h, a, vb.pp(format!("token_attention.{i}")))?);
+            }
         }
         Ok(Self {
             in_conv: PadConv::new(c_in, c_h, 1, 1, padding, vb.pp("in_conv_layer"))?,
@@ -224,28 +347,62 @@ impl Decoder {
             upsample: cfg.upsample.clone(),
             out_conv: PadConv::new(c_h, c_out, 1, 1, padding, vb.pp("out_conv_layer"))?,
             padding,
+            attention: attend,
+            c_cond,
+            tokens: attention.map(|a| (a.tokens, a.dim)),
         })
     }
 
-    /// Content code `[B, c_in, T']` and speaker vector `[B, c_cond]` → mel `[B, c_out, T' · up]`.
+    /// AdaIN number `i` of `y` (`[B, c_h, T]`) for the global vector `global` and the tokens.
+    fn adain_at(&self, i: usize, y: &Tensor, global: &Tensor, tokens: Option<&Tensor>) -> Result<Tensor> {
+        let cond = self.affine[i].forward(global)?;
+        match tokens {
+            None => adain(y, &cond),
+            Some(t) => {
+                let per_frame = self.attention[i].forward(y, t)?;
+                adain_frames(y, &per_frame.broadcast_add(&cond.unsqueeze(2)?)?)
+            }
+        }
+    }
+
+    /// Content code `[B, c_in, T']` and speaker embedding `[B, width]` (the global vector, then
+    /// the tokens if the decoder attends) → mel `[B, c_out, T' · up]`.
     pub fn forward(&self, code: &Tensor, speaker: &Tensor) -> Result<Tensor> {
         self.forward_ctx(code, speaker, &mut Ctx::Offline)
     }
 
     fn forward_ctx(&self, code: &Tensor, speaker: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let p = self.padding;
+        let width = self.c_cond + self.tokens.map_or(0, |(m, d)| m * d);
+        if speaker.rank() != 2 || speaker.dim(1)? != width {
+            return Err(crate::Error::Input(format!(
+                "expected speaker embeddings [batch, {width}], got {:?}",
+                speaker.dims()
+            )));
+        }
+        let global = speaker.narrow(1, 0, self.c_cond)?;
+        let tokens = match self.tokens {
+            None => None,
+            Some((m, d)) => Some(
+                speaker
+                    .narrow(1, self.c_cond, m * d)?
+                    .reshape((speaker.dim(0)?, m, d))?,
+            ),
+        };
+        let speaker = &global;
+        let tokens = tokens.as_ref();
         let out = ctx.conv(&self.in_conv, code)?;
         let mut out = relu(&ctx.norm(p, &out)?)?;
         for (l, ((a, b), &u)) in self.first.iter().zip(&self.second).zip(&self.upsample).enumerate() {
             let y = ctx.conv(a, &out)?;
             let y = ctx.norm(p, &y)?;
-            let y = relu(&adain(&y, &self.affine[2 * l].forward(speaker)?)?)?;
+            let y = relu(&self.adain_at(2 * l, &y, speaker, tokens)?)?;
             let mut y = ctx.conv(b, &y)?;
             if u > 1 {
                 y = pixel_shuffle(&y, u)?;
             }
             let y = ctx.norm(p, &y)?;
-            let y = relu(&adain(&y, &self.affine[2 * l + 1].forward(speaker)?)?)?;
+            let y = relu(&self.adain_at(2 * l + 1, &y, speaker, tokens)?)?;
             out = if u > 1 {
                 (y + upsample_nearest(&out, u)?)?
             } else {
@@ -297,7 +454,15 @@ impl AdaInVc {
         Ok(Self {
             speaker: SpeakerEncoder::new(&cfg.speaker, vb.pp("speaker_encoder"))?,
             content: ContentEncoder::new(&cfg.content, padding, vb.pp("content_encoder"))?,
-            decoder: Decoder::new(&cfg.decoder, c_code, c_spk, n_mels, padding, vb.pp("decoder"))?,
+            decoder: Decoder::new(
+                &cfg.decoder,
+                c_code,
+                c_spk,
+                n_mels,
+                padding,
+                cfg.speaker.attention.as_ref(),
+                vb.pp("decoder"),
+            )?,
             cfg: cfg.clone(),
         })
     }

@@ -88,6 +88,35 @@ pub struct SpeakerEncoderConfig {
     pub n_dense_blocks: usize,
     /// Size of the speaker vector.
     pub c_out: usize,
+    /// Reference attention: besides the global vector, the encoder summarises the reference's
+    /// frames into a fixed set of tokens that the decoder attends to frame by frame. Absent:
+    /// the paper's single vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttentionConfig>,
+}
+
+/// Reference attention (see [`SpeakerEncoderConfig::attention`]): `tokens` learned queries pool
+/// the reference's frame features into `tokens` vectors of `dim` values (attention over the
+/// reference's frames, whatever its length), stored with the global vector; every AdaIN of the
+/// decoder then adds to its per-channel scale and shift what the current frame's hidden state
+/// reads from those tokens (attention over the tokens, one query per frame). Queries come from
+/// the current frame alone and keys and values from the fixed reference, so the decoder stays
+/// causal; and since the tokens have a fixed size, a voice is still one vector (banks, mixes
+/// and glides handle it as before).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// Tokens per voice.
+    pub tokens: usize,
+    /// Values per token (and per attention query and key).
+    pub dim: usize,
+}
+
+impl SpeakerEncoderConfig {
+    /// Values in a speaker embedding: the global vector, then the attention tokens (if any).
+    pub fn width(&self) -> usize {
+        self.c_out + self.attention.as_ref().map_or(0, |a| a.tokens * a.dim)
+    }
 }
 
 /// The content encoder: conv stack with instance norm, then the VAE head.
@@ -159,6 +188,7 @@ impl ModelConfig {
                 stack: stack.clone(),
                 n_dense_blocks: 6,
                 c_out: 128,
+                attention: None,
             },
             content: ContentEncoderConfig { stack, c_out: 128 },
             decoder: DecoderConfig {
@@ -180,6 +210,22 @@ impl ModelConfig {
         cfg.content.stack.subsample = vec![1; 6];
         cfg.content.c_out = 64;
         cfg.decoder.upsample = vec![1; 6];
+        cfg
+    }
+
+    /// [`stream`](Self::stream) with reference attention (16 tokens of 64 values).
+    pub fn stream_attention() -> Self {
+        let mut cfg = Self::stream();
+        cfg.preset = "stream-attn".into();
+        cfg.speaker.attention = Some(AttentionConfig { tokens: 16, dim: 64 });
+        cfg
+    }
+
+    /// [`tiny_stream`](Self::tiny_stream) with reference attention (4 tokens of 8 values).
+    pub fn tiny_attention() -> Self {
+        let mut cfg = Self::tiny_stream();
+        cfg.preset = "tiny-attn".into();
+        cfg.speaker.attention = Some(AttentionConfig { tokens: 4, dim: 8 });
         cfg
     }
 
@@ -212,6 +258,7 @@ impl ModelConfig {
                 stack: stack.clone(),
                 n_dense_blocks: 2,
                 c_out: 8,
+                attention: None,
             },
             content: ContentEncoderConfig { stack, c_out: 8 },
             decoder: DecoderConfig {
@@ -233,8 +280,10 @@ impl ModelConfig {
             "stream" => Ok(Self::stream()),
             "tiny" => Ok(Self::tiny()),
             "tiny-stream" => Ok(Self::tiny_stream()),
+            "stream-attn" => Ok(Self::stream_attention()),
+            "tiny-attn" => Ok(Self::tiny_attention()),
             other => Err(Error::Config(format!(
-                "unknown preset `{other}` (known: paper, stream, tiny, tiny-stream)"
+                "unknown preset `{other}` (known: paper, stream, stream-attn, tiny, tiny-stream, tiny-attn)"
             ))),
         }
     }
@@ -300,6 +349,14 @@ impl ModelConfig {
                 self.content.c_out, self.speaker.c_out
             )));
         }
+        if let Some(a) = &self.speaker.attention {
+            if a.tokens == 0 || a.dim == 0 {
+                return Err(Error::Config(format!(
+                    "reference attention needs at least one token of one value, got {} × {}",
+                    a.tokens, a.dim
+                )));
+            }
+        }
         if self.decoder.kernel_size == 0 || self.decoder.c_h == 0 {
             return Err(Error::Config("decoder kernel_size and c_h must be positive".into()));
         }
@@ -318,6 +375,8 @@ mod tests {
             ModelConfig::stream(),
             ModelConfig::tiny(),
             ModelConfig::tiny_stream(),
+            ModelConfig::stream_attention(),
+            ModelConfig::tiny_attention(),
         ] {
             cfg.validate().unwrap();
             let json = serde_json::to_string_pretty(&cfg).unwrap();

@@ -221,7 +221,7 @@ impl VoiceConverter {
     /// # Errors
     /// [`Error::Input`] for a wrong embedding or correction size.
     pub fn speaker_tensors(&self, speaker: &SpeakerEmbedding) -> Result<(Tensor, Option<Tensor>)> {
-        let c = self.config().speaker.c_out;
+        let c = self.config().speaker.width();
         if speaker.values.len() != c {
             return Err(Error::Input(format!(
                 "speaker embedding has {} values, the model uses {c}",
@@ -356,19 +356,12 @@ impl VoiceConverter {
         if references.is_empty() {
             return Err(Error::Input("no reference given".into()));
         }
-        let mut sum: Option<Tensor> = None;
-        for (i, r) in references.iter().enumerate() {
-            let e = self
-                .model
-                .speaker
-                .forward(&self.to_tensor(r, &format!("reference {}", i + 1))?)?;
-            sum = Some(match sum {
-                Some(s) => (s + e)?,
-                None => e,
-            });
-        }
-        let sum = sum.ok_or_else(|| Error::Input("no reference given".into()))?;
-        let mean = (sum / references.len() as f64)?;
+        let mels = references
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.to_tensor(r, &format!("reference {}", i + 1)))
+            .collect::<Result<Vec<_>>>()?;
+        let mean = self.model.speaker.forward_many(&mels)?;
         Ok(SpeakerEmbedding::new(mean.flatten_all()?.to_vec1::<f32>()?))
     }
 

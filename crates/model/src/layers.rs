@@ -408,6 +408,14 @@ pub fn adain(x: &Tensor, cond: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
 }
 
+/// [`adain`] with a shift and scale per frame: `cond` is `[B, 2C, T]` (shift, then scale).
+pub fn adain_frames(x: &Tensor, cond: &Tensor) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let shift = cond.narrow(1, 0, c)?;
+    let scale = cond.narrow(1, c, c)?;
+    Ok(((x * scale)? + shift)?)
+}
+
 /// Mean over non-overlapping windows of 2 in time, the last window shorter when the length is
 /// odd (`F.avg_pool1d(kernel_size=2, ceil_mode=True)`).
 pub fn avg_pool2(x: &Tensor) -> Result<Tensor> {

@@ -27,6 +27,6 @@ pub mod par;
 pub mod stream;
 
 pub use adain_vc::{AdaInVc, AeOutput, StreamingConverter};
-pub use config::ModelConfig;
+pub use config::{AttentionConfig, ModelConfig};
 pub use converter::{SpeakerEmbedding, VoiceConverter};
 pub use error::{Error, Result};

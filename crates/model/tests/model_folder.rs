@@ -297,3 +297,44 @@ fn short_and_mismatched_inputs_are_refused() {
     let wrong = SpeakerEmbedding::new(vec![0.0; 5]);
     assert!(vc.convert(&mel, &wrong).unwrap_err().to_string().contains("5 values"));
 }
+
+/// A model with reference attention: its voices are the global vector and the tokens in one
+/// embedding, which saves, loads, mixes and converts like any other.
+#[test]
+fn reference_attention_voices_embed_mix_and_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ModelConfig::tiny_attention();
+    let vars = VarMap::new();
+    AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+    init::init_pytorch_like(&vars, 3).unwrap();
+    save_model(dir.path(), &cfg, &vars).unwrap();
+    let vc = VoiceConverter::load(dir.path(), &Device::Cpu).unwrap();
+    let src = clip_mel("speech_m.wav");
+    let a = vc.embed(&[clip_mel("speech_f.wav")]).unwrap();
+    let b = vc.embed(&[clip_mel("speech_s.wav")]).unwrap();
+    assert_eq!(a.values().len(), 8 + 4 * 8);
+    // Two references: the global vectors average, the tokens pool both references' frames.
+    let both = vc.embed(&[clip_mel("speech_f.wav"), clip_mel("speech_s.wav")]).unwrap();
+    for i in 0..8 {
+        assert!((both.values()[i] - 0.5 * (a.values()[i] + b.values()[i])).abs() < 1e-5);
+    }
+    assert!((8..40).any(|i| (both.values()[i] - 0.5 * (a.values()[i] + b.values()[i])).abs() > 1e-4));
+    let (ya, yb) = (vc.convert(&src, &a).unwrap(), vc.convert(&src, &b).unwrap());
+    let mix = SpeakerEmbedding::mix(&[(1.0, &a), (1.0, &b)]).unwrap();
+    let ym = vc.convert(&src, &mix).unwrap();
+    assert!(ym.data.iter().all(|v| v.is_finite()));
+    let differs = |x: &Mel, y: &Mel| x.data.iter().zip(&y.data).any(|(p, q)| (p - q).abs() > 1e-4);
+    assert!(differs(&ya, &yb) && differs(&ym, &ya) && differs(&ym, &yb));
+    // The tokens matter: the same global vector with b's tokens converts differently.
+    let mut swapped = a.values().to_vec();
+    swapped[8..].copy_from_slice(&b.values()[8..]);
+    let ys = vc
+        .convert(
+            &src,
+            &SpeakerEmbedding::new(swapped).with_spectrum(a.spectrum().map(<[f32]>::to_vec)),
+        )
+        .unwrap();
+    assert!(differs(&ys, &ya));
+    // An embedding of the plain model's width is refused.
+    assert!(vc.convert(&src, &SpeakerEmbedding::new(vec![0.0; 8])).is_err());
+}

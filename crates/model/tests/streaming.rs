@@ -71,7 +71,12 @@ fn worst(cfg: &ModelConfig, frames: usize, chunk: usize, dtype: DType) -> f64 {
 
 #[test]
 fn stream_equals_offline_exactly_in_f64() {
-    for (cfg, frames) in [(ModelConfig::tiny_stream(), 279), (ModelConfig::stream(), 60)] {
+    for (cfg, frames) in [
+        (ModelConfig::tiny_stream(), 279),
+        (ModelConfig::stream(), 60),
+        (ModelConfig::tiny_attention(), 279),
+        (ModelConfig::stream_attention(), 60),
+    ] {
         for chunk in [1, 3, 17] {
             let e = worst(&cfg, frames, chunk, DType::F64);
             assert!(e <= 1e-5, "{} chunk {chunk}: relative difference {e:.2e}", cfg.preset);
@@ -81,7 +86,12 @@ fn stream_equals_offline_exactly_in_f64() {
 
 #[test]
 fn stream_equals_offline_to_f32_rounding() {
-    for (cfg, frames) in [(ModelConfig::tiny_stream(), 279), (ModelConfig::stream(), 60)] {
+    for (cfg, frames) in [
+        (ModelConfig::tiny_stream(), 279),
+        (ModelConfig::stream(), 60),
+        (ModelConfig::tiny_attention(), 279),
+        (ModelConfig::stream_attention(), 60),
+    ] {
         for chunk in [1, 3, 17] {
             let e = worst(&cfg, frames, chunk, DType::F32);
             assert!(e <= 1e-4, "{} chunk {chunk}: relative difference {e:.2e}", cfg.preset);
@@ -191,4 +201,31 @@ fn refreshed_passes_crossfade_restarted_streams() {
     assert!(err.contains("norm_refresh is for causal models"), "{err}");
     cfg.norm_refresh = Some(0);
     assert!(cfg.validate().unwrap_err().to_string().contains("norm_refresh 0"));
+}
+
+/// Several references' tokens pool their frames together: the same reference twice gives the
+/// tokens (and the global vector) of the reference once; two different ones give neither's.
+#[test]
+fn reference_attention_pools_frames_of_several_references() {
+    let cfg = ModelConfig::tiny_attention();
+    let m = model(&cfg, DType::F64);
+    let a = mel("speech_f.wav", 150, DType::F64);
+    let b = mel("speech_m.wav", 150, DType::F64);
+    let once = m.speaker.forward(&a).unwrap();
+    assert_eq!(once.dims(), [1, cfg.speaker.width()]);
+    let many = m.speaker.forward_many(std::slice::from_ref(&a)).unwrap();
+    assert!(max_abs(&(&many - &once).unwrap()) < 1e-12);
+    let twice = m.speaker.forward_many(&[a.clone(), a.clone()]).unwrap();
+    assert!(
+        max_abs(&(&twice - &once).unwrap()) < 1e-9,
+        "the same reference twice changed the voice"
+    );
+    let both = m.speaker.forward_many(&[a, b.clone()]).unwrap();
+    let other = m.speaker.forward(&b).unwrap();
+    let tok = |t: &Tensor| {
+        t.narrow(1, cfg.speaker.c_out, cfg.speaker.width() - cfg.speaker.c_out)
+            .unwrap()
+    };
+    assert!(max_abs(&(tok(&both) - tok(&once)).unwrap()) > 1e-4);
+    assert!(max_abs(&(tok(&both) - tok(&other)).unwrap()) > 1e-4);
 }

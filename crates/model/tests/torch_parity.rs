@@ -64,8 +64,9 @@ fn loss(x: &Tensor, out: &voxswap_model::AeOutput) -> (Tensor, Tensor, Tensor) {
     (total, rec, kl)
 }
 
-/// The paper's model and the causal streaming model, each against its reference.
-const PRESETS: [&str; 2] = ["tiny", "tiny-stream"];
+/// The paper's model, the causal streaming model and the causal model with reference attention,
+/// each against its reference.
+const PRESETS: [&str; 3] = ["tiny", "tiny-stream", "tiny-attn"];
 
 #[test]
 fn forward_matches_pytorch() {
