@@ -9,16 +9,17 @@ use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use voxswap_audio::decode::has_audio_extension;
 use voxswap_audio::{
-    resample, AudioReader, BlockVocoder, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter, LogMel,
-    LoudnessMeter, Mel, StreamingLogMel, WavFormat, WavWriter,
+    resample, AudioReader, BlockVocoder, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter, LoudnessMeter, Mel,
+    StreamingLogMel, WavFormat, WavWriter,
 };
 use voxswap_model::bank;
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
 
-use voxswap_stream::{Engine, EngineConfig, StreamingGl};
+use voxswap_stream::adapt::{adapt, measure_source};
+use voxswap_stream::{Adaptation, Engine, EngineConfig, StreamingGl};
 
 use crate::io::{channel_mix, check_not_input, check_output, say, SynthArgs};
-use crate::voice::{banks, embed_files, find_speaker, normalise_source, ModelArgs};
+use crate::voice::{banks, embed_files, find_speaker, ModelArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,9 +60,11 @@ pub struct Args {
     synth: SynthArgs,
     /// Run the file through the streaming engine in 10 ms chunks, exactly as live conversion
     /// will: streaming Griffin-Lim (2 frames of look-ahead, 8 iterations a frame), the model a
-    /// frame at a time, a fixed gain and a limiter instead of loudness matching, and no
-    /// source-dependent --contrast or --spectrum matching (the reference's own spectrum
-    /// correction applies). Prints the latency of every stage and the compute time per frame.
+    /// frame at a time, a fixed gain and a limiter instead of loudness matching, and --contrast
+    /// and --spectrum measured on the past only (the first 1, 2, 4, 8 and 16 s, then the last
+    /// 16 s every 16 s, each applied 1 s after the audio it measured; the reference's own
+    /// spectrum correction before). Prints the latency of every stage and the compute time per
+    /// frame.
     #[arg(long)]
     stream: bool,
 }
@@ -75,19 +78,19 @@ pub enum Vocoder {
 }
 
 /// `--contrast`'s default.
-const DEFAULT_CONTRAST: f32 = 0.5;
+pub(crate) const DEFAULT_CONTRAST: f32 = Adaptation::DEFAULT.contrast;
 /// Seconds of the source that give its speaker vector for `--contrast` and the conversion's
 /// average spectrum for `--spectrum`.
 const SOURCE_VOICE_SECONDS: u32 = 30;
 
 /// `--spectrum`'s default.
-const DEFAULT_SPECTRUM: f32 = 1.0;
+pub(crate) const DEFAULT_SPECTRUM: f32 = Adaptation::DEFAULT.spectrum;
 
-fn parse_contrast(s: &str) -> Result<f32, String> {
+pub(crate) fn parse_contrast(s: &str) -> Result<f32, String> {
     crate::io::parse_in(s, 4.0)
 }
 
-fn parse_spectrum(s: &str) -> Result<f32, String> {
+pub(crate) fn parse_spectrum(s: &str) -> Result<f32, String> {
     crate::io::parse_in(s, 2.0)
 }
 
@@ -188,7 +191,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return run_folder(&a.source, &a.output, &a.targets, &job);
     }
     if a.stream {
-        let speaker = speaker.spectrum_strength(a.spectrum)?;
         return stream_file(&a.source, &a.output, &conv, &speaker, &job);
     }
     let done = convert_file(&a.source, &a.output, &job)?;
@@ -301,7 +303,14 @@ fn stream_file(
     let src_rate = reader.info().sample_rate;
     let out_rate = job.rate.unwrap_or(src_rate);
     let vocoder = Box::new(StreamingGl::new(&fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?);
-    let mut engine = Engine::new(conv, speaker, vocoder, EngineConfig::live(src_rate, out_rate))?;
+    let cfg = EngineConfig {
+        adaptation: Adaptation {
+            contrast: job.contrast,
+            spectrum: job.spectrum,
+        },
+        ..EngineConfig::live(src_rate, out_rate)
+    };
+    let mut engine = Engine::new(conv, speaker, vocoder, cfg)?;
     let mut skip = engine.latency_samples();
     let mut writer = WavWriter::create(out, out_rate, job.format)?;
     let bar = ProgressBar::new(reader.info().frames.unwrap_or(0)).with_style(
@@ -389,38 +398,28 @@ fn convert_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<Done> {
             20.0 * f64::from(src_peak.max(1e-12)).log10()
         );
     }
-    let head = if keep > 0 {
-        let mut x =
-            resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
-        // The source's voice is measured as references are, at the corpus's speech level.
-        let mut logmel = LogMel::new(&fe)?;
-        let mel = logmel.compute(&x);
-        if mel.frames < job.conv.min_frames() {
+    let source = if keep > 0 {
+        let x = resample(&head, src_rate, fe.sample_rate).with_context(|| format!("resampling {}", src.display()))?;
+        let measured = measure_source(job.conv, &x)?;
+        if measured.is_none() {
             eprintln!(
                 "warning: {}: source too short ({:.2} s) to measure its voice: no --contrast or --spectrum matching",
                 src.display(),
                 head.len() as f64 / f64::from(src_rate)
             );
-            None
-        } else {
-            normalise_source(&mut x, fe.sample_rate);
-            Some((logmel.compute(&x), mel))
         }
+        measured
     } else {
         None
     };
-    let mut speaker = job.speaker.clone();
-    if let (Some((voice_mel, _)), true) = (&head, job.contrast > 0.0) {
-        let voice = job.conv.speaker_vector(std::slice::from_ref(voice_mel))?;
-        speaker = speaker.contrast(&voice, job.contrast)?;
-    }
-    // The correction that brings this conversion's average spectrum to the reference's,
-    // measured on the conversion of the source's beginning (the reference's own correction
-    // when that cannot be measured).
-    let speaker = match &head {
-        Some((_, mel)) => job.conv.match_spectrum(mel, &speaker, job.spectrum)?,
-        None => speaker.spectrum_strength(job.spectrum)?,
+    // Contrast with the source's voice, then the correction that brings this conversion's
+    // average spectrum to the reference's, measured on the conversion of the source's beginning
+    // (the reference's own correction when that cannot be measured).
+    let how = Adaptation {
+        contrast: job.contrast,
+        spectrum: job.spectrum,
     };
+    let speaker = adapt(job.conv, job.speaker, source.as_ref(), how)?;
     let speaker = &speaker;
     let out_rate = job.rate.unwrap_or(src_rate);
 

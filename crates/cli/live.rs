@@ -19,8 +19,9 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use voxswap_audio::{read_mono, ChannelMix, WavFormat, WavWriter};
 use voxswap_model::bank;
 use voxswap_model::SpeakerEmbedding;
-use voxswap_stream::{Engine, EngineConfig, StreamingGl};
+use voxswap_stream::{Adaptation, Engine, EngineConfig, StreamingGl};
 
+use crate::convert::{parse_contrast, parse_spectrum, DEFAULT_CONTRAST, DEFAULT_SPECTRUM};
 use crate::io::say;
 use crate::voice::{banks, embed_files, find_speaker, ModelArgs};
 
@@ -77,6 +78,15 @@ pub struct Args {
     /// How long a voice switch glides, ms, 0 to 2000.
     #[arg(long, default_value_t = 100.0, value_parser = parse_glide)]
     glide_ms: f64,
+    /// How far the target voice is pushed away from yours (as `convert --contrast`): your voice
+    /// is measured on what you said so far (after 1, 2, 4, 8 and 16 s, then every 16 s), and
+    /// the voice glides to the new setting 1 s after each measurement. S from 0 to 4.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_CONTRAST, value_parser = parse_contrast)]
+    contrast: f32,
+    /// How far the conversion's average spectrum is moved to the references' (as `convert
+    /// --spectrum`), measured on your conversion so far, as --contrast is. S from 0 to 2.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SPECTRUM, value_parser = parse_spectrum)]
+    spectrum: f32,
 }
 
 fn parse_margin(s: &str) -> Result<f64, String> {
@@ -290,6 +300,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let vocoder = Box::new(StreamingGl::new(&fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?);
     let mut cfg = EngineConfig::live(in_rate, out_rate);
     cfg.glide_ms = a.glide_ms;
+    cfg.adaptation = Adaptation {
+        contrast: a.contrast,
+        spectrum: a.spectrum,
+    };
     let mut engine = Engine::new(&conv, &voices[0].1, vocoder, cfg)?;
     let algorithmic_ms = engine.latency_ms();
 

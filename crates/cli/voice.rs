@@ -9,6 +9,8 @@ use voxswap_audio::{speech_level, LogMel};
 use voxswap_model::bank::{self, BankEntry, SpeakerBank};
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
 
+use voxswap_stream::adapt::REFERENCE_SPEECH_DB;
+
 use crate::io::{data_dir, read_at_rate};
 
 /// Where the model comes from.
@@ -126,10 +128,6 @@ pub fn find_speaker(banks: &[PathBuf], name: &str) -> anyhow::Result<BankEntry> 
 
 /// Seconds of speech a reference must hold.
 const MIN_SPEECH_S: f64 = 0.3;
-/// The level (dBFS, RMS over speech frames) references are brought to before analysis: that of
-/// the synthetic training corpus (peak-normalised to −3 dBFS, speech at about −18 dBFS RMS), so
-/// that a quiet or loud recording gives the voice a loud one would.
-const REFERENCE_SPEECH_DB: f64 = -18.0;
 
 /// A reference voice from files: the mean embedding (with its spectrum correction when
 /// `spectrum`, see `VoiceConverter::embed`) and the seconds of audio it came from. Each file must
@@ -174,17 +172,6 @@ pub fn embed_files(
     }
     let parts: Vec<(f32, &SpeakerEmbedding)> = embeddings.iter().map(|e| (1.0, e)).collect();
     Ok((SpeakerEmbedding::mix(&parts)?, seconds))
-}
-
-/// Scales `x` so that its speech sits at the training corpus's level; leaves it as it is when it
-/// holds no speech at all. For a source, whose voice is measured for `--contrast` as references
-/// are.
-pub fn normalise_source(x: &mut [f32], sample_rate_hz: u32) {
-    let s = speech_level(x, sample_rate_hz);
-    if s.speech_db.is_finite() {
-        let gain = 10f64.powf((REFERENCE_SPEECH_DB - s.speech_db) / 20.0) as f32;
-        x.iter_mut().for_each(|v| *v *= gain);
-    }
 }
 
 /// Scales a reference `x` so that its speech sits at the training corpus's level.

@@ -14,12 +14,14 @@
 //! frames at a time, and every other stage works in fixed blocks).
 
 use std::collections::VecDeque;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use voxswap_audio::{ChunkResampler, FrontendConfig, Limiter, StreamingLogMel};
 use voxswap_model::{SpeakerEmbedding, StreamingConverter, VoiceConverter};
 
+use crate::adapt::{adapt, measure_source, Adaptation};
 use crate::stats::ComputeStats;
 use crate::vocoder::Vocoder;
 use crate::{Error, Result};
@@ -45,7 +47,21 @@ pub struct EngineConfig {
     /// Skip the model: the vocoder resynthesises the input's own mels (to hear or measure the
     /// rest of the pipeline).
     pub resynthesis: bool,
+    /// The voice adapted to the talker's (`convert`'s `--contrast` and `--spectrum`), measured
+    /// on the past only: on the input's first 1, 2, 4, 8 and 16 s, then on its last
+    /// [`ADAPT_WINDOW_S`] s every [`ADAPT_WINDOW_S`] s. Each measurement runs on its own thread
+    /// and takes effect [`ADAPT_DELAY_FRAMES`] frames after the input it measured, gliding;
+    /// until the first, the target's references' own spectrum correction applies.
+    pub adaptation: Adaptation,
 }
+
+/// Longest stretch of the talker's past that live adaptation measures, seconds (the 30 s
+/// `convert` measures would cost a live stream too much compute).
+pub const ADAPT_WINDOW_S: u64 = 16;
+/// Frames (of 10 ms) between the end of the input a live adaptation measured and the frame its
+/// result applies to: time for the measurement to run beside the stream. Fixed, so that a
+/// stream's output does not depend on how fast the machine measured.
+pub const ADAPT_DELAY_FRAMES: u64 = 100;
 
 impl EngineConfig {
     /// Live settings: one frame per model step, 10 ms resampler chunks, 100 ms glides.
@@ -59,8 +75,33 @@ impl EngineConfig {
             gain_db: 0.0,
             limiter: true,
             resynthesis: false,
+            adaptation: Adaptation::DEFAULT,
         }
     }
+}
+
+/// A live adaptation under way: the frame it applies to, and its result when done.
+struct AdaptJob {
+    frame: u64,
+    generation: u64,
+    result: mpsc::Receiver<Result<(Option<SpeakerEmbedding>, SpeakerEmbedding)>>,
+}
+
+/// Live adaptation's state (see [`EngineConfig::adaptation`]).
+struct LiveAdapt {
+    how: Adaptation,
+    /// The talker's last [`ADAPT_WINDOW_S`] s at the model's rate.
+    history: VecDeque<f32>,
+    /// Model-rate input sample at which the next measurement starts, and the step to the one
+    /// after.
+    next: u64,
+    interval: u64,
+    window: usize,
+    jobs: VecDeque<AdaptJob>,
+    /// Bumped by every voice switch: measurements of an older voice are dropped.
+    generation: u64,
+    /// The talker's own voice, from the latest measurement.
+    source: Option<SpeakerEmbedding>,
 }
 
 /// How long bypass fades between the converted voice and the input, seconds.
@@ -122,6 +163,11 @@ pub struct Engine {
     /// Late samples whose converted value, when it comes, is dropped (it was replaced by 0).
     debt: u64,
     stats: ComputeStats,
+    /// The voice chosen by the user, before adaptation.
+    base: SpeakerEmbedding,
+    adapt: Option<LiveAdapt>,
+    /// Model frames converted.
+    frames_done: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -156,15 +202,30 @@ impl Engine {
                 cfg.glide_ms, cfg.gain_db
             )));
         }
-        let model = conv
-            .stream(voice)?
-            .ok_or_else(|| Error::Config(format!("preset `{}` cannot stream", conv.config().preset)))?;
         let chunk = |rate: u32| ((cfg.resampler_chunk_ms * 1e-3 * f64::from(rate)).round() as usize).max(1);
         let to_model = ChunkResampler::with_chunk(cfg.input_rate, fe.sample_rate, chunk(cfg.input_rate))?;
         let from_model = ChunkResampler::with_chunk(fe.sample_rate, cfg.output_rate, chunk(fe.sample_rate))?;
         let limiter = Limiter::output(cfg.output_rate)?;
         let dry_resampler = ChunkResampler::with_chunk(cfg.input_rate, cfg.output_rate, chunk(cfg.input_rate))?;
         let logmel = StreamingLogMel::new(&fe)?;
+        let adapt = (cfg.adaptation.measures_source() && !cfg.resynthesis).then(|| {
+            let second = u64::from(fe.sample_rate);
+            LiveAdapt {
+                how: cfg.adaptation,
+                history: VecDeque::new(),
+                next: second,
+                interval: second,
+                window: (ADAPT_WINDOW_S * second) as usize,
+                jobs: VecDeque::new(),
+                generation: 0,
+                source: None,
+            }
+        });
+        // Until the first measurement: the target with its references' correction, scaled.
+        let start_voice = adapt_or_plain(conv, voice, None, cfg.adaptation)?;
+        let model = conv
+            .stream(&start_voice)?
+            .ok_or_else(|| Error::Config(format!("preset `{}` cannot stream", conv.config().preset)))?;
         let mut e = Self {
             gain: 10f64.powf(cfg.gain_db / 20.0) as f32,
             dry_resampler,
@@ -182,8 +243,8 @@ impl Engine {
             from_model,
             skip_limiter: if cfg.limiter { limiter.latency() } else { 0 },
             limiter,
-            from: voice.clone(),
-            to: voice.clone(),
+            from: start_voice.clone(),
+            to: start_voice,
             glide_frames: 0,
             glide_pos: 0,
             x16: Vec::new(),
@@ -200,6 +261,9 @@ impl Engine {
             late: 0,
             debt: 0,
             stats: ComputeStats::default(),
+            base: voice.clone(),
+            adapt,
+            frames_done: 0,
             cfg,
         };
         e.latency = e.compute_latency();
@@ -285,6 +349,26 @@ impl Engine {
     pub fn set_voice(&mut self, voice: &SpeakerEmbedding) -> Result<()> {
         // Checked now, not at the next frame.
         self.conv.speaker_tensors(voice)?;
+        self.base = voice.clone();
+        let voice = &match &mut self.adapt {
+            None => voice.clone(),
+            Some(a) => {
+                // Contrast with the talker's voice as last measured; the spectrum matching
+                // waits for a measurement of this voice, started now.
+                a.generation += 1;
+                a.next = a.next.min(self.n16_in + 1);
+                let plain = voice.spectrum_strength(a.how.spectrum)?;
+                match &a.source {
+                    Some(s) if a.how.contrast > 0.0 => plain.contrast(s, a.how.contrast)?,
+                    _ => plain,
+                }
+            }
+        };
+        self.glide_to(voice)
+    }
+
+    /// Glides from the voice of the moment to `voice`.
+    fn glide_to(&mut self, voice: &SpeakerEmbedding) -> Result<()> {
         self.from = self.current_voice()?;
         self.to = voice.clone();
         let frame_ms = self.fe.hop_ms();
@@ -308,7 +392,12 @@ impl Engine {
         self.bypass_target > 0.5
     }
 
-    /// The voice the next frame is converted with.
+    /// The voice chosen with [`Engine::new`] or [`Engine::set_voice`], before adaptation.
+    pub fn base_voice(&self) -> &SpeakerEmbedding {
+        &self.base
+    }
+
+    /// The voice the next frame is converted with (adapted, and gliding).
     ///
     /// # Errors
     /// Embeddings that cannot be mixed (not expected: both were checked).
@@ -339,6 +428,7 @@ impl Engine {
         self.dry.extend(&self.dry_buf);
         self.x16.clear();
         self.to_model.push(input, &mut self.x16)?;
+        self.feed_adaptation();
         self.n16_in += self.x16.len() as u64;
         let frames = &mut self.frames;
         self.logmel.push(&self.x16, |f| frames.extend_from_slice(f));
@@ -367,6 +457,67 @@ impl Engine {
         Ok(())
     }
 
+    /// Adds the model-rate input `x16` (which starts at sample `n16_in`) to the talker's
+    /// history, starting a measurement at every scheduled sample it passes.
+    fn feed_adaptation(&mut self) {
+        let Some(a) = &mut self.adapt else { return };
+        let hop = self.fe.hop_length as u64;
+        let mut pos = self.n16_in;
+        let mut rest = &self.x16[..];
+        while !rest.is_empty() {
+            let take = rest.len().min((a.next - pos) as usize);
+            a.history.extend(&rest[..take]);
+            let over = a.history.len().saturating_sub(a.window);
+            a.history.drain(..over);
+            rest = &rest[take..];
+            pos += take as u64;
+            if pos == a.next {
+                let (tx, rx) = mpsc::channel();
+                let (conv, base, how) = (self.conv.clone(), self.base.clone(), a.how);
+                let audio: Vec<f32> = a.history.iter().copied().collect();
+                std::thread::spawn(move || {
+                    let measured = measure_source(&conv, &audio).and_then(|src| {
+                        let voice = adapt(&conv, &base, src.as_ref(), how)?;
+                        Ok((src.map(|s| s.voice), voice))
+                    });
+                    // The engine may be gone; then nobody needs the result.
+                    let _ = tx.send(measured);
+                });
+                a.jobs.push_back(AdaptJob {
+                    frame: pos / hop + ADAPT_DELAY_FRAMES,
+                    generation: a.generation,
+                    result: rx,
+                });
+                a.interval = (a.interval * 2).min(a.window as u64);
+                a.next = pos + a.interval;
+            }
+        }
+    }
+
+    /// Applies the live adaptations due at the next frame (waiting for them if they are still
+    /// running).
+    fn apply_adaptation(&mut self) -> Result<()> {
+        let Some(a) = &mut self.adapt else { return Ok(()) };
+        let mut voice = None;
+        while a.jobs.front().is_some_and(|j| j.frame <= self.frames_done) {
+            let Some(job) = a.jobs.pop_front() else { break };
+            let (source, adapted) = job
+                .result
+                .recv()
+                .map_err(|_| Error::Adaptation("its thread ended without a result".into()))??;
+            if job.generation == a.generation {
+                if source.is_some() {
+                    a.source = source;
+                }
+                voice = Some(adapted);
+            }
+        }
+        match voice {
+            Some(v) => self.glide_to(&v),
+            None => Ok(()),
+        }
+    }
+
     /// The model and vocoder over the pending frames, `model_frames` at a time (all of them
     /// when `last`), then the output side.
     fn run_frames(&mut self, last: bool) -> Result<()> {
@@ -382,6 +533,7 @@ impl Engine {
             } else {
                 break;
             };
+            self.apply_adaptation()?;
             let t0 = Instant::now();
             if self.glide_pos < self.glide_frames {
                 let v = self.current_voice()?;
@@ -409,6 +561,7 @@ impl Engine {
             }
             self.stats.record(t0.elapsed());
             self.frames.drain(..take * n_mels);
+            self.frames_done += take as u64;
         }
         if last {
             self.vocoder.finish(&mut self.wave16)?;
@@ -482,5 +635,20 @@ impl Engine {
             out.push(v);
             self.n_out += 1;
         }
+    }
+}
+
+/// `voice` as a stream starts with it: adapted without a source measurement (the references'
+/// own spectrum correction, scaled) when adaptation is on, as it is otherwise.
+fn adapt_or_plain(
+    conv: &VoiceConverter,
+    voice: &SpeakerEmbedding,
+    source: Option<&crate::adapt::SourceVoice>,
+    how: Adaptation,
+) -> Result<SpeakerEmbedding> {
+    if how.measures_source() {
+        adapt(conv, voice, source, how)
+    } else {
+        Ok(voice.clone())
     }
 }

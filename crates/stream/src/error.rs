@@ -16,6 +16,9 @@ pub enum Error {
     /// The engine's settings are inconsistent (found while building, before any audio).
     #[error("invalid engine settings: {0}")]
     Config(String),
+    /// A live adaptation's measurement was lost (its thread panicked).
+    #[error("live adaptation failed: {0}")]
+    Adaptation(String),
 }
 
 /// Result with the pipeline's [`Error`].

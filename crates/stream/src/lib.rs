@@ -21,11 +21,13 @@
 
 #![warn(missing_docs)]
 
+pub mod adapt;
 pub mod engine;
 mod error;
 pub mod stats;
 pub mod vocoder;
 
+pub use adapt::Adaptation;
 pub use engine::{Engine, EngineConfig, StageLatency};
 pub use error::{Error, Result};
 pub use stats::ComputeStats;

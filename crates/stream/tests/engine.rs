@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use voxswap_audio::{read_mono, resample, ChannelMix, LogMel};
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
-use voxswap_stream::{Engine, EngineConfig, StreamingGl};
+use voxswap_stream::adapt::{adapt, measure_source};
+use voxswap_stream::engine::ADAPT_DELAY_FRAMES;
+use voxswap_stream::{Adaptation, Engine, EngineConfig, StreamingGl};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -125,7 +127,12 @@ fn a_voice_switch_glides_without_a_click() {
     let (f, s) = (voice(&conv, "speech_f.wav"), voice(&conv, "speech_s.wav"));
     let src = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
     let x = &src.samples;
-    let mut e = engine(&conv, &f, EngineConfig::live(16000, 16000));
+    // Without adaptation, so that the voices reached are the ones set.
+    let plain = EngineConfig {
+        adaptation: Adaptation::NONE,
+        ..EngineConfig::live(16000, 16000)
+    };
+    let mut e = engine(&conv, &f, plain.clone());
     let mut y = Vec::new();
     let switch = 16000; // 1 s in, mid-speech
     e.push(&x[..switch], &mut y).unwrap();
@@ -149,7 +156,7 @@ fn a_voice_switch_glides_without_a_click() {
         "step {around} at the switch, {elsewhere} elsewhere"
     );
     // Against a switch with no glide, the output differs (the glide did something).
-    let mut cfg = EngineConfig::live(16000, 16000);
+    let mut cfg = plain;
     cfg.glide_ms = 0.0;
     let mut e = engine(&conv, &f, cfg);
     let mut z = Vec::new();
@@ -188,4 +195,44 @@ fn bypass_gives_the_input_delayed_by_the_latency_after_a_crossfade() {
     e.push(&x[..4800], &mut z).unwrap();
     assert!(!e.bypass());
     assert!(z[480..].iter().zip(&x[..]).any(|(a, b)| a != b));
+}
+
+/// Live adaptation measures the talker's first second on its own thread and, ADAPT_DELAY_FRAMES
+/// frames later, glides to exactly the voice offline adaptation gives for that second; a voice
+/// switch keeps adapting (contrast with the talker's measured voice at once).
+#[test]
+fn live_adaptation_reaches_the_voice_measured_on_the_past() {
+    let conv = model();
+    let target = voice(&conv, "speech_f.wav");
+    let src = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    let x = resample(&src.samples, src.sample_rate, 16000).unwrap();
+    let mut e = engine(&conv, &target, EngineConfig::live(16000, 16000));
+    // Before any measurement: the references' own correction.
+    let start = adapt(&conv, &target, None, Adaptation::DEFAULT).unwrap();
+    assert_eq!(e.current_voice().unwrap(), start);
+    // The measurement of the first second applies at frame 100 + ADAPT_DELAY_FRAMES, and its
+    // glide takes 10 frames; the next (of 2 s) not before frame 300.
+    let upto = (100 + ADAPT_DELAY_FRAMES as usize + 30) * 160;
+    assert!(x.len() > upto, "the test clip is too short");
+    let mut y = Vec::new();
+    e.push(&x[..upto], &mut y).unwrap();
+    let measured = measure_source(&conv, &x[..16000]).unwrap();
+    assert!(measured.is_some(), "a second of speech should be measurable");
+    let want = adapt(&conv, &target, measured.as_ref(), Adaptation::DEFAULT).unwrap();
+    let got = e.current_voice().unwrap();
+    assert_eq!(got, want);
+    assert_ne!(want, start);
+    assert_eq!(e.base_voice(), &target);
+    // A switch: contrast with the talker's voice measured so far, the references' correction
+    // until this voice is measured.
+    let other = voice(&conv, "speech_s.wav");
+    let mut cfg = EngineConfig::live(16000, 16000);
+    cfg.glide_ms = 0.0;
+    let mut e = engine(&conv, &target, cfg);
+    e.push(&x[..upto], &mut y).unwrap();
+    e.set_voice(&other).unwrap();
+    let s = measured.unwrap().voice;
+    let want = other.spectrum_strength(1.0).unwrap().contrast(&s, 0.5).unwrap();
+    assert_eq!(e.current_voice().unwrap(), want);
+    assert_eq!(e.base_voice(), &other);
 }
