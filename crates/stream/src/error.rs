@@ -16,6 +16,10 @@ pub enum Error {
     /// The engine's settings are inconsistent (found while building, before any audio).
     #[error("invalid engine settings: {0}")]
     Config(String),
+    /// A problem with the input (a silent source, a file without audio), or with a file beside
+    /// the output; the message names the file.
+    #[error("{0}")]
+    Input(String),
     /// A live adaptation's measurement was lost (its thread panicked).
     #[error("live adaptation failed: {0}")]
     Adaptation(String),

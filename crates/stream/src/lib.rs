@@ -24,6 +24,7 @@
 pub mod adapt;
 pub mod engine;
 mod error;
+pub mod file;
 pub mod stats;
 pub mod vocoder;
 
