@@ -9,7 +9,7 @@ use voxswap_audio::mel::{hz_to_mel, mel_to_hz};
 use voxswap_audio::{FrontendConfig, LogMel};
 
 use crate::io::{check_output, read_at_rate, say};
-use voxswap_train::plot::{perr, render_png};
+use voxswap_audio::plot::{perr, render_png};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -64,6 +64,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A picture could not be drawn or written; nothing is left at `path`.
+    #[error("{}: {detail}", path.display())]
+    Picture { path: PathBuf, detail: String },
     /// Samples handed to a writer or transform are NaN or infinite.
     #[error("sample {index} is not a finite number ({value})")]
     NonFiniteInput { index: usize, value: f32 },

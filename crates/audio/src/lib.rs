@@ -26,6 +26,7 @@ pub mod griffinlim;
 pub mod loudness;
 pub mod mel;
 pub mod partial;
+pub mod plot;
 pub mod resample;
 pub mod rtisi;
 mod simd;

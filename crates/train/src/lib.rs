@@ -1,6 +1,6 @@
 //! Training for voxswap: corpora and the feature cache ([`data`]), corpus checks ([`check`]), the loss ([`loss`]), Adam
 //! with AMSGrad ([`optim`]), checkpoints ([`checkpoint`]), recipes ([`recipe`]), the loop
-//! ([`trainer`]), one step sharded across threads ([`step`]), loss curves ([`plot`]) and the
+//! ([`trainer`]), one step sharded across threads ([`step`]), loss curves (`voxswap_audio::plot`) and the
 //! device self-check that runs before training on a GPU ([`selfcheck`]).
 //!
 //! ```no_run
@@ -18,7 +18,6 @@ pub mod data;
 mod error;
 pub mod loss;
 pub mod optim;
-pub mod plot;
 pub mod recipe;
 pub mod selfcheck;
 pub mod step;

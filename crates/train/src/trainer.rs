@@ -18,7 +18,9 @@ use crate::loss::ae_loss;
 use crate::optim::Adam;
 use crate::recipe::{Recipe, SpeakerReference};
 use crate::step;
-use crate::{checkpoint, plot, Error, Result};
+use voxswap_audio::plot;
+
+use crate::{checkpoint, Error, Result};
 
 /// One line of `train.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -369,10 +371,10 @@ impl Log {
                 LogRecord::Valid { step, rec, .. } => valid.push((*step as f64, f64::from(*rec))),
             }
         }
-        plot::loss_curves(
+        Ok(plot::loss_curves(
             png,
             "L1 reconstruction loss",
             &[("train".to_string(), train), ("validation".to_string(), valid)],
-        )
+        )?)
     }
 }

@@ -1,5 +1,5 @@
-//! PNG pictures with plotters: text with an embedded font (no system font needed), written
-//! atomically (rendered to a temporary file, renamed into place).
+//! PNG pictures with plotters (spectrograms, loss curves): text with an embedded font (no system
+//! font needed), written atomically (rendered to a temporary file, renamed into place).
 
 use std::path::Path;
 use std::sync::Once;
@@ -7,8 +7,14 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::error::file_err;
 use crate::{Error, Result};
+
+fn file_err(path: &Path, detail: impl std::fmt::Display) -> Error {
+    Error::Picture {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
 
 /// DejaVu Sans (Bitstream Vera licence), cut down to printable ASCII by pyftsubset.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans-ascii.ttf");
@@ -24,7 +30,7 @@ fn register_font() {
 /// Renders a `width` × `height` PNG to `path` with `draw`. Nothing is left at `path` on error.
 ///
 /// # Errors
-/// [`Error::File`] when the picture cannot be drawn or written.
+/// [`Error::Picture`] when the picture cannot be drawn or written.
 pub fn render_png(
     path: &Path,
     width: u32,
@@ -36,7 +42,7 @@ pub fn render_png(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = voxswap_audio::partial::PartialFile::create(dir, ".voxswap-", ".png")
+    let tmp = crate::partial::PartialFile::create(dir, ".voxswap-", ".png")
         .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
     {
         let root = BitMapBackend::new(tmp.path(), (width, height)).into_drawing_area();
@@ -50,7 +56,7 @@ pub fn render_png(
     Ok(())
 }
 
-/// A plotters error as [`Error::File`] naming the picture (plotters' errors are not
+/// A plotters error as [`Error::Picture`] naming the picture (plotters' errors are not
 /// `Send + Sync`).
 pub fn perr<E: std::fmt::Display>(path: &Path, e: E) -> Error {
     file_err(path, format!("drawing failed: {e}"))
