@@ -54,7 +54,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reference = at16(arg(1, "examples/target_unseen.wav"))?;
     let voice = conv.embed(&[LogMel::new(&fe)?.compute(&reference)])?;
     let src = at16(arg(2, "tests/data/speech_m.wav"))?;
-    for (name, adaptation) in [("no adaptation", Adaptation::NONE), ("live adaptation", Adaptation::DEFAULT)] {
+    for (name, adaptation) in [
+        ("no adaptation", Adaptation::NONE),
+        ("live adaptation", Adaptation::DEFAULT),
+    ] {
         let vocoder = Box::new(StreamingGl::new(&fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?);
         let cfg = EngineConfig {
             adaptation,
@@ -65,15 +68,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut out = Vec::with_capacity(fe.sample_rate as usize * 4);
         let warm = 2 * fe.sample_rate as usize;
         let mut counts = Vec::new();
-        for (i, c) in src.chunks(chunk).cycle().take(src.len().max(warm * 4) / chunk).enumerate() {
+        for (i, c) in src
+            .chunks(chunk)
+            .cycle()
+            .take(src.len().max(warm * 4) / chunk)
+            .enumerate()
+        {
             out.clear();
             let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
             engine.push(c, &mut out)?;
             if i * chunk >= warm {
-                counts.push((
-                    ALLOCS.load(Ordering::Relaxed) - a0,
-                    BYTES.load(Ordering::Relaxed) - b0,
-                ));
+                counts.push((ALLOCS.load(Ordering::Relaxed) - a0, BYTES.load(Ordering::Relaxed) - b0));
             }
         }
         let n = counts.len().max(1) as f64;

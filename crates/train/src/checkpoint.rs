@@ -24,6 +24,8 @@ pub struct State {
 }
 
 const OPTIM_FILE: &str = "optim.safetensors";
+/// Weights of training-only layers (the speaker adversary), never part of a model folder.
+const AUX_FILE: &str = "adversary.safetensors";
 const STATE_FILE: &str = "state.json";
 
 /// The checkpoint folders under `dir`, oldest first.
@@ -42,18 +44,30 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
-/// Writes a checkpoint of `vars` and `opt` at `opt.step` under `dir`, then deletes all but the
-/// newest `keep`. Returns its folder.
+/// Writes a checkpoint of `vars` (and of the training-only `aux`, if any) and `opt` at
+/// `opt.step` under `dir`, then deletes all but the newest `keep`. Returns its folder.
 ///
 /// # Errors
 /// [`Error::File`] when it cannot be written; older checkpoints are then untouched.
-pub fn save(dir: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &Adam, seed: u64, keep: usize) -> Result<PathBuf> {
+pub fn save(
+    dir: &Path,
+    cfg: &ModelConfig,
+    vars: &VarMap,
+    aux: Option<&VarMap>,
+    opt: &Adam,
+    seed: u64,
+    keep: usize,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create: {e}")))?;
     let final_dir = dir.join(format!("step-{:08}", opt.step));
     let tmp = dir.join(format!(".tmp-step-{:08}-{}", opt.step, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let write = || -> Result<()> {
         io::save_model(&tmp, cfg, vars)?;
+        if let Some(aux) = aux {
+            aux.save(tmp.join(AUX_FILE))
+                .map_err(|e| file_err(&tmp.join(AUX_FILE), e))?;
+        }
         candle_core::safetensors::save(&opt.state_tensors()?, tmp.join(OPTIM_FILE))
             .map_err(|e| file_err(&tmp.join(OPTIM_FILE), e))?;
         let state = serde_json::to_string_pretty(&State { step: opt.step, seed }).map_err(|e| file_err(&tmp, e))?;
@@ -75,11 +89,20 @@ pub fn save(dir: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &Adam, seed: u64,
     Ok(final_dir)
 }
 
-/// Restores `vars` and `opt` from checkpoint folder `ckpt`; returns its state.
+/// Restores `vars` (and the training-only `aux`, if any) and `opt` from checkpoint folder
+/// `ckpt`; returns its state.
 ///
 /// # Errors
-/// A missing, corrupt or mismatched checkpoint, named.
-pub fn restore(ckpt: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &mut Adam, device: &Device) -> Result<State> {
+/// A missing, corrupt or mismatched checkpoint, named (also a checkpoint without the
+/// training-only layers the recipe asks for, or with ones it does not).
+pub fn restore(
+    ckpt: &Path,
+    cfg: &ModelConfig,
+    vars: &VarMap,
+    aux: Option<&VarMap>,
+    opt: &mut Adam,
+    device: &Device,
+) -> Result<State> {
     let state_path = ckpt.join(STATE_FILE);
     let state: State = serde_json::from_str(
         &std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, format!("cannot read: {e}")))?,
@@ -106,6 +129,38 @@ pub fn restore(ckpt: &Path, cfg: &ModelConfig, vars: &VarMap, opt: &mut Adam, de
             .get(name)
             .ok_or_else(|| file_err(ckpt, format!("tensor `{name}` missing")))?;
         var.set(t)?;
+    }
+    let aux_path = ckpt.join(AUX_FILE);
+    match (aux, aux_path.is_file()) {
+        (Some(aux), true) => {
+            let saved = candle_core::safetensors::load(&aux_path, device)
+                .map_err(|e| file_err(&aux_path, format!("not a readable safetensors file: {e}")))?;
+            for (name, var) in aux
+                .data()
+                .lock()
+                .map_err(|_| file_err(ckpt, "parameter map lock poisoned"))?
+                .iter()
+            {
+                let t = saved
+                    .get(name)
+                    .filter(|t| t.dims() == var.dims())
+                    .ok_or_else(|| file_err(&aux_path, format!("tensor `{name}` missing or of another shape")))?;
+                var.set(t)?;
+            }
+        }
+        (Some(_), false) => {
+            return Err(file_err(
+                ckpt,
+                "was trained without the speaker adversary the recipe asks for (train.lambda_adv)",
+            ))
+        }
+        (None, true) => {
+            return Err(file_err(
+                ckpt,
+                "was trained with a speaker adversary; the recipe has none (train.lambda_adv = 0)",
+            ))
+        }
+        (None, false) => {}
     }
     let optim_path = ckpt.join(OPTIM_FILE);
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&optim_path, device)

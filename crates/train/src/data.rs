@@ -255,6 +255,11 @@ impl Dataset {
         })
     }
 
+    /// Training speakers (what [`Pick::speaker`] indexes).
+    pub fn n_speakers(&self) -> usize {
+        self.train.len()
+    }
+
     /// Where a batch of `batch` random segments comes from: a random speaker, a random
     /// utterance of theirs, a random offset (see [`segments`](Self::segments)).
     pub fn pick(&self, rng: &mut impl Rng, batch: usize) -> Vec<Pick> {

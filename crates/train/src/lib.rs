@@ -12,6 +12,7 @@
 //! # Ok::<(), voxswap_train::Error>(())
 //! ```
 
+pub mod adversary;
 pub mod check;
 pub mod checkpoint;
 pub mod data;

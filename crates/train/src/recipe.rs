@@ -122,6 +122,12 @@ pub struct TrainSection {
     /// conversion, where the reference never says what the source says.
     #[serde(default)]
     pub speaker_reference: SpeakerReference,
+    /// Weight of the adversarial speaker classifier (Chou et al. 2018): a classifier of the
+    /// training speakers reads the content code's mean, and the content encoder gets its
+    /// gradient reversed, so that the code keeps less of the voice. 0 (the default) leaves it
+    /// out; its weights are training-only (`adversary.safetensors` in checkpoints).
+    #[serde(default)]
+    pub lambda_adv: f64,
     /// Steps between checkpoints.
     #[serde(default = "default_ckpt")]
     pub checkpoint_every: u64,
@@ -240,6 +246,12 @@ impl Recipe {
             if !(0.0..1.0).contains(&w) {
                 return Err(format!("train.{key} {w} must be at least 0 and below 1"));
             }
+        }
+        if !(self.train.lambda_adv >= 0.0 && self.train.lambda_adv.is_finite()) {
+            return Err(format!(
+                "train.lambda_adv {} must be a non-negative number",
+                self.train.lambda_adv
+            ));
         }
         if self.train.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());

@@ -71,6 +71,7 @@ pub fn check_device(device: &Device) -> Result<SelfCheck> {
             content: batch.content.to_device(device)?,
             speaker: batch.speaker.to_device(device)?,
             noise: batch.noise.to_device(device)?,
+            speakers: None,
         };
         let cpu_params = named(&cpu_vars)?;
         let dev_params = named(&dev_vars)?;

@@ -12,6 +12,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use voxswap_model::AdaInVc;
 
+use crate::adversary::SpeakerAdversary;
 use crate::loss::ae_loss;
 use crate::Result;
 
@@ -26,6 +27,8 @@ pub struct StepGrads {
     pub rec: f32,
     /// Mean KL term.
     pub kl: f32,
+    /// The speaker adversary's cross-entropy (0 without one).
+    pub adv: f32,
 }
 
 /// What one training step reads: the segments to reconstruct and what each encoder sees of them.
@@ -41,6 +44,8 @@ pub struct StepBatch {
     pub speaker: Tensor,
     /// The VAE noise, `[B, code, T / frame multiple]`.
     pub noise: Tensor,
+    /// Each segment's training speaker (`[B]`, u32), for the speaker adversary.
+    pub speakers: Option<Tensor>,
 }
 
 impl StepBatch {
@@ -51,6 +56,7 @@ impl StepBatch {
             content: x.clone(),
             speaker: x.clone(),
             noise: noise.clone(),
+            speakers: None,
         }
     }
 
@@ -60,6 +66,7 @@ impl StepBatch {
             content: self.content.narrow(0, start, len)?,
             speaker: self.speaker.narrow(0, start, len)?,
             noise: self.noise.narrow(0, start, len)?,
+            speakers: self.speakers.as_ref().map(|s| s.narrow(0, start, len)).transpose()?,
         })
     }
 }
@@ -74,15 +81,33 @@ pub fn forward_backward(
     lambda_rec: f64,
     lambda_kl: f64,
 ) -> Result<StepGrads> {
+    forward_backward_with(model, params, batch, lambda_rec, lambda_kl, None)
+}
+
+/// [`forward_backward`] with a speaker adversary and its weight λ_adv: the loss gains
+/// λ_adv · its cross-entropy on the content code's mean, read through a gradient reversal (see
+/// [`crate::adversary`]); `params` should then hold the adversary's weights too, and the batch
+/// its speakers.
+///
+/// # Errors
+/// A batch without speakers for an adversary; shape errors from the tensors.
+pub fn forward_backward_with(
+    model: &AdaInVc,
+    params: &[Var],
+    batch: &StepBatch,
+    lambda_rec: f64,
+    lambda_kl: f64,
+    adversary: Option<(&SpeakerAdversary, f64)>,
+) -> Result<StepGrads> {
     let b = batch.target.dim(0)?;
-    let shard = |i: usize, n: usize| -> Result<(GradStore, [f32; 3])> {
+    let shard = |i: usize, n: usize| -> Result<(GradStore, [f32; 4])> {
         let n = n.min(b);
         // Shards of b/n items, the first b % n one larger.
         let (size, extra) = (b / n, b % n);
         let start = i * size + i.min(extra);
         let len = size + usize::from(i < extra);
         if i >= n || len == 0 {
-            return Ok((GradStore::default(), [0.0; 3]));
+            return Ok((GradStore::default(), [0.0; 4]));
         }
         let part = if len == b {
             batch.clone()
@@ -92,21 +117,34 @@ pub fn forward_backward(
         let xs = &part.target;
         let out = model.forward_split(xs, &part.content, &part.speaker, &part.noise)?;
         let loss = ae_loss(xs, &out, lambda_rec, lambda_kl)?;
+        let (total, adv) = match (adversary, &part.speakers) {
+            (Some((a, lambda)), Some(labels)) => {
+                let ce = a.loss(&out.mu, labels)?;
+                ((&loss.total + ce.affine(lambda, 0.0)?)?, ce.to_scalar::<f32>()?)
+            }
+            (Some(_), None) => {
+                return Err(
+                    voxswap_model::Error::Input("a speaker adversary needs each segment's speaker".into()).into(),
+                )
+            }
+            (None, _) => (loss.total.clone(), 0.0),
+        };
         // Each shard's means, weighted by its share of the batch, add up to the batch's means.
         let share = len as f64 / b as f64;
-        let total = loss.total.affine(share, 0.0)?;
+        let total = total.affine(share, 0.0)?;
         let grads = total.backward()?;
         let parts = [
             total.to_scalar::<f32>()?,
             loss.rec.to_scalar::<f32>()?,
             loss.kl.to_scalar::<f32>()?,
         ];
-        Ok((grads, [parts[0], parts[1] * share as f32, parts[2] * share as f32]))
+        let s = share as f32;
+        Ok((grads, [parts[0], parts[1] * s, parts[2] * s, adv * s]))
     };
     let mut shards = voxswap_model::par::per_thread(shard).into_iter();
     let (mut grads, mut sums) = match shards.next() {
         Some(first) => first?,
-        None => (GradStore::default(), [0.0; 3]),
+        None => (GradStore::default(), [0.0; 4]),
     };
     for s in shards {
         let (mut g, parts) = s?;
@@ -128,6 +166,7 @@ pub fn forward_backward(
         total: sums[0],
         rec: sums[1],
         kl: sums[2],
+        adv: sums[3],
     })
 }
 
@@ -164,6 +203,7 @@ mod tests {
                 content,
                 speaker,
                 noise,
+                speakers: None,
             };
             let sharded = forward_backward(&model, &params, &batch, 10.0, 0.5).unwrap();
             let out = model

@@ -5,20 +5,21 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
+use voxswap_audio::plot;
 use voxswap_model::{init, AdaInVc, ModelConfig};
 
+use crate::adversary::SpeakerAdversary;
 use crate::data::{load_features, scan_corpus, warp_batch, Dataset};
 use crate::error::file_err;
 use crate::loss::ae_loss;
 use crate::optim::Adam;
 use crate::recipe::{Recipe, SpeakerReference};
 use crate::step;
-use voxswap_audio::plot;
 
 use crate::{checkpoint, Error, Result};
 
@@ -38,6 +39,10 @@ pub enum LogRecord {
         kl: f32,
         /// KL weight at this step.
         lambda_kl: f64,
+        /// The speaker adversary's cross-entropy (with `train.lambda_adv`): about ln(speakers)
+        /// when the content code tells nothing of the speaker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adv: Option<f32>,
         /// Learning rate.
         lr: f64,
         /// Gradient norm before clipping.
@@ -153,20 +158,38 @@ pub fn train(
     let vars = VarMap::new();
     let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, device))?;
     init::init_pytorch_like(&vars, recipe.train.seed)?;
-    let params = vars
-        .data()
-        .lock()
-        .map_err(|_| file_err(&recipe.output.dir, "lock poisoned"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let trained = vars.all_vars();
+    // The speaker adversary (train.lambda_adv): training-only weights in a map of their own,
+    // seeded apart from the model's so that the model starts as it would without one.
+    let aux = (recipe.train.lambda_adv > 0.0).then(VarMap::new);
+    let adversary = match &aux {
+        Some(aux) => {
+            let a = SpeakerAdversary::new(
+                cfg.content.c_out,
+                data.n_speakers(),
+                VarBuilder::from_varmap(aux, DType::F32, device).pp("adversary"),
+            )?;
+            init::init_pytorch_like(aux, recipe.train.seed ^ 0xad7e_5a4d)?;
+            Some(a)
+        }
+        None => None,
+    };
+    let mut params: Vec<(String, Var)> = Vec::new();
+    for map in std::iter::once(&vars).chain(aux.as_ref()) {
+        params.extend(
+            map.data()
+                .lock()
+                .map_err(|_| file_err(&recipe.output.dir, "lock poisoned"))?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
+    let trained: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
     let mut opt = Adam::new(params, recipe.optim.clone())?;
     let ckpt_dir = checkpoints_dir(recipe);
     let latest = checkpoint::list(&ckpt_dir).pop();
     let mut last_ckpt: Option<(u64, PathBuf)> = None;
     if let Some((_, path)) = &latest {
-        let state = checkpoint::restore(path, &cfg, &vars, &mut opt, device)?;
+        let state = checkpoint::restore(path, &cfg, &vars, aux.as_ref(), &mut opt, device)?;
         if state.seed != recipe.train.seed {
             return Err(file_err(
                 path,
@@ -193,6 +216,7 @@ pub fn train(
             &ckpt_dir,
             &cfg,
             &vars,
+            aux.as_ref(),
             opt,
             recipe.train.seed,
             recipe.train.keep_checkpoints,
@@ -248,13 +272,29 @@ pub fn train(
         };
         let lambda_kl = recipe.lambda_kl_at(step);
         // One batch shard per CPU thread (crate::step).
+        let speakers = match adversary {
+            Some(_) => Some(Tensor::from_vec(
+                picks.iter().map(|p| p.speaker as u32).collect::<Vec<u32>>(),
+                picks.len(),
+                device,
+            )?),
+            None => None,
+        };
         let batch = step::StepBatch {
             target: x,
             content,
             speaker,
             noise,
+            speakers,
         };
-        let sg = step::forward_backward(&model, &trained, &batch, recipe.train.lambda_rec, lambda_kl)?;
+        let sg = step::forward_backward_with(
+            &model,
+            &trained,
+            &batch,
+            recipe.train.lambda_rec,
+            lambda_kl,
+            adversary.as_ref().map(|a| (a, recipe.train.lambda_adv)),
+        )?;
         let value = sg.total;
         if !value.is_finite() {
             let checkpoint = last_ckpt
@@ -276,6 +316,7 @@ pub fn train(
                 rec: sg.rec,
                 kl: sg.kl,
                 lambda_kl,
+                adv: adversary.is_some().then_some(sg.adv),
                 lr: info.lr,
                 grad_norm: info.grad_norm,
                 steps_per_s: (step - tick_step) as f64 / secs,

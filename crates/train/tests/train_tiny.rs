@@ -244,3 +244,56 @@ fn loss_equals_the_pytorch_reference() {
         );
     }
 }
+
+/// The speaker adversary (`train.lambda_adv`): its cross-entropy is logged, it changes what the
+/// model learns, its weights stay out of the model folder (which still loads and converts), a
+/// resumed run equals a straight one, and a checkpoint is not resumed by a recipe that disagrees
+/// about it.
+#[test]
+fn speaker_adversary_trains_resumes_and_stays_out_of_the_model() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let adv = "lambda_adv = 0.5";
+    let straight = recipe(dirs[0].path(), 40, adv);
+    trainer::train(&straight, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let resumed = recipe(dirs[1].path(), 40, adv);
+    let out = trainer::train(&resumed, &Device::Cpu, &STOP, &mut StopAt(20, &STOP), &|_, _| {}).unwrap();
+    assert!(matches!(out, Outcome::Interrupted { step: 20, .. }), "{out:?}");
+    // The recipe without the adversary refuses the checkpoint that has one.
+    let mut without = resumed.clone();
+    without.train.lambda_adv = 0.0;
+    let err = trainer::train(&without, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("speaker adversary"), "{err}");
+    trainer::train(&resumed, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let plain = recipe(dirs[2].path(), 40, "");
+    trainer::train(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
+    let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
+    assert!(w(0) == w(1), "resumed weights differ from the straight run's");
+    assert!(w(0) != w(2), "the adversary changed nothing");
+    let a = |i: usize| std::fs::read(ckpt(i).join("adversary.safetensors")).unwrap();
+    assert!(a(0) == a(1), "resumed adversary differs from the straight run's");
+    assert!(!ckpt(2).join("adversary.safetensors").exists());
+    // Its cross-entropy is logged: near ln 3 for three speakers at the start.
+    let log = std::fs::read_to_string(dirs[0].path().join("run/train.jsonl")).unwrap();
+    let first: f32 = log
+        .lines()
+        .find_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
+            LogRecord::Train { adv, .. } => adv,
+            LogRecord::Valid { .. } => None,
+        })
+        .unwrap();
+    assert!((first - 3f32.ln()).abs() < 0.5, "first adversary loss {first}");
+    // The checkpoint is a model folder without the adversary's weights in it.
+    let vc = voxswap_model::VoiceConverter::load(&ckpt(0), &Device::Cpu).unwrap();
+    let mel = voxswap_train::data::compute_mel(&clips().join("speech_m.wav"), &vc.config().frontend).unwrap();
+    let spk = vc.embed(std::slice::from_ref(&mel)).unwrap();
+    assert!(vc.convert(&mel, &spk).unwrap().data.iter().all(|v| v.is_finite()));
+    let text = std::fs::read_to_string(dirs[0].path().join("recipe.toml")).unwrap();
+    let path = dirs[0].path().join("bad.toml");
+    std::fs::write(&path, text.replace("lambda_adv = 0.5", "lambda_adv = -1")).unwrap();
+    let err = Recipe::load(&path).unwrap_err().to_string();
+    assert!(err.contains("lambda_adv"), "{err}");
+}
