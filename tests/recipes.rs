@@ -337,3 +337,26 @@ fn data_check_reports_a_corpus() {
     assert!(out.contains("utterances  4"), "{out}");
     assert!(out.contains("unreadable  0"), "{out}");
 }
+
+/// Every recipe config committed under recipes/ (the long runs, the side-by-side ablation runs)
+/// loads: known keys, values in range, a known preset.
+#[test]
+fn every_committed_recipe_config_loads() {
+    fn tomls(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !matches!(p.file_name().and_then(|n| n.to_str()), Some("data" | "exp")) {
+                tomls(&p, out);
+            } else if p.extension().is_some_and(|x| x == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    tomls(&repo().join("recipes"), &mut all);
+    assert!(all.len() >= 6, "{all:?}");
+    for p in &all {
+        let r = voxswap_train::recipe::Recipe::load(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        r.model_config().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+}
