@@ -1,4 +1,5 @@
-//! voxswap's models in candle: AdaIN-VC ([`adain_vc`]) with its configuration ([`config`]).
+//! voxswap's models in candle: AdaIN-VC ([`adain_vc`]) with its configuration ([`config`]), and
+//! a neural vocoder ([`vocoder`]).
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -25,8 +26,10 @@ pub mod io;
 pub mod layers;
 pub mod par;
 pub mod stream;
+pub mod vocoder;
 
 pub use adain_vc::{AdaInVc, AeOutput, StreamingConverter};
 pub use config::{AttentionConfig, ModelConfig};
 pub use converter::{SpeakerEmbedding, VoiceConverter};
 pub use error::{Error, Result};
+pub use vocoder::{NeuralVocoder, VocoderConfig, VocoderStream};

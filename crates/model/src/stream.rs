@@ -57,13 +57,24 @@ impl Ctx<'_> {
     /// remembered last `k − 1` frames (zeros at the start), without padding.
     pub fn conv(&mut self, conv: &PadConv, x: &Tensor) -> Result<Tensor> {
         use candle_core::Module;
-        let Ctx::Stream(s) = self else {
-            return Ok(conv.forward(x)?);
-        };
         let k = conv.kernel();
-        if k == 1 {
-            return Ok(conv.forward_valid(x)?);
+        match self {
+            Ctx::Offline => Ok(conv.forward(x)?),
+            Ctx::Stream(_) if k == 1 => Ok(conv.forward_valid(x)?),
+            Ctx::Stream(_) => Ok(conv.forward_valid(&self.history(x, k)?)?),
         }
+    }
+
+    /// `x` after the `k − 1` frames before it, for a causal layer of kernel `k` to read without
+    /// padding: zeros offline and at a stream's start, the stream's last frames otherwise.
+    /// `[B, C, k − 1 + T]`.
+    pub fn history(&mut self, x: &Tensor, k: usize) -> Result<Tensor> {
+        if k <= 1 {
+            return Ok(x.clone());
+        }
+        let Ctx::Stream(s) = self else {
+            return Ok(x.pad_with_zeros(D::Minus1, k - 1, 0)?);
+        };
         let slot = s.slot();
         let hist = match slot {
             Slot::Conv(h) => h.clone(),
@@ -72,7 +83,7 @@ impl Ctx<'_> {
         let buf = Tensor::cat(&[&hist, x], D::Minus1)?;
         let n = buf.dim(D::Minus1)?;
         *slot = Slot::Conv(buf.narrow(D::Minus1, n - (k - 1), k - 1)?.contiguous()?);
-        Ok(conv.forward_valid(&buf)?)
+        Ok(buf)
     }
 
     /// Instance norm: over the whole input (reflect-padded models), over the frames so far

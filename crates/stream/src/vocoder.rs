@@ -1,7 +1,9 @@
 //! Vocoders: log-mel frames in, audio out, behind one trait so that the engine does not care
 //! which it runs.
 
+use candle_core::{Device, Tensor};
 use voxswap_audio::{BlockVocoder, FrontendConfig, GriffinLimConfig, StreamingGriffinLim};
+use voxswap_model::{NeuralVocoder, VocoderStream};
 
 use crate::Result;
 
@@ -128,5 +130,48 @@ impl Vocoder for BlockGl {
             "griffin-lim ({} iterations, blocks of {} frames)",
             self.gl.n_iter, self.block
         )
+    }
+}
+
+/// The neural vocoder ([`voxswap_model::vocoder`]) frame by frame: no look-ahead beyond the
+/// frontend's window at its default size.
+#[derive(Debug)]
+pub struct Neural {
+    inner: VocoderStream,
+    n_mels: usize,
+}
+
+impl Neural {
+    /// A stream over `vocoder`.
+    pub fn new(vocoder: &NeuralVocoder) -> Self {
+        Self {
+            inner: vocoder.stream(),
+            n_mels: vocoder.config().frontend.n_mels,
+        }
+    }
+}
+
+impl Vocoder for Neural {
+    fn push(&mut self, frame: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        let x = Tensor::from_slice(frame, (1, self.n_mels, 1), &Device::Cpu)?;
+        Ok(self.inner.step(&x, out)?)
+    }
+
+    fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        self.inner.finish(out);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    fn latency_samples(&self) -> usize {
+        self.inner.vocoder().config().latency_samples()
+    }
+
+    fn name(&self) -> String {
+        let c = self.inner.vocoder().config();
+        format!("neural ({} channels, {} blocks)", c.channels, c.blocks)
     }
 }

@@ -236,3 +236,38 @@ fn live_adaptation_reaches_the_voice_measured_on_the_past() {
     assert_eq!(e.current_voice().unwrap(), want);
     assert_eq!(e.base_voice(), &other);
 }
+
+/// The engine with the neural vocoder (a tiny one with fresh weights, saved and loaded as a model
+/// folder's): the vocoder stage adds no latency, and chunk sizes change no sample.
+#[test]
+fn the_neural_vocoder_streams_without_look_ahead() {
+    use voxswap_model::vocoder::{new_trainable, VocoderConfig};
+    let conv = model();
+    let v = voice(&conv, "speech_f.wav");
+    let fe = conv.config().frontend.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = candle_nn::VarMap::new();
+    let cfg = VocoderConfig::tiny(&fe);
+    new_trainable(&cfg, &vars, 2, &Device::Cpu).unwrap();
+    voxswap_model::NeuralVocoder::save(dir.path(), &cfg, &vars).unwrap();
+    let neural = voxswap_model::NeuralVocoder::load(dir.path(), &Device::Cpu)
+        .unwrap()
+        .unwrap();
+    assert!(voxswap_model::NeuralVocoder::load(&data("model"), &Device::Cpu)
+        .unwrap()
+        .is_none());
+    let src = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    let mut outs = Vec::new();
+    for chunk in [1usize, 7, 480] {
+        let vocoder = Box::new(voxswap_stream::Neural::new(&neural));
+        let mut e = Engine::new(&conv, &v, vocoder, EngineConfig::live(16000, 16000)).unwrap();
+        let stages = e.stages();
+        let voc = stages.iter().find(|s| s.stage.starts_with("vocoder: neural")).unwrap();
+        assert_eq!(voc.seconds, 0.0);
+        assert!(e.latency_ms() < 30.0, "{} ms", e.latency_ms());
+        outs.push(run(&mut e, &src.samples, chunk));
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0], outs[2]);
+    assert!(outs[0].iter().any(|v| *v != 0.0));
+}

@@ -1,0 +1,53 @@
+//! Speed of the neural vocoder (fresh weights: only the cost is measured), one thread:
+//!
+//!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny]
+//!
+//! Prints the real-time factor offline (10 s of mels at once) and streaming (one 10 ms frame a
+//! step), best of three.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use voxswap_model::vocoder::{new_trainable, VocoderConfig};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let fe = voxswap_audio::FrontendConfig::speech_16k();
+    let cfg = match std::env::args().nth(1).as_deref() {
+        Some("tiny") => VocoderConfig::tiny(&fe),
+        _ => VocoderConfig::small(&fe),
+    };
+    let vars = candle_nn::VarMap::new();
+    let v = new_trainable(&cfg, &vars, 1, &Device::Cpu)?;
+    let params: usize = vars.all_vars().iter().map(|v| v.elem_count()).sum();
+    let mel = Tensor::randn(0f32, 1.0, (1, fe.n_mels, 1000), &Device::Cpu)?.affine(1.0, -4.0)?;
+    let best =
+        |f: &mut dyn FnMut() -> Result<(), Box<dyn std::error::Error>>| -> Result<f64, Box<dyn std::error::Error>> {
+            let mut b = f64::INFINITY;
+            for _ in 0..3 {
+                let t0 = Instant::now();
+                f()?;
+                b = b.min(t0.elapsed().as_secs_f64());
+            }
+            Ok(b)
+        };
+    let off = best(&mut || {
+        v.forward(&mel)?;
+        Ok(())
+    })? / 10.0;
+    let frames = 300;
+    let mut s = v.stream();
+    let mut out = Vec::new();
+    let st = best(&mut || {
+        s.reset();
+        out.clear();
+        for t in 0..frames {
+            s.step(&mel.narrow(2, t, 1)?, &mut out)?;
+        }
+        Ok(())
+    })? / (frames as f64 * 0.01);
+    println!(
+        "vocoder {} channels × {} blocks ({params} parameters): RTF offline {off:.4}, streaming {st:.4}",
+        cfg.channels, cfg.blocks
+    );
+    Ok(())
+}

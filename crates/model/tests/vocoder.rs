@@ -1,0 +1,168 @@
+//! The neural vocoder: forward and gradient parity with the PyTorch reference
+//! (scripts/torch_reference/vocoder.py, fixture by make_vocoder_fixture.py), and its stream
+//! equal to the offline pass whatever the chunking.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use voxswap_model::vocoder::{new_trainable, NeuralVocoder, VocoderConfig};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/model")
+        .join(name)
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+fn fixture() -> (NeuralVocoder, VarMap, HashMap<String, Tensor>) {
+    let cfg: VocoderConfig =
+        serde_json::from_str(&std::fs::read_to_string(data("vocoder_tiny.json")).unwrap()).unwrap();
+    let fix = candle_core::safetensors::load(data("vocoder_tiny.safetensors"), &Device::Cpu).unwrap();
+    let vars = VarMap::new();
+    let v = NeuralVocoder::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+    let mut n = 0;
+    for (name, var) in vars.data().lock().unwrap().iter() {
+        let want = fix
+            .get(&format!("param.{name}"))
+            .unwrap_or_else(|| panic!("reference has no {name}"));
+        assert_eq!(var.dims(), want.dims(), "{name}");
+        var.set(want).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, fix.keys().filter(|k| k.starts_with("param.")).count());
+    (v, vars, fix)
+}
+
+/// The fixture's loss: mean |audio| + mean log(|STFT| + 1e-3), STFT of 128 points, hop 32,
+/// periodic Hann, no centring (as a product with a DFT basis).
+fn loss(audio: &Tensor) -> Tensor {
+    let (n, hop) = (128usize, 32usize);
+    let (b, len) = audio.dims2().unwrap();
+    let frames = (len - n) / hop + 1;
+    let mut cos = vec![0f32; n * (n / 2 + 1)];
+    let mut sin = vec![0f32; n * (n / 2 + 1)];
+    for j in 0..n {
+        let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * j as f64 / n as f64).cos();
+        for k in 0..=n / 2 {
+            let p = 2.0 * std::f64::consts::PI * (j * k % n) as f64 / n as f64;
+            cos[j * (n / 2 + 1) + k] = (w * p.cos()) as f32;
+            sin[j * (n / 2 + 1) + k] = (w * p.sin()) as f32;
+        }
+    }
+    let cos = Tensor::from_vec(cos, (n, n / 2 + 1), &Device::Cpu).unwrap();
+    let sin = Tensor::from_vec(sin, (n, n / 2 + 1), &Device::Cpu).unwrap();
+    let segs: Vec<Tensor> = (0..frames).map(|f| audio.narrow(1, f * hop, n).unwrap()).collect();
+    let segs = Tensor::stack(&segs, 1).unwrap().reshape((b * frames, n)).unwrap();
+    let re = segs.matmul(&cos).unwrap();
+    let im = segs.matmul(&sin).unwrap();
+    let mag = (re.sqr().unwrap() + im.sqr().unwrap()).unwrap().sqrt().unwrap();
+    let spec = (mag + 1e-3).unwrap().log().unwrap().mean_all().unwrap();
+    (audio.abs().unwrap().mean_all().unwrap() + spec).unwrap()
+}
+
+#[test]
+fn forward_and_gradients_match_pytorch() {
+    let (v, vars, fix) = fixture();
+    let audio = v.forward(&fix["input"]).unwrap();
+    let want = &fix["out.audio"];
+    assert_eq!(audio.dims(), want.dims());
+    let err = max_abs(&(&audio - want).unwrap()) / max_abs(want);
+    assert!(err <= 1e-4, "audio: relative difference {err:.2e}");
+    let l = loss(&audio);
+    let want_l = fix["out.loss"].flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+    let got_l = l.to_scalar::<f32>().unwrap();
+    assert!(
+        (got_l - want_l).abs() <= 1e-4 * want_l.abs().max(1.0),
+        "loss {got_l} vs {want_l}"
+    );
+    let grads = l.backward().unwrap();
+    let vars: Vec<(String, Var)> = vars
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let floor = vars
+        .iter()
+        .map(|(n, _)| max_abs(&fix[&format!("grad.{n}")]))
+        .fold(0.0, f64::max)
+        * 1e-4;
+    for (name, var) in &vars {
+        let got = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let want = &fix[&format!("grad.{name}")];
+        let rel = max_abs(&(got - want).unwrap()) / max_abs(want).max(floor);
+        assert!(rel <= 1e-3, "{name}: relative gradient error {rel:.2e}");
+    }
+}
+
+/// Chunks of 1, 3 and 17 frames give the offline audio (to float rounding), twice (`reset`),
+/// and `finish` completes it up to the last frame's centre and beyond.
+#[test]
+fn stream_equals_offline() {
+    let fe = voxswap_audio::FrontendConfig::speech_16k();
+    let cfg = VocoderConfig::tiny(&fe);
+    let vars = VarMap::new();
+    let v = new_trainable(&cfg, &vars, 5, &Device::Cpu).unwrap();
+    let fix = candle_core::safetensors::load(data("vocoder_tiny.safetensors"), &Device::Cpu).unwrap();
+    let mel = fix["input"].narrow(0, 0, 1).unwrap();
+    let frames = mel.dim(2).unwrap();
+    let offline = v.forward(&mel).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(offline.len(), frames * fe.hop_length);
+    let scale = offline.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(scale > 0.0);
+    let mut s = v.stream();
+    for chunk in [1usize, 3, 17] {
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            let mut pos = 0;
+            while pos < frames {
+                let n = chunk.min(frames - pos);
+                s.step(&mel.narrow(2, pos, n).unwrap(), &mut out).unwrap();
+                // Everything before the newest frame's centre is out.
+                assert!(out.len() >= (pos + n - 1) * fe.hop_length - cfg.latency_samples());
+                pos += n;
+            }
+            s.finish(&mut out);
+            assert!(out.len() >= offline.len());
+            let worst = offline
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-5 * scale,
+                "chunks of {chunk}: difference {worst} at scale {scale}"
+            );
+        }
+    }
+}
+
+#[test]
+fn configurations_are_checked() {
+    let fe = voxswap_audio::FrontendConfig::speech_16k();
+    let mut cfg = VocoderConfig::small(&fe);
+    cfg.validate().unwrap();
+    assert_eq!(cfg.latency_samples(), 0);
+    cfg.n_fft = 250;
+    assert!(cfg.validate().unwrap_err().to_string().contains("n_fft"));
+    let json = serde_json::to_string(&VocoderConfig::tiny(&fe)).unwrap();
+    assert!(serde_json::from_str::<VocoderConfig>(&json.replacen("\"blocks\"", "\"blockz\"", 1)).is_err());
+}
