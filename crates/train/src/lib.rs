@@ -23,6 +23,7 @@ pub mod recipe;
 pub mod selfcheck;
 pub mod step;
 pub mod trainer;
+pub mod vocoder_loss;
 
 pub use error::{Error, Result};
 
