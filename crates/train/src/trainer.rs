@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -202,26 +203,84 @@ pub fn train(
         last_ckpt = Some((state.step, path.clone()));
     }
     let start = opt.step;
-    let total = recipe.train.steps;
     let log_path = recipe.output.dir.join("train.jsonl");
     let mut log = Log::open(&log_path, start)?;
-    observer.start(start, total, last_ckpt.as_ref().map(|(_, p)| p.as_path()));
+    observer.start(start, recipe.train.steps, last_ckpt.as_ref().map(|(_, p)| p.as_path()));
     let valid = data.valid_batches(recipe.train.batch_size, device)?;
+    let mut task = ModelTask {
+        recipe,
+        cfg: &cfg,
+        data: &data,
+        model: &model,
+        trained: &trained,
+        adversary: adversary.as_ref(),
+        valid: &valid,
+        vars: &vars,
+        aux: aux.as_ref(),
+        device,
+        last: None,
+        lambda_kl: 0.0,
+    };
+    let schedule = Schedule {
+        total: recipe.train.steps,
+        log_every: recipe.train.log_every,
+        valid_every: recipe.train.valid_every,
+        checkpoint_every: recipe.train.checkpoint_every,
+    };
+    run_loop(
+        &mut task,
+        &mut opt,
+        &schedule,
+        stop,
+        &mut log,
+        &recipe.output.dir.join("loss.png"),
+        observer,
+        last_ckpt,
+    )
+}
 
-    let code_frames = recipe.data.segment_frames / cfg.frame_multiple();
+/// The steps, and how often a run logs, validates and writes checkpoints.
+pub(crate) struct Schedule {
+    pub(crate) total: u64,
+    pub(crate) log_every: u64,
+    pub(crate) valid_every: u64,
+    pub(crate) checkpoint_every: u64,
+}
+
+/// What a training run steps through (the AdaIN-VC model, the vocoder); the loop around it,
+/// [`run_loop`], is shared: stop requests, divergence, logs, validation and checkpoints.
+pub(crate) trait Task {
+    /// Forward and backward of step `step` (counted from 1): the gradients and the loss.
+    fn step(&mut self, step: u64) -> Result<(GradStore, f32)>;
+    /// The log record of the step just taken.
+    fn record(&self, step: u64, lr: f64, grad_norm: f64, steps_per_s: f64) -> LogRecord;
+    /// A validation pass, if there is anything to validate on.
+    fn validate(&mut self, step: u64) -> Result<Option<LogRecord>>;
+    /// Writes a checkpoint of the weights and `opt`; returns its folder.
+    fn save(&mut self, opt: &Adam) -> Result<PathBuf>;
+}
+
+/// Runs `task` from `opt.step` to `schedule.total`. `stop` is polled every step: when set, a
+/// checkpoint is written (unless one of this very step exists) and the run returns
+/// [`Outcome::Interrupted`]. A loss that is not a finite number ends the run with
+/// [`Error::Diverged`], the last checkpoint kept.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_loop(
+    task: &mut dyn Task,
+    opt: &mut Adam,
+    schedule: &Schedule,
+    stop: &AtomicBool,
+    log: &mut Log,
+    png: &Path,
+    observer: &mut dyn Observer,
+    mut last_ckpt: Option<(u64, PathBuf)>,
+) -> Result<Outcome> {
+    let total = schedule.total;
     let mut tick = Instant::now();
-    let mut tick_step = start;
-    let save = |opt: &Adam, log: &Log, observer: &mut dyn Observer| -> Result<PathBuf> {
-        let p = checkpoint::save(
-            &ckpt_dir,
-            &cfg,
-            &vars,
-            aux.as_ref(),
-            opt,
-            recipe.train.seed,
-            recipe.train.keep_checkpoints,
-        )?;
-        log.plot(&recipe.output.dir.join("loss.png"))?;
+    let mut tick_step = opt.step;
+    let save = |task: &mut dyn Task, opt: &Adam, log: &Log, observer: &mut dyn Observer| -> Result<PathBuf> {
+        let p = task.save(opt)?;
+        log.plot(png)?;
         observer.checkpoint(&p);
         Ok(p)
     };
@@ -230,7 +289,7 @@ pub fn train(
             // A checkpoint of this very step exists when the stop comes right after one.
             let p = match &last_ckpt {
                 Some((step, p)) if *step == opt.step => p.clone(),
-                _ => save(&opt, &log, observer)?,
+                _ => save(task, opt, log, observer)?,
             };
             return Ok(Outcome::Interrupted {
                 step: opt.step,
@@ -238,6 +297,67 @@ pub fn train(
             });
         }
         let step = opt.step + 1;
+        let (grads, value) = task.step(step)?;
+        if !value.is_finite() {
+            let checkpoint = last_ckpt
+                .as_ref()
+                .map_or("none written yet".into(), |(_, p)| p.display().to_string());
+            return Err(Error::Diverged {
+                step,
+                loss: value,
+                checkpoint,
+            });
+        }
+        let info = opt.step(&grads, total)?;
+        if step % schedule.log_every == 0 || step == total {
+            let secs = tick.elapsed().as_secs_f64().max(1e-9);
+            let rec = task.record(step, info.lr, info.grad_norm, (step - tick_step) as f64 / secs);
+            log.write(&rec)?;
+            observer.record(&rec);
+            tick = Instant::now();
+            tick_step = step;
+        }
+        if step % schedule.valid_every == 0 || step == total {
+            if let Some(rec) = task.validate(step)? {
+                log.write(&rec)?;
+                observer.record(&rec);
+            }
+        }
+        if step % schedule.checkpoint_every == 0 || step == total {
+            last_ckpt = Some((opt.step, save(task, opt, log, observer)?));
+        }
+    }
+    let checkpoint = match last_ckpt {
+        Some((_, p)) => p,
+        None => save(task, opt, log, observer)?,
+    };
+    Ok(Outcome::Finished {
+        step: opt.step,
+        checkpoint,
+    })
+}
+
+/// AdaIN-VC's training as a [`Task`].
+struct ModelTask<'a> {
+    recipe: &'a Recipe,
+    cfg: &'a ModelConfig,
+    data: &'a Dataset,
+    model: &'a AdaInVc,
+    trained: &'a [Var],
+    adversary: Option<&'a SpeakerAdversary>,
+    valid: &'a [Tensor],
+    vars: &'a VarMap,
+    aux: Option<&'a VarMap>,
+    device: &'a Device,
+    /// The last step's loss parts, for its record.
+    last: Option<step::StepGrads>,
+    lambda_kl: f64,
+}
+
+impl Task for ModelTask<'_> {
+    fn step(&mut self, step: u64) -> Result<(GradStore, f32)> {
+        let (recipe, cfg, data, device) = (self.recipe, self.cfg, self.data, self.device);
+        let code_frames = recipe.data.segment_frames / cfg.frame_multiple();
         // Everything random in a step derives from (seed, step): a resumed run draws exactly
         // what an uninterrupted one would.
         let mut rng = rand::rngs::StdRng::seed_from_u64(recipe.train.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step);
@@ -270,9 +390,8 @@ pub fn train(
             // The reference is warped like its segment: the same (perhaps made-up) voice.
             SpeakerReference::Other => warp(&data.segments(&data.references(&mut rng, &picks), device)?, &voice)?,
         };
-        let lambda_kl = recipe.lambda_kl_at(step);
-        // One batch shard per CPU thread (crate::step).
-        let speakers = match adversary {
+        self.lambda_kl = recipe.lambda_kl_at(step);
+        let speakers = match self.adversary {
             Some(_) => Some(Tensor::from_vec(
                 picks.iter().map(|p| p.speaker as u32).collect::<Vec<u32>>(),
                 picks.len(),
@@ -280,6 +399,7 @@ pub fn train(
             )?),
             None => None,
         };
+        // One batch shard per CPU thread (crate::step).
         let batch = step::StepBatch {
             target: x,
             content,
@@ -287,62 +407,56 @@ pub fn train(
             noise,
             speakers,
         };
-        let sg = step::forward_backward_with(
-            &model,
-            &trained,
+        let mut sg = step::forward_backward_with(
+            self.model,
+            self.trained,
             &batch,
             recipe.train.lambda_rec,
-            lambda_kl,
-            adversary.as_ref().map(|a| (a, recipe.train.lambda_adv)),
+            self.lambda_kl,
+            self.adversary.map(|a| (a, recipe.train.lambda_adv)),
         )?;
+        let grads = std::mem::take(&mut sg.grads);
         let value = sg.total;
-        if !value.is_finite() {
-            let checkpoint = last_ckpt
-                .as_ref()
-                .map_or("none written yet".into(), |(_, p)| p.display().to_string());
-            return Err(Error::Diverged {
-                step,
-                loss: value,
-                checkpoint,
-            });
-        }
-        let grads = sg.grads;
-        let info = opt.step(&grads, total)?;
-        if step % recipe.train.log_every == 0 || step == total {
-            let secs = tick.elapsed().as_secs_f64().max(1e-9);
-            let rec = LogRecord::Train {
-                step,
-                loss: value,
-                rec: sg.rec,
-                kl: sg.kl,
-                lambda_kl,
-                adv: adversary.is_some().then_some(sg.adv),
-                lr: info.lr,
-                grad_norm: info.grad_norm,
-                steps_per_s: (step - tick_step) as f64 / secs,
-            };
-            log.write(&rec)?;
-            observer.record(&rec);
-            tick = Instant::now();
-            tick_step = step;
-        }
-        if (step % recipe.train.valid_every == 0 || step == total) && !valid.is_empty() {
-            let rec = validate(&model, &cfg, &valid, recipe, step)?;
-            log.write(&rec)?;
-            observer.record(&rec);
-        }
-        if step % recipe.train.checkpoint_every == 0 || step == total {
-            last_ckpt = Some((opt.step, save(&opt, &log, observer)?));
+        self.last = Some(sg);
+        Ok((grads, value))
+    }
+
+    fn record(&self, step: u64, lr: f64, grad_norm: f64, steps_per_s: f64) -> LogRecord {
+        let (loss, rec, kl, adv) = self
+            .last
+            .as_ref()
+            .map_or((f32::NAN, f32::NAN, f32::NAN, 0.0), |s| (s.total, s.rec, s.kl, s.adv));
+        LogRecord::Train {
+            step,
+            loss,
+            rec,
+            kl,
+            lambda_kl: self.lambda_kl,
+            adv: self.adversary.is_some().then_some(adv),
+            lr,
+            grad_norm,
+            steps_per_s,
         }
     }
-    let checkpoint = match last_ckpt {
-        Some((_, p)) => p,
-        None => save(&opt, &log, observer)?,
-    };
-    Ok(Outcome::Finished {
-        step: opt.step,
-        checkpoint,
-    })
+
+    fn validate(&mut self, step: u64) -> Result<Option<LogRecord>> {
+        if self.valid.is_empty() {
+            return Ok(None);
+        }
+        validate(self.model, self.cfg, self.valid, self.recipe, step).map(Some)
+    }
+
+    fn save(&mut self, opt: &Adam) -> Result<PathBuf> {
+        checkpoint::save(
+            &checkpoints_dir(self.recipe),
+            self.cfg,
+            self.vars,
+            self.aux,
+            opt,
+            self.recipe.train.seed,
+            self.recipe.train.keep_checkpoints,
+        )
+    }
 }
 
 fn validate(model: &AdaInVc, cfg: &ModelConfig, valid: &[Tensor], recipe: &Recipe, step: u64) -> Result<LogRecord> {
@@ -363,14 +477,14 @@ fn validate(model: &AdaInVc, cfg: &ModelConfig, valid: &[Tensor], recipe: &Recip
 
 /// `train.jsonl`: records of steps up to the resumed step are kept, later ones (from a run that
 /// went past its last checkpoint) are dropped, so the curves describe one consistent run.
-struct Log {
+pub(crate) struct Log {
     path: PathBuf,
     records: Vec<LogRecord>,
     file: std::fs::File,
 }
 
 impl Log {
-    fn open(path: &Path, start: u64) -> Result<Self> {
+    pub(crate) fn open(path: &Path, start: u64) -> Result<Self> {
         let records: Vec<LogRecord> = match std::fs::read_to_string(path) {
             Ok(text) => text
                 .lines()
