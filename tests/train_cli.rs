@@ -96,3 +96,32 @@ fn ctrl_c_checkpoints_and_the_same_command_resumes() {
         stdout(&o)
     );
 }
+
+/// `voxswap train --vocoder` trains the recipe's [vocoder] section into its run folder; a
+/// recipe without one is refused with a message naming the file.
+#[test]
+fn train_vocoder_runs_and_writes_its_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), 40);
+    let o = voxswap(&[&"train", &"--config", &recipe, &"--vocoder"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no [vocoder] section"), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&recipe).unwrap()
+        + "\n[vocoder]\nsteps = 6\nbatch_size = 2\nsegment_frames = 16\nsize = \"tiny\"\nlog_every = 3\nvalid_every = 3\n";
+    std::fs::write(&recipe, text).unwrap();
+    let o = voxswap(&[&"train", &"--config", &recipe, &"--vocoder"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("finished at step 6; vocoder:"), "{}", stdout(&o));
+    let run = dir.path().join("run/vocoder");
+    let ckpt = run.join("checkpoints/step-00000006");
+    for f in ["vocoder.json", "vocoder.safetensors", "optim.safetensors", "state.json"] {
+        assert!(ckpt.join(f).is_file(), "{f}");
+    }
+    let log = std::fs::read_to_string(run.join("train.jsonl")).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.contains("\"kind\":\"vocoder_train\"")).count(),
+        2
+    );
+    assert!(log.contains("\"kind\":\"vocoder_valid\""));
+    assert!(run.join("loss.png").is_file());
+}

@@ -25,6 +25,11 @@ pub struct Args {
     /// Only fill the feature cache (log-mels of the whole corpus), then stop.
     #[arg(long)]
     features_only: bool,
+    /// Train the neural vocoder of the recipe's [vocoder] section instead of the model (same
+    /// corpus; its run folder is [vocoder] dir, by default vocoder/ in the model's). A model
+    /// folder gets it by copying vocoder.json and vocoder.safetensors from a checkpoint.
+    #[arg(long, conflicts_with = "features_only")]
+    vocoder: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +96,23 @@ impl Observer for Bar {
                 self.bar
                     .println(format!("step {step}: validation rec {rec:.4}, kl {kl:.3}"));
             }
+            LogRecord::VocoderTrain {
+                step,
+                loss,
+                mel,
+                stft,
+                steps_per_s,
+                ..
+            } => {
+                self.bar.set_position(*step);
+                self.bar.set_message(format!(
+                    "loss {loss:.4} (mel {mel:.4}, stft {stft:.3}), {steps_per_s:.2} steps/s"
+                ));
+            }
+            LogRecord::VocoderValid { step, mel, stft } => {
+                self.bar
+                    .println(format!("step {step}: validation mel {mel:.4}, stft {stft:.3}"));
+            }
         }
     }
 
@@ -145,16 +167,25 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut observer = Bar { bar: bar.clone() };
-    let outcome = trainer::train(&recipe, &device, &STOP, &mut observer, &on_features);
+    let (outcome, run_dir, what) = if a.vocoder {
+        let dir = recipe
+            .vocoder_dir()
+            .ok_or_else(|| anyhow::anyhow!("{}: the recipe has no [vocoder] section", a.config.display()))?;
+        let outcome = voxswap_train::vocoder_train::train_vocoder(&recipe, &device, &STOP, &mut observer);
+        (outcome, dir, "vocoder")
+    } else {
+        let outcome = trainer::train(&recipe, &device, &STOP, &mut observer, &on_features);
+        (outcome, recipe.output.dir.clone(), "model")
+    };
     features.finish_and_clear();
     bar.finish_and_clear();
     match outcome? {
         Outcome::Finished { step, checkpoint } => {
-            println!("finished at step {step}; model: {}", checkpoint.display());
+            println!("finished at step {step}; {what}: {}", checkpoint.display());
             println!(
                 "log: {}; curves: {}",
-                recipe.output.dir.join("train.jsonl").display(),
-                recipe.output.dir.join("loss.png").display()
+                run_dir.join("train.jsonl").display(),
+                run_dir.join("loss.png").display()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -58,16 +58,37 @@ pub fn save(
     seed: u64,
     keep: usize,
 ) -> Result<PathBuf> {
+    save_with(dir, opt, seed, keep, &|tmp: &Path| {
+        io::save_model(tmp, cfg, vars)?;
+        if let Some(aux) = aux {
+            aux.save(tmp.join(AUX_FILE))
+                .map_err(|e| file_err(&tmp.join(AUX_FILE), e))?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes a checkpoint at `opt.step` under `dir`: `write` puts the weights (and whatever
+/// describes them) into the folder it is given, then the optimiser state and `state.json` are
+/// added and the folder renamed into place; all but the newest `keep` are deleted. Returns its
+/// folder.
+///
+/// # Errors
+/// [`Error::File`] when it cannot be written; older checkpoints are then untouched.
+pub fn save_with(
+    dir: &Path,
+    opt: &Adam,
+    seed: u64,
+    keep: usize,
+    write_weights: &dyn Fn(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create: {e}")))?;
     let final_dir = dir.join(format!("step-{:08}", opt.step));
     let tmp = dir.join(format!(".tmp-step-{:08}-{}", opt.step, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let write = || -> Result<()> {
-        io::save_model(&tmp, cfg, vars)?;
-        if let Some(aux) = aux {
-            aux.save(tmp.join(AUX_FILE))
-                .map_err(|e| file_err(&tmp.join(AUX_FILE), e))?;
-        }
+        std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, format!("cannot create: {e}")))?;
+        write_weights(&tmp)?;
         candle_core::safetensors::save(&opt.state_tensors()?, tmp.join(OPTIM_FILE))
             .map_err(|e| file_err(&tmp.join(OPTIM_FILE), e))?;
         let state = serde_json::to_string_pretty(&State { step: opt.step, seed }).map_err(|e| file_err(&tmp, e))?;
@@ -89,6 +110,32 @@ pub fn save(
     Ok(final_dir)
 }
 
+/// The `state.json` of checkpoint folder `ckpt`.
+///
+/// # Errors
+/// A missing or invalid file, named.
+pub fn read_state(ckpt: &Path) -> Result<State> {
+    let state_path = ckpt.join(STATE_FILE);
+    serde_json::from_str(
+        &std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, format!("cannot read: {e}")))?,
+    )
+    .map_err(|e| file_err(&state_path, format!("invalid: {e}")))
+}
+
+/// Restores `opt` from checkpoint folder `ckpt` (at `state.step`).
+///
+/// # Errors
+/// A missing or mismatched optimiser state, named.
+pub fn restore_optim(ckpt: &Path, opt: &mut Adam, state: &State, device: &Device) -> Result<()> {
+    let optim_path = ckpt.join(OPTIM_FILE);
+    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&optim_path, device)
+        .map_err(|e| file_err(&optim_path, format!("not a readable safetensors file: {e}")))?;
+    opt.load_state(&tensors, state.step).map_err(|e| Error::File {
+        path: optim_path,
+        detail: e,
+    })
+}
+
 /// Restores `vars` (and the training-only `aux`, if any) and `opt` from checkpoint folder
 /// `ckpt`; returns its state.
 ///
@@ -103,11 +150,7 @@ pub fn restore(
     opt: &mut Adam,
     device: &Device,
 ) -> Result<State> {
-    let state_path = ckpt.join(STATE_FILE);
-    let state: State = serde_json::from_str(
-        &std::fs::read_to_string(&state_path).map_err(|e| file_err(&state_path, format!("cannot read: {e}")))?,
-    )
-    .map_err(|e| file_err(&state_path, format!("invalid: {e}")))?;
+    let state = read_state(ckpt)?;
     let mut saved_cfg = io::read_config(ckpt)?;
     // How the model converts, not what it learned: checkpoints from before the setting existed
     // resume under the recipe's.
@@ -162,12 +205,6 @@ pub fn restore(
         }
         (None, false) => {}
     }
-    let optim_path = ckpt.join(OPTIM_FILE);
-    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&optim_path, device)
-        .map_err(|e| file_err(&optim_path, format!("not a readable safetensors file: {e}")))?;
-    opt.load_state(&tensors, state.step).map_err(|e| Error::File {
-        path: optim_path,
-        detail: e,
-    })?;
+    restore_optim(ckpt, opt, &state, device)?;
     Ok(state)
 }

@@ -24,6 +24,7 @@ pub mod selfcheck;
 pub mod step;
 pub mod trainer;
 pub mod vocoder_loss;
+pub mod vocoder_train;
 
 pub use error::{Error, Result};
 

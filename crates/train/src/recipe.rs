@@ -24,6 +24,10 @@ pub struct Recipe {
     pub optim: AdamConfig,
     /// Where results go.
     pub output: OutputSection,
+    /// `[vocoder]`: training of the neural vocoder on the same corpus (`voxswap train
+    /// --vocoder`).
+    #[serde(default)]
+    pub vocoder: Option<VocoderSection>,
     /// `[prepare]`: settings of a recipe's data-preparation stage, read by its `run.sh`; not used
     /// by the trainer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,7 +176,65 @@ pub struct OutputSection {
     pub dir: PathBuf,
 }
 
+/// `[vocoder]`: the neural vocoder's training (`voxswap train --vocoder`). The corpus, feature
+/// cache and `[optim]` settings are the recipe's; the learning rate may differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VocoderSection {
+    /// Total optimiser steps.
+    pub steps: u64,
+    /// Segments per batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Frames per training segment (10 ms each).
+    #[serde(default = "default_vocoder_segment")]
+    pub segment_frames: usize,
+    /// `small` (the shipped size) or `tiny` (tests).
+    #[serde(default = "default_vocoder_size")]
+    pub size: String,
+    /// Weight of the log-mel L1 term (the multi-resolution STFT loss has weight 1).
+    #[serde(default = "default_lambda_mel")]
+    pub lambda_mel: f64,
+    /// Learning rate (default: `[optim]`'s).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Seed of the initialisation and the batches.
+    #[serde(default)]
+    pub seed: u64,
+    /// Steps between checkpoints.
+    #[serde(default = "default_ckpt")]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (the newest).
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Steps between validation passes.
+    #[serde(default = "default_ckpt")]
+    pub valid_every: u64,
+    /// Steps between log records.
+    #[serde(default = "default_log")]
+    pub log_every: u64,
+    /// Run folder (default: `vocoder/` in `[output] dir`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+fn default_vocoder_segment() -> usize {
+    32
+}
+fn default_vocoder_size() -> String {
+    "small".into()
+}
+fn default_lambda_mel() -> f64 {
+    45.0
+}
+
 impl Recipe {
+    /// The vocoder's run folder: `[vocoder] dir`, or `vocoder/` in the model's run folder.
+    pub fn vocoder_dir(&self) -> Option<PathBuf> {
+        let v = self.vocoder.as_ref()?;
+        Some(v.dir.clone().unwrap_or_else(|| self.output.dir.join("vocoder")))
+    }
+
     /// Reads a recipe; relative paths become relative to its folder.
     ///
     /// # Errors
@@ -194,6 +256,11 @@ impl Recipe {
         for p in [&mut r.data.corpus, &mut r.data.cache, &mut r.output.dir] {
             if p.is_relative() {
                 *p = base.join(&*p);
+            }
+        }
+        if let Some(d) = r.vocoder.as_mut().and_then(|v| v.dir.as_mut()) {
+            if d.is_relative() {
+                *d = base.join(&*d);
             }
         }
         r.validate().map_err(err)?;
@@ -255,6 +322,22 @@ impl Recipe {
         }
         if self.train.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());
+        }
+        if let Some(v) = &self.vocoder {
+            if v.steps == 0 || v.batch_size == 0 || v.segment_frames < 4 {
+                return Err("vocoder.steps and batch_size must be positive, segment_frames at least 4".into());
+            }
+            if v.checkpoint_every == 0 || v.valid_every == 0 || v.log_every == 0 || v.keep_checkpoints == 0 {
+                return Err(
+                    "vocoder.checkpoint_every, valid_every, log_every and keep_checkpoints must be positive".into(),
+                );
+            }
+            if !matches!(v.size.as_str(), "small" | "tiny") {
+                return Err(format!("vocoder.size `{}`: known sizes are small and tiny", v.size));
+            }
+            if !(v.lambda_mel >= 0.0 && v.lambda_mel.is_finite()) || v.lr.is_some_and(|l| !(l > 0.0 && l.is_finite())) {
+                return Err("vocoder.lambda_mel must be a non-negative number and vocoder.lr a positive one".into());
+            }
         }
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
             return Err(format!("optim.lr {} must be a positive number", self.optim.lr));

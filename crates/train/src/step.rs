@@ -100,15 +100,7 @@ pub fn forward_backward_with(
     adversary: Option<(&SpeakerAdversary, f64)>,
 ) -> Result<StepGrads> {
     let b = batch.target.dim(0)?;
-    let shard = |i: usize, n: usize| -> Result<(GradStore, [f32; 4])> {
-        let n = n.min(b);
-        // Shards of b/n items, the first b % n one larger.
-        let (size, extra) = (b / n, b % n);
-        let start = i * size + i.min(extra);
-        let len = size + usize::from(i < extra);
-        if i >= n || len == 0 {
-            return Ok((GradStore::default(), [0.0; 4]));
-        }
+    let (grads, sums) = sharded(b, params, 4, &|start, len| {
         let part = if len == b {
             batch.clone()
         } else {
@@ -133,23 +125,58 @@ pub fn forward_backward_with(
         let share = len as f64 / b as f64;
         let total = total.affine(share, 0.0)?;
         let grads = total.backward()?;
-        let parts = [
-            total.to_scalar::<f32>()?,
-            loss.rec.to_scalar::<f32>()?,
-            loss.kl.to_scalar::<f32>()?,
-        ];
         let s = share as f32;
-        Ok((grads, [parts[0], parts[1] * s, parts[2] * s, adv * s]))
+        Ok((
+            grads,
+            vec![
+                total.to_scalar::<f32>()?,
+                loss.rec.to_scalar::<f32>()? * s,
+                loss.kl.to_scalar::<f32>()? * s,
+                adv * s,
+            ],
+        ))
+    })?;
+    Ok(StepGrads {
+        grads,
+        total: sums[0],
+        rec: sums[1],
+        kl: sums[2],
+        adv: sums[3],
+    })
+}
+
+/// One piece of a sharded step: the gradients of the shard's share of the loss (the shard's
+/// mean times its share of the batch) and `parts` numbers to sum (loss parts, weighted alike).
+pub type Shard<'a> = dyn Fn(usize, usize) -> Result<(GradStore, Vec<f32>)> + Sync + 'a;
+
+/// Splits a batch of `b` items into one contiguous shard per CPU thread
+/// ([`voxswap_model::par::per_thread`]), runs `shard(start, len)` for each on its own thread,
+/// and adds up the gradients of `params` and the `parts` numbers: the gradient of the whole
+/// batch's loss, up to float rounding.
+///
+/// # Errors
+/// The first shard's error.
+pub fn sharded(b: usize, params: &[Var], parts: usize, shard: &Shard) -> Result<(GradStore, Vec<f32>)> {
+    let run = |i: usize, n: usize| -> Result<(GradStore, Vec<f32>)> {
+        let n = n.min(b);
+        // Shards of b/n items, the first b % n one larger.
+        let (size, extra) = (b / n, b % n);
+        let start = i * size + i.min(extra);
+        let len = size + usize::from(i < extra);
+        if i >= n || len == 0 {
+            return Ok((GradStore::default(), vec![0.0; parts]));
+        }
+        shard(start, len)
     };
-    let mut shards = voxswap_model::par::per_thread(shard).into_iter();
+    let mut shards = voxswap_model::par::per_thread(run).into_iter();
     let (mut grads, mut sums) = match shards.next() {
         Some(first) => first?,
-        None => (GradStore::default(), [0.0; 4]),
+        None => (GradStore::default(), vec![0.0; parts]),
     };
     for s in shards {
-        let (mut g, parts) = s?;
-        for (acc, p) in sums.iter_mut().zip(parts) {
-            *acc += p;
+        let (mut g, p) = s?;
+        for (acc, v) in sums.iter_mut().zip(p) {
+            *acc += v;
         }
         for v in params {
             if let Some(other) = g.remove(v.as_tensor()) {
@@ -161,13 +188,7 @@ pub fn forward_backward_with(
             }
         }
     }
-    Ok(StepGrads {
-        grads,
-        total: sums[0],
-        rec: sums[1],
-        kl: sums[2],
-        adv: sums[3],
-    })
+    Ok((grads, sums))
 }
 
 #[cfg(test)]

@@ -62,12 +62,43 @@ pub enum LogRecord {
         /// KL term.
         kl: f32,
     },
+    /// A training step of the vocoder.
+    #[serde(rename = "vocoder_train")]
+    VocoderTrain {
+        /// Step (counted from 1).
+        step: u64,
+        /// λ_mel · mel + stft.
+        loss: f32,
+        /// Mean absolute log-mel difference of the generated audio.
+        mel: f32,
+        /// Multi-resolution STFT loss.
+        stft: f32,
+        /// Learning rate.
+        lr: f64,
+        /// Gradient norm before clipping.
+        grad_norm: f64,
+        /// Steps per second since the previous record.
+        steps_per_s: f64,
+    },
+    /// A validation pass of the vocoder (held-out utterances).
+    #[serde(rename = "vocoder_valid")]
+    VocoderValid {
+        /// Step.
+        step: u64,
+        /// Mean absolute log-mel difference.
+        mel: f32,
+        /// Multi-resolution STFT loss.
+        stft: f32,
+    },
 }
 
 impl LogRecord {
     fn step(&self) -> u64 {
         match self {
-            Self::Train { step, .. } | Self::Valid { step, .. } => *step,
+            Self::Train { step, .. }
+            | Self::Valid { step, .. }
+            | Self::VocoderTrain { step, .. }
+            | Self::VocoderValid { step, .. } => *step,
         }
     }
 }
@@ -520,15 +551,21 @@ impl Log {
     fn plot(&self, png: &Path) -> Result<()> {
         let mut train = Vec::new();
         let mut valid = Vec::new();
+        let mut title = "L1 reconstruction loss";
         for r in &self.records {
             match r {
                 LogRecord::Train { step, rec, .. } => train.push((*step as f64, f64::from(*rec))),
                 LogRecord::Valid { step, rec, .. } => valid.push((*step as f64, f64::from(*rec))),
+                LogRecord::VocoderTrain { step, mel, .. } => {
+                    title = "log-mel L1 of the generated audio";
+                    train.push((*step as f64, f64::from(*mel)));
+                }
+                LogRecord::VocoderValid { step, mel, .. } => valid.push((*step as f64, f64::from(*mel))),
             }
         }
         Ok(plot::loss_curves(
             png,
-            "L1 reconstruction loss",
+            title,
             &[("train".to_string(), train), ("validation".to_string(), valid)],
         )?)
     }

@@ -77,7 +77,7 @@ fn train_records(dir: &Path) -> Vec<(u64, f32)> {
         .lines()
         .filter_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
             LogRecord::Train { step, rec, .. } => Some((step, rec)),
-            LogRecord::Valid { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -108,7 +108,7 @@ fn loss_falls_well_below_its_start() {
 struct StopAt(u64, &'static AtomicBool);
 impl Observer for StopAt {
     fn record(&mut self, r: &LogRecord) {
-        if let LogRecord::Train { step, .. } = r {
+        if let LogRecord::Train { step, .. } | LogRecord::VocoderTrain { step, .. } = r {
             if *step >= self.0 {
                 self.1.store(true, Ordering::SeqCst);
             }
@@ -282,7 +282,7 @@ fn speaker_adversary_trains_resumes_and_stays_out_of_the_model() {
         .lines()
         .find_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
             LogRecord::Train { adv, .. } => adv,
-            LogRecord::Valid { .. } => None,
+            _ => None,
         })
         .unwrap();
     assert!((first - 3f32.ln()).abs() < 0.5, "first adversary loss {first}");
@@ -296,4 +296,65 @@ fn speaker_adversary_trains_resumes_and_stays_out_of_the_model() {
     std::fs::write(&path, text.replace("lambda_adv = 0.5", "lambda_adv = -1")).unwrap();
     let err = Recipe::load(&path).unwrap_err().to_string();
     assert!(err.contains("lambda_adv"), "{err}");
+}
+
+fn vocoder_records(dir: &Path) -> Vec<(u64, f32)> {
+    std::fs::read_to_string(dir.join("run/vocoder/train.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
+            LogRecord::VocoderTrain { step, mel, .. } => Some((step, mel)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The vocoder's training (`[vocoder]`, `voxswap train --vocoder`) through the shared loop: the
+/// log-mel error of its audio falls, an interrupted run resumes to the same weights, and a
+/// checkpoint is a vocoder that loads and streams.
+#[test]
+fn vocoder_trains_resumes_and_loads() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    use voxswap_train::vocoder_train::train_vocoder;
+    let section = "\n[vocoder]\nsteps = 40\nbatch_size = 4\nsegment_frames = 16\nsize = \"tiny\"\nlr = 0.003\ncheckpoint_every = 20\nvalid_every = 20\nlog_every = 5\n";
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let with_vocoder = |dir: &Path| {
+        let r = recipe(dir, 10, "");
+        let path = dir.join("recipe.toml");
+        let text = std::fs::read_to_string(&path).unwrap() + section;
+        std::fs::write(&path, text).unwrap();
+        let r2 = Recipe::load(&path).unwrap();
+        assert_eq!(r2.data, r.data);
+        r2
+    };
+    let ra = with_vocoder(a.path());
+    let out = train_vocoder(&ra, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    assert!(matches!(out, Outcome::Finished { step: 40, .. }), "{out:?}");
+    let recs = vocoder_records(a.path());
+    assert!(recs.last().unwrap().1 < recs[0].1, "mel error did not fall: {recs:?}");
+    let rb = with_vocoder(b.path());
+    let out = train_vocoder(&rb, &Device::Cpu, &STOP, &mut StopAt(15, &STOP)).unwrap();
+    assert!(matches!(out, Outcome::Interrupted { step: 15, .. }), "{out:?}");
+    train_vocoder(&rb, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    let w = |d: &Path| std::fs::read(d.join("run/vocoder/checkpoints/step-00000040/vocoder.safetensors")).unwrap();
+    assert!(
+        w(a.path()) == w(b.path()),
+        "resumed vocoder differs from the straight run's"
+    );
+    assert_eq!(recs, vocoder_records(b.path()));
+    let ckpt = a.path().join("run/vocoder/checkpoints/step-00000040");
+    let v = voxswap_model::NeuralVocoder::load(&ckpt, &Device::Cpu)
+        .unwrap()
+        .unwrap();
+    let mel = voxswap_train::data::compute_mel(&clips().join("speech_m.wav"), &v.config().frontend).unwrap();
+    let x = candle_core::Tensor::from_vec(mel.data.clone(), (1, mel.n_mels, mel.frames), &Device::Cpu).unwrap();
+    let y = v.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(y.iter().all(|s| s.is_finite()));
+    assert!(std::fs::read(a.path().join("run/vocoder/loss.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    // A recipe without [vocoder] says so.
+    let plain = recipe(tempfile::tempdir().unwrap().path(), 10, "");
+    let err = train_vocoder(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("[vocoder]"), "{err}");
 }

@@ -1,0 +1,351 @@
+//! Training the neural vocoder (`voxswap train --vocoder`, a recipe's `[vocoder]` section) on
+//! the recipe's corpus, through the same loop as the model ([`crate::trainer`]): exact resume
+//! from atomic checkpoints, Ctrl-C, a stop on a non-finite loss, `train.jsonl` and `loss.png`.
+//!
+//! Each step reads `batch_size` random segments of `segment_frames` frames: the log-mel of the
+//! whole utterance (the frontend's, as conversion feeds the vocoder) cut to the segment, and the
+//! audio under it; the loss is the log-mel L1 of the generated audio plus the multi-resolution
+//! STFT loss ([`crate::vocoder_loss`]). Utterances are decoded as they are drawn, so memory does
+//! not grow with the corpus.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel};
+use voxswap_model::vocoder::{new_trainable, NeuralVocoder, VocoderConfig};
+
+use crate::checkpoint;
+use crate::data::scan_corpus;
+use crate::error::file_err;
+use crate::optim::Adam;
+use crate::recipe::{Recipe, VocoderSection};
+use crate::step::sharded;
+use crate::trainer::{run_loop, Log, LogRecord, Observer, Outcome, Schedule, Task};
+use crate::vocoder_loss::VocoderLoss;
+use crate::{Error, Result};
+
+/// Held-out segments validated on at most.
+const MAX_VALID: usize = 32;
+
+/// The vocoder's size from the recipe's name for it.
+///
+/// # Errors
+/// An unknown size (the recipe checks it when it loads).
+pub fn vocoder_config(v: &VocoderSection, fe: &FrontendConfig) -> Result<VocoderConfig> {
+    match v.size.as_str() {
+        "small" => Ok(VocoderConfig::small(fe)),
+        "tiny" => Ok(VocoderConfig::tiny(fe)),
+        other => Err(Error::Recipe {
+            path: PathBuf::new(),
+            detail: format!("vocoder.size `{other}`: known sizes are small and tiny"),
+        }),
+    }
+}
+
+/// Trains (or resumes) the recipe's vocoder on `device` (see the module docs).
+///
+/// # Errors
+/// A recipe without `[vocoder]`, bad data, an unwritable run folder, a diverging loss.
+pub fn train_vocoder(
+    recipe: &Recipe,
+    device: &Device,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    voxswap_model::par::flush_denormals();
+    if !device.is_cpu() {
+        // The model's device self-check covers its own layers, not the vocoder's.
+        return Err(Error::Recipe {
+            path: recipe.output.dir.clone(),
+            detail: format!("vocoder training runs on the CPU only for now ({device:?} is unchecked)"),
+        });
+    }
+    let (Some(v), Some(dir)) = (recipe.vocoder.as_ref(), recipe.vocoder_dir()) else {
+        return Err(Error::Recipe {
+            path: recipe.output.dir.clone(),
+            detail: "the recipe has no [vocoder] section".into(),
+        });
+    };
+    let fe = recipe.model_config()?.frontend;
+    let cfg = vocoder_config(v, &fe)?;
+    let utts = scan_corpus(&recipe.data.corpus)?;
+    // The last `valid_per_speaker` utterances of each speaker are held out, as for the model.
+    let mut train = Vec::new();
+    let mut valid = Vec::new();
+    let mut i = 0;
+    while i < utts.len() {
+        let j = (i..utts.len())
+            .find(|&j| utts[j].speaker != utts[i].speaker)
+            .unwrap_or(utts.len());
+        let n_valid = recipe.data.valid_per_speaker.min(j - i - 1);
+        train.extend(utts[i..j - n_valid].iter().map(|u| u.path.clone()));
+        valid.extend(utts[j - n_valid..j].iter().map(|u| u.path.clone()));
+        i = j;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, format!("cannot create: {e}")))?;
+    let vars = VarMap::new();
+    let vocoder = new_trainable(&cfg, &vars, v.seed, device)?;
+    let params: Vec<(String, Var)> = vars
+        .data()
+        .lock()
+        .map_err(|_| file_err(&dir, "lock poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let trained: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
+    let mut optim = recipe.optim.clone();
+    if let Some(lr) = v.lr {
+        optim.lr = lr;
+    }
+    let mut opt = Adam::new(params, optim)?;
+    let ckpt_dir = dir.join("checkpoints");
+    let mut last_ckpt = None;
+    if let Some((_, path)) = checkpoint::list(&ckpt_dir).pop() {
+        let state = checkpoint::read_state(&path)?;
+        if state.seed != v.seed {
+            return Err(file_err(
+                &path,
+                format!("was trained with seed {}, the recipe says {}", state.seed, v.seed),
+            ));
+        }
+        let saved =
+            NeuralVocoder::load(&path, device)?.ok_or_else(|| file_err(&path, "holds no vocoder (vocoder.json)"))?;
+        if saved.config() != &cfg {
+            return Err(file_err(
+                &path,
+                "was trained with another vocoder configuration than the recipe's",
+            ));
+        }
+        let weights = candle_core::safetensors::load(path.join(voxswap_model::vocoder::WEIGHTS_FILE), device)?;
+        for (name, var) in vars.data().lock().map_err(|_| file_err(&path, "lock poisoned"))?.iter() {
+            let t = weights
+                .get(name)
+                .ok_or_else(|| file_err(&path, format!("tensor `{name}` missing")))?;
+            var.set(t)?;
+        }
+        checkpoint::restore_optim(&path, &mut opt, &state, device)?;
+        last_ckpt = Some((state.step, path));
+    }
+    let start = opt.step;
+    let mut log = Log::open(&dir.join("train.jsonl"), start)?;
+    observer.start(
+        start,
+        v.steps,
+        last_ckpt.as_ref().map(|(_, p): &(u64, PathBuf)| p.as_path()),
+    );
+    let mut task = VocoderTask {
+        section: v,
+        fe: fe.clone(),
+        cfg: cfg.clone(),
+        vocoder,
+        vars: &vars,
+        trained,
+        loss: VocoderLoss::new(&fe, v.lambda_mel, device)?,
+        train,
+        valid_set: valid_segments(&valid, &fe, v.segment_frames)?,
+        device: device.clone(),
+        ckpt_dir,
+        last: [f32::NAN; 3],
+    };
+    if task.train.is_empty() {
+        return Err(Error::Corpus {
+            path: recipe.data.corpus.clone(),
+            detail: "no training utterances for the vocoder".into(),
+        });
+    }
+    let schedule = Schedule {
+        total: v.steps,
+        log_every: v.log_every,
+        valid_every: v.valid_every,
+        checkpoint_every: v.checkpoint_every,
+    };
+    run_loop(
+        &mut task,
+        &mut opt,
+        &schedule,
+        stop,
+        &mut log,
+        &dir.join("loss.png"),
+        observer,
+        last_ckpt,
+    )
+}
+
+/// One segment: log-mel `[n_mels · frames]` (band-major) and the audio under it.
+struct Segment {
+    mel: Vec<f32>,
+    audio: Vec<f32>,
+}
+
+/// The log-mel of the whole file and its audio at the frontend's rate.
+fn decode(path: &Path, fe: &FrontendConfig) -> Result<(voxswap_audio::Mel, Vec<f32>)> {
+    let a = read_mono(path, ChannelMix::Downmix)?;
+    let x = resample(&a.samples, a.sample_rate, fe.sample_rate)?;
+    Ok((LogMel::new(fe)?.compute(&x), x))
+}
+
+/// Frames `offset .. offset + frames` of `mel` and the audio from `offset · hop` on.
+fn cut(mel: &voxswap_audio::Mel, audio: &[f32], offset: usize, frames: usize, hop: usize) -> Segment {
+    let mut m = Vec::with_capacity(mel.n_mels * frames);
+    for b in 0..mel.n_mels {
+        m.extend_from_slice(&mel.data[b * mel.frames + offset..b * mel.frames + offset + frames]);
+    }
+    Segment {
+        mel: m,
+        audio: audio[offset * hop..(offset + frames) * hop].to_vec(),
+    }
+}
+
+/// A fixed segment from the middle of each held-out utterance long enough (at most
+/// [`MAX_VALID`]).
+fn valid_segments(paths: &[PathBuf], fe: &FrontendConfig, frames: usize) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if out.len() == MAX_VALID {
+            break;
+        }
+        let (mel, audio) = decode(p, fe)?;
+        let usable = (audio.len() / fe.hop_length).min(mel.frames);
+        if usable >= frames {
+            out.push(cut(&mel, &audio, (usable - frames) / 2, frames, fe.hop_length));
+        }
+    }
+    Ok(out)
+}
+
+/// The vocoder's training as a [`Task`].
+struct VocoderTask<'a> {
+    section: &'a VocoderSection,
+    fe: FrontendConfig,
+    cfg: VocoderConfig,
+    vocoder: NeuralVocoder,
+    vars: &'a VarMap,
+    trained: Vec<Var>,
+    loss: VocoderLoss,
+    train: Vec<PathBuf>,
+    valid_set: Vec<Segment>,
+    device: Device,
+    ckpt_dir: PathBuf,
+    /// The last step's loss, mel and STFT parts.
+    last: [f32; 3],
+}
+
+impl VocoderTask<'_> {
+    /// Batches of segments as tensors: mels `[B, n_mels, T]`, audio `[B, T · hop]`.
+    fn tensors(&self, segs: &[Segment]) -> Result<(Tensor, Tensor)> {
+        let t = self.section.segment_frames;
+        let n = segs.len();
+        let mel: Vec<f32> = segs.iter().flat_map(|s| s.mel.iter().copied()).collect();
+        let audio: Vec<f32> = segs.iter().flat_map(|s| s.audio.iter().copied()).collect();
+        Ok((
+            Tensor::from_vec(mel, (n, self.fe.n_mels, t), &self.device)?,
+            Tensor::from_vec(audio, (n, t * self.fe.hop_length), &self.device)?,
+        ))
+    }
+
+    /// Loss parts (total, mel, stft) of the batch, and the gradients of `params`.
+    fn forward_backward(&self, mel: &Tensor, audio: &Tensor) -> Result<(GradStore, Vec<f32>)> {
+        let b = mel.dim(0)?;
+        sharded(b, &self.trained, 3, &|start, len| {
+            let (m, a) = (mel.narrow(0, start, len)?, audio.narrow(0, start, len)?);
+            let target_mel = self.loss.log_mel().forward(&a)?;
+            let pred = self.vocoder.forward(&m)?;
+            let l = self.loss.forward(&pred, &a, &target_mel)?;
+            let share = len as f64 / b as f64;
+            let total = l.total.affine(share, 0.0)?;
+            let grads = total.backward()?;
+            let s = share as f32;
+            Ok((
+                grads,
+                vec![
+                    total.to_scalar::<f32>()?,
+                    l.mel.to_scalar::<f32>()? * s,
+                    l.stft.to_scalar::<f32>()? * s,
+                ],
+            ))
+        })
+    }
+}
+
+impl Task for VocoderTask<'_> {
+    fn step(&mut self, step: u64) -> Result<(GradStore, f32)> {
+        let v = self.section;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(v.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step);
+        let hop = self.fe.hop_length;
+        let mut segs = Vec::with_capacity(v.batch_size);
+        // Utterances too short for a segment are drawn again (a bounded number of times).
+        let mut tries = 0;
+        while segs.len() < v.batch_size {
+            tries += 1;
+            if tries > 100 * v.batch_size {
+                return Err(Error::Corpus {
+                    path: PathBuf::new(),
+                    detail: format!(
+                        "hardly any utterance is {} frames long: lower vocoder.segment_frames",
+                        v.segment_frames
+                    ),
+                });
+            }
+            let path = &self.train[rng.random_range(0..self.train.len())];
+            let (mel, audio) = decode(path, &self.fe)?;
+            let usable = (audio.len() / hop).min(mel.frames);
+            if usable < v.segment_frames {
+                continue;
+            }
+            let offset = rng.random_range(0..=usable - v.segment_frames);
+            segs.push(cut(&mel, &audio, offset, v.segment_frames, hop));
+        }
+        let (mel, audio) = self.tensors(&segs)?;
+        let (grads, parts) = self.forward_backward(&mel, &audio)?;
+        self.last = [parts[0], parts[1], parts[2]];
+        Ok((grads, parts[0]))
+    }
+
+    fn record(&self, step: u64, lr: f64, grad_norm: f64, steps_per_s: f64) -> LogRecord {
+        LogRecord::VocoderTrain {
+            step,
+            loss: self.last[0],
+            mel: self.last[1],
+            stft: self.last[2],
+            lr,
+            grad_norm,
+            steps_per_s,
+        }
+    }
+
+    fn validate(&mut self, step: u64) -> Result<Option<LogRecord>> {
+        if self.valid_set.is_empty() {
+            return Ok(None);
+        }
+        let (mut mel_sum, mut stft_sum) = (0f32, 0f32);
+        for chunk in self.valid_set.chunks(self.section.batch_size.max(1)) {
+            let (mel, audio) = self.tensors(chunk)?;
+            let target_mel = self.loss.log_mel().forward(&audio)?;
+            let pred = self.vocoder.forward(&mel)?.detach();
+            let l = self.loss.forward(&pred, &audio, &target_mel)?;
+            mel_sum += l.mel.to_scalar::<f32>()? * chunk.len() as f32;
+            stft_sum += l.stft.to_scalar::<f32>()? * chunk.len() as f32;
+        }
+        let n = self.valid_set.len() as f32;
+        Ok(Some(LogRecord::VocoderValid {
+            step,
+            mel: mel_sum / n,
+            stft: stft_sum / n,
+        }))
+    }
+
+    fn save(&mut self, opt: &Adam) -> Result<PathBuf> {
+        let (cfg, vars) = (&self.cfg, self.vars);
+        checkpoint::save_with(
+            &self.ckpt_dir,
+            opt,
+            self.section.seed,
+            self.section.keep_checkpoints,
+            &|tmp: &Path| Ok(NeuralVocoder::save(tmp, cfg, vars)?),
+        )
+    }
+}
