@@ -161,7 +161,11 @@ run_common_stages() {
     voxswap train --config "$CONFIG"
   fi
   if stage 4 "train the vocoder"; then
-    echo "skipped: this version has no neural vocoder; conversion uses Griffin-Lim"
+    if grep -q '^[[:space:]]*\[vocoder\]' "$CONFIG"; then
+      voxswap train --config "$CONFIG" --vocoder
+    else
+      echo "skipped: the config has no [vocoder] section (conversion then uses Griffin-Lim)"
+    fi
   fi
   if stage 5 "evaluate"; then
     evaluate "$corpus/valid"
@@ -175,5 +179,16 @@ run_common_stages() {
     mkdir -p "$dest"
     cp "$last/config.json" "$last/model.safetensors" "$dest/"
     echo "exported $(basename "$last") to $dest"
+    if grep -q '^[[:space:]]*\[vocoder\]' "$CONFIG"; then
+      local vdir vlast
+      vdir=$(toml_path vocoder dir "$run/vocoder")
+      vlast=$(find "$vdir/checkpoints" -maxdepth 1 -type d -name 'step-*' 2>/dev/null | sort | tail -n 1)
+      if [[ -n $vlast ]]; then
+        cp "$vlast/vocoder.json" "$vlast/vocoder.safetensors" "$dest/"
+        echo "exported the vocoder's $(basename "$vlast") to $dest"
+      else
+        echo "no vocoder checkpoint in $vdir/checkpoints (run stage 4): the model folder has no vocoder"
+      fi
+    fi
   fi
 }

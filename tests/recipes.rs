@@ -72,7 +72,8 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
     std::fs::write(
         &config,
         format!(
-            "[prepare]\nroot = \"{}\"\nwork = \"data\"\nvalid_speakers = \"p225 p226 s5\"\n\n{}",
+            "[prepare]\nroot = \"{}\"\nwork = \"data\"\nvalid_speakers = \"p225 p226 s5\"\n\n{}\n\
+             [vocoder]\nsteps = 4\nbatch_size = 2\nsegment_frames = 16\nsize = \"tiny\"\nlog_every = 2\n",
             root.display(),
             train_sections(dir.path())
         ),
@@ -114,6 +115,10 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
     assert!(out.contains("exported step-00000006"), "{out}");
     let model = dir.path().join("model");
     assert!(model.join("config.json").is_file() && model.join("model.safetensors").is_file());
+    // Stage 4 trained the [vocoder] section; stage 6 put it beside the model.
+    assert!(out.contains("finished at step 4; vocoder:"), "{out}");
+    assert!(out.contains("exported the vocoder's step-00000004"), "{out}");
+    assert!(model.join("vocoder.json").is_file() && model.join("vocoder.safetensors").is_file());
 }
 
 #[test]

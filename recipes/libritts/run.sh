@@ -11,9 +11,9 @@
 #      the valid subsets' speakers (disjoint from the training subsets' in LibriTTS) go to valid/
 #   2  extract features: check the corpus (voxswap data check), fill the log-mel cache
 #   3  train the model (voxswap train; resumes from the newest checkpoint)
-#   4  train the vocoder (not in this version: conversion uses Griffin-Lim)
+#   4  train the vocoder (voxswap train --vocoder) when the config has a [vocoder] section
 #   5  evaluate: one-shot conversions between validation speakers, scored by voxswap eval
-#   6  export the newest checkpoint to a model folder ([export] dir)
+#   6  export the newest checkpoint (and the vocoder's, if trained) to a model folder ([export] dir)
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 parse_args "$@"
 

@@ -13,9 +13,9 @@
 #      its share of them, in parallel (--jobs), 16 kHz mono, into <work>/corpus/{train,valid}/
 #   2  extract features: check the corpus (voxswap data check), fill the log-mel cache
 #   3  train the model (voxswap train; resumes from the newest checkpoint)
-#   4  train the vocoder (not in this version: conversion uses Griffin-Lim)
+#   4  train the vocoder (voxswap train --vocoder) when the config has a [vocoder] section
 #   5  evaluate: one-shot conversions between validation speakers, scored by voxswap eval
-#   6  export the newest checkpoint to a model folder ([export] dir)
+#   6  export the newest checkpoint (and the vocoder's, if trained) to a model folder ([export] dir)
 #
 # --config defaults to config.toml beside this script (the stream preset, long run);
 # config_tiny.toml trains the tiny preset for a few hundred steps (an end-to-end check).
