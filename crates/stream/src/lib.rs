@@ -1,8 +1,10 @@
 //! voxswap's conversion pipeline, the same for files and for live audio: push input samples at
 //! any rate, pull converted samples at the output rate ([`Engine`]), with every stage's latency
-//! accounted for, voices switched with a glide, any [`Vocoder`] behind one trait, and the
-//! compute time per step measured. No audio devices here: `voxswap` wires this crate to files
-//! and to sound cards, so that everything here is tested from files.
+//! accounted for, voices switched with a glide, the voice adapted to the talker's from the past
+//! ([`adapt`]), any [`Vocoder`] behind one trait, and the compute time per step measured; and
+//! the file pipelines `voxswap convert` runs ([`file`]: offline in blocks, or through the
+//! engine). No audio devices here: `voxswap` wires this crate to files and to sound cards, so
+//! that everything here is tested from files.
 //!
 //! ```no_run
 //! use voxswap_stream::{Engine, EngineConfig, StreamingGl};
