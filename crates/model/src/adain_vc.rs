@@ -151,13 +151,57 @@ impl TokenAttention {
         })
     }
 
-    /// Hidden state `[B, c_h, T]` and tokens `[B, tokens, dim]` → `[B, 2·c_h, T]` (shift, then
-    /// scale). Each frame on its own: no frame reads another.
-    fn forward(&self, y: &Tensor, tokens: &Tensor) -> Result<Tensor> {
-        let q = self.query.forward(&y.transpose(1, 2)?.contiguous()?)?;
-        let scores = (q.matmul(&tokens.transpose(1, 2)?.contiguous()?)? / (self.dim as f64).sqrt())?;
-        let a = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        Ok(self.output.forward(&a.matmul(tokens)?)?.transpose(1, 2)?)
+    /// What a voice's tokens `[B, tokens, dim]` make of this attention, folded so that a frame
+    /// costs two products: the query layer folded into the keys (`tokens · W_q / √dim`,
+    /// `[B, tokens, c_h]`, and `tokens · b_q / √dim`, `[B, tokens, 1]`), the output layer into
+    /// the values (`W_o · tokensᵀ`, `[B, 2·c_h, tokens]`); its bias goes with the AdaIN's.
+    fn prepare(&self, tokens: &Tensor) -> Result<PreparedAttention> {
+        let scale = 1.0 / (self.dim as f64).sqrt();
+        let keys = tokens.broadcast_matmul(self.query.weight())?.affine(scale, 0.0)?;
+        let key_bias = match self.query.bias() {
+            Some(b) => tokens.broadcast_matmul(&b.unsqueeze(1)?)?.affine(scale, 0.0)?,
+            None => tokens.narrow(2, 0, 1)?.zeros_like()?,
+        };
+        let values = self
+            .output
+            .weight()
+            .broadcast_matmul(&tokens.transpose(1, 2)?.contiguous()?)?;
+        Ok(PreparedAttention { keys, key_bias, values })
+    }
+}
+
+/// A voice's tokens prepared for one [`TokenAttention`] (see [`TokenAttention::prepare`]).
+#[derive(Debug, Clone)]
+struct PreparedAttention {
+    keys: Tensor,
+    key_bias: Tensor,
+    values: Tensor,
+}
+
+impl PreparedAttention {
+    /// Hidden state `[B, c_h, T]` → what each frame reads, `[B, 2·c_h, T]` (shift, then scale;
+    /// without the output bias). Each frame on its own: no frame reads another.
+    fn read(&self, y: &Tensor) -> Result<Tensor> {
+        let scores = self.keys.matmul(y)?.broadcast_add(&self.key_bias)?;
+        let a = candle_nn::ops::softmax(&scores, 1)?;
+        Ok(self.values.matmul(&a)?)
+    }
+}
+
+/// A voice as the decoder uses it, computed once per voice (see [`Decoder::prepare`]): each
+/// AdaIN's shift and scale from the global vector, and the attention's keys and values.
+#[derive(Debug, Clone)]
+pub struct PreparedVoice {
+    /// Per AdaIN: `[B, 2·c_h, 1]` (plus the attention's output bias).
+    cond: Vec<Tensor>,
+    attention: Vec<PreparedAttention>,
+    batch: usize,
+}
+
+impl PreparedVoice {
+    /// Items in the batch it was prepared for.
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 }
 
@@ -353,15 +397,51 @@ impl Decoder {
         })
     }
 
-    /// AdaIN number `i` of `y` (`[B, c_h, T]`) for the global vector `global` and the tokens.
-    fn adain_at(&self, i: usize, y: &Tensor, global: &Tensor, tokens: Option<&Tensor>) -> Result<Tensor> {
-        let cond = self.affine[i].forward(global)?;
-        match tokens {
-            None => adain(y, &cond),
-            Some(t) => {
-                let per_frame = self.attention[i].forward(y, t)?;
-                adain_frames(y, &per_frame.broadcast_add(&cond.unsqueeze(2)?)?)
+    /// A speaker embedding `[B, width]` (the global vector, then the tokens if the decoder
+    /// attends) prepared for [`Self::forward_prepared`]: what depends on the voice alone,
+    /// computed once rather than at every frame.
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for an embedding of the wrong width.
+    pub fn prepare(&self, speaker: &Tensor) -> Result<PreparedVoice> {
+        let width = self.c_cond + self.tokens.map_or(0, |(m, d)| m * d);
+        if speaker.rank() != 2 || speaker.dim(1)? != width {
+            return Err(crate::Error::Input(format!(
+                "expected speaker embeddings [batch, {width}], got {:?}",
+                speaker.dims()
+            )));
+        }
+        let b = speaker.dim(0)?;
+        let global = speaker.narrow(1, 0, self.c_cond)?;
+        let tokens = match self.tokens {
+            None => None,
+            Some((m, d)) => Some(speaker.narrow(1, self.c_cond, m * d)?.reshape((b, m, d))?),
+        };
+        let mut cond = Vec::with_capacity(self.affine.len());
+        let mut attention = Vec::new();
+        for (i, affine) in self.affine.iter().enumerate() {
+            let mut c = affine.forward(&global)?.unsqueeze(2)?;
+            if let Some(t) = &tokens {
+                let att = &self.attention[i];
+                if let Some(bias) = att.output.bias() {
+                    c = c.broadcast_add(&bias.unsqueeze(0)?.unsqueeze(2)?)?;
+                }
+                attention.push(att.prepare(t)?);
             }
+            cond.push(c);
+        }
+        Ok(PreparedVoice {
+            cond,
+            attention,
+            batch: b,
+        })
+    }
+
+    /// AdaIN number `i` of `y` (`[B, c_h, T]`) for a prepared voice.
+    fn adain_at(&self, i: usize, y: &Tensor, voice: &PreparedVoice) -> Result<Tensor> {
+        match voice.attention.get(i) {
+            None => adain(y, &voice.cond[i].squeeze(2)?),
+            Some(a) => adain_frames(y, &a.read(y)?.broadcast_add(&voice.cond[i])?),
         }
     }
 
@@ -371,38 +451,40 @@ impl Decoder {
         self.forward_ctx(code, speaker, &mut Ctx::Offline)
     }
 
+    /// [`Self::forward`] with a voice prepared by [`Self::prepare`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for a content code of another batch size than the voice's.
+    pub fn forward_prepared(&self, code: &Tensor, voice: &PreparedVoice) -> Result<Tensor> {
+        self.forward_prepared_ctx(code, voice, &mut Ctx::Offline)
+    }
+
     fn forward_ctx(&self, code: &Tensor, speaker: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let p = self.padding;
-        let width = self.c_cond + self.tokens.map_or(0, |(m, d)| m * d);
-        if speaker.rank() != 2 || speaker.dim(1)? != width {
+        let voice = self.prepare(speaker)?;
+        self.forward_prepared_ctx(code, &voice, ctx)
+    }
+
+    fn forward_prepared_ctx(&self, code: &Tensor, voice: &PreparedVoice, ctx: &mut Ctx) -> Result<Tensor> {
+        if code.dim(0)? != voice.batch {
             return Err(crate::Error::Input(format!(
-                "expected speaker embeddings [batch, {width}], got {:?}",
-                speaker.dims()
+                "a content code of batch {} for voices prepared for {}",
+                code.dim(0)?,
+                voice.batch
             )));
         }
-        let global = speaker.narrow(1, 0, self.c_cond)?;
-        let tokens = match self.tokens {
-            None => None,
-            Some((m, d)) => Some(
-                speaker
-                    .narrow(1, self.c_cond, m * d)?
-                    .reshape((speaker.dim(0)?, m, d))?,
-            ),
-        };
-        let speaker = &global;
-        let tokens = tokens.as_ref();
+        let p = self.padding;
         let out = ctx.conv(&self.in_conv, code)?;
         let mut out = relu(&ctx.norm(p, &out)?)?;
         for (l, ((a, b), &u)) in self.first.iter().zip(&self.second).zip(&self.upsample).enumerate() {
             let y = ctx.conv(a, &out)?;
             let y = ctx.norm(p, &y)?;
-            let y = relu(&self.adain_at(2 * l, &y, speaker, tokens)?)?;
+            let y = relu(&self.adain_at(2 * l, &y, voice)?)?;
             let mut y = ctx.conv(b, &y)?;
             if u > 1 {
                 y = pixel_shuffle(&y, u)?;
             }
             let y = ctx.norm(p, &y)?;
-            let y = relu(&self.adain_at(2 * l + 1, &y, speaker, tokens)?)?;
+            let y = relu(&self.adain_at(2 * l + 1, &y, voice)?)?;
             out = if u > 1 {
                 (y + upsample_nearest(&out, u)?)?
             } else {
@@ -559,6 +641,8 @@ const MAX_BATCH_SEGMENTS: usize = 8;
 pub struct StreamingConverter {
     model: AdaInVc,
     speaker: Tensor,
+    /// `speaker` as the decoder uses it, prepared once per voice.
+    voice: PreparedVoice,
     offset: Option<Tensor>,
     state: Stream,
     /// The second pass (with a refresh period).
@@ -627,9 +711,11 @@ impl StreamingConverter {
                 model.cfg.preset
             )));
         }
+        let voice = model.decoder.prepare(&speaker)?;
         Ok(Self {
             model,
             speaker,
+            voice,
             offset: None,
             state: Stream::default(),
             second: Stream::default(),
@@ -639,8 +725,13 @@ impl StreamingConverter {
     }
 
     /// Changes the target voice from the next chunk on.
-    pub fn set_speaker(&mut self, speaker: Tensor) {
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for an embedding of the wrong width (the voice is then kept).
+    pub fn set_speaker(&mut self, speaker: Tensor) -> Result<()> {
+        self.voice = self.model.decoder.prepare(&speaker)?;
         self.speaker = speaker;
+        Ok(())
     }
 
     /// Holds the level of the stream's first [`WARMUP_FRAMES`] output frames near their input's
@@ -665,7 +756,7 @@ impl StreamingConverter {
         let y = match self.model.cfg.norm_refresh {
             None => {
                 self.frames += chunk.dim(2)?;
-                Self::pass(&self.model, &self.speaker, &mut self.state, chunk)?
+                Self::pass(&self.model, &self.voice, &mut self.state, chunk)?
             }
             Some(n) => self.step_refreshed(chunk, n)?,
         };
@@ -680,11 +771,11 @@ impl StreamingConverter {
     }
 
     /// The model over the next frames of one pass.
-    fn pass(model: &AdaInVc, speaker: &Tensor, state: &mut Stream, x: &Tensor) -> Result<Tensor> {
+    fn pass(model: &AdaInVc, voice: &PreparedVoice, state: &mut Stream, x: &Tensor) -> Result<Tensor> {
         state.begin();
         let mut ctx = Ctx::Stream(state);
         let (mu, _) = model.content.forward_ctx(x, &mut ctx)?;
-        model.decoder.forward_ctx(&mu, speaker, &mut ctx)
+        model.decoder.forward_prepared_ctx(&mu, voice, &mut ctx)
     }
 
     /// Two passes refreshed every `2n` frames, `n` apart, crossfaded (see the type's docs).
@@ -726,7 +817,7 @@ impl StreamingConverter {
             }
             let (from, to) = ((k * n).max(g), (k * n + 2 * n).min(e));
             let x = chunk.narrow(2, from - g, to - from)?;
-            seg.push(Self::pass(&self.model, &self.speaker, state, &x)?);
+            seg.push(Self::pass(&self.model, &self.voice, state, &x)?);
         }
         // Segment k's output over [lo, hi) (within its span and the chunk).
         let part = |k: usize, lo: usize, hi: usize| -> Result<Tensor> {

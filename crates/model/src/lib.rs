@@ -28,7 +28,7 @@ pub mod par;
 pub mod stream;
 pub mod vocoder;
 
-pub use adain_vc::{AdaInVc, AeOutput, StreamingConverter};
+pub use adain_vc::{AdaInVc, AeOutput, PreparedVoice, StreamingConverter};
 pub use config::{AttentionConfig, ModelConfig};
 pub use converter::{SpeakerEmbedding, VoiceConverter};
 pub use error::{Error, Result};

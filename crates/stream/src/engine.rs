@@ -411,7 +411,7 @@ impl Engine {
 
     fn apply_voice(&mut self, v: &SpeakerEmbedding) -> Result<()> {
         let (spk, offset) = self.conv.speaker_tensors(v)?;
-        self.model.set_speaker(spk);
+        self.model.set_speaker(spk)?;
         self.model.set_offset(offset);
         Ok(())
     }
