@@ -198,13 +198,6 @@ pub struct PreparedVoice {
     batch: usize,
 }
 
-impl PreparedVoice {
-    /// Items in the batch it was prepared for.
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
-}
-
 impl SpeakerEncoder {
     /// Builds the encoder; tensor names mirror the reference code's module tree.
     pub fn new(cfg: &SpeakerEncoderConfig, vb: VarBuilder) -> Result<Self> {
@@ -398,7 +391,7 @@ impl Decoder {
     }
 
     /// A speaker embedding `[B, width]` (the global vector, then the tokens if the decoder
-    /// attends) prepared for [`Self::forward_prepared`]: what depends on the voice alone,
+    /// attends) prepared for the decoder's passes: what depends on the voice alone,
     /// computed once rather than at every frame.
     ///
     /// # Errors
@@ -449,14 +442,6 @@ impl Decoder {
     /// the tokens if the decoder attends) → mel `[B, c_out, T' · up]`.
     pub fn forward(&self, code: &Tensor, speaker: &Tensor) -> Result<Tensor> {
         self.forward_ctx(code, speaker, &mut Ctx::Offline)
-    }
-
-    /// [`Self::forward`] with a voice prepared by [`Self::prepare`].
-    ///
-    /// # Errors
-    /// [`crate::Error::Input`] for a content code of another batch size than the voice's.
-    pub fn forward_prepared(&self, code: &Tensor, voice: &PreparedVoice) -> Result<Tensor> {
-        self.forward_prepared_ctx(code, voice, &mut Ctx::Offline)
     }
 
     fn forward_ctx(&self, code: &Tensor, speaker: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {

@@ -218,6 +218,23 @@ pub struct VocoderSection {
     pub dir: Option<PathBuf>,
 }
 
+impl VocoderSection {
+    /// The vocoder's shape for `size` and the model's frontend.
+    ///
+    /// # Errors
+    /// An unknown size, named.
+    pub fn vocoder_config(
+        &self,
+        fe: &voxswap_audio::FrontendConfig,
+    ) -> std::result::Result<voxswap_model::VocoderConfig, String> {
+        match self.size.as_str() {
+            "small" => Ok(voxswap_model::VocoderConfig::small(fe)),
+            "tiny" => Ok(voxswap_model::VocoderConfig::tiny(fe)),
+            other => Err(format!("vocoder.size `{other}`: known sizes are small and tiny")),
+        }
+    }
+}
+
 fn default_vocoder_segment() -> usize {
     32
 }
@@ -332,9 +349,7 @@ impl Recipe {
                     "vocoder.checkpoint_every, valid_every, log_every and keep_checkpoints must be positive".into(),
                 );
             }
-            if !matches!(v.size.as_str(), "small" | "tiny") {
-                return Err(format!("vocoder.size `{}`: known sizes are small and tiny", v.size));
-            }
+            v.vocoder_config(&voxswap_audio::FrontendConfig::speech_16k())?;
             if !(v.lambda_mel >= 0.0 && v.lambda_mel.is_finite()) || v.lr.is_some_and(|l| !(l > 0.0 && l.is_finite())) {
                 return Err("vocoder.lambda_mel must be a non-negative number and vocoder.lr a positive one".into());
             }

@@ -31,21 +31,6 @@ use crate::{Error, Result};
 /// Held-out segments validated on at most.
 const MAX_VALID: usize = 32;
 
-/// The vocoder's size from the recipe's name for it.
-///
-/// # Errors
-/// An unknown size (the recipe checks it when it loads).
-pub fn vocoder_config(v: &VocoderSection, fe: &FrontendConfig) -> Result<VocoderConfig> {
-    match v.size.as_str() {
-        "small" => Ok(VocoderConfig::small(fe)),
-        "tiny" => Ok(VocoderConfig::tiny(fe)),
-        other => Err(Error::Recipe {
-            path: PathBuf::new(),
-            detail: format!("vocoder.size `{other}`: known sizes are small and tiny"),
-        }),
-    }
-}
-
 /// Trains (or resumes) the recipe's vocoder on `device` (see the module docs).
 ///
 /// # Errors
@@ -71,7 +56,10 @@ pub fn train_vocoder(
         });
     };
     let fe = recipe.model_config()?.frontend;
-    let cfg = vocoder_config(v, &fe)?;
+    let cfg = v.vocoder_config(&fe).map_err(|detail| Error::Recipe {
+        path: recipe.output.dir.clone(),
+        detail,
+    })?;
     let utts = scan_corpus(&recipe.data.corpus)?;
     // The last `valid_per_speaker` utterances of each speaker are held out, as for the model.
     let mut train = Vec::new();
@@ -140,6 +128,7 @@ pub fn train_vocoder(
     let mut task = VocoderTask {
         section: v,
         fe: fe.clone(),
+        logmel: LogMel::new(&fe)?,
         cfg: cfg.clone(),
         vocoder,
         vars: &vars,
@@ -182,10 +171,10 @@ struct Segment {
 }
 
 /// The log-mel of the whole file and its audio at the frontend's rate.
-fn decode(path: &Path, fe: &FrontendConfig) -> Result<(voxswap_audio::Mel, Vec<f32>)> {
+fn decode(path: &Path, logmel: &mut LogMel) -> Result<(voxswap_audio::Mel, Vec<f32>)> {
     let a = read_mono(path, ChannelMix::Downmix)?;
-    let x = resample(&a.samples, a.sample_rate, fe.sample_rate)?;
-    Ok((LogMel::new(fe)?.compute(&x), x))
+    let x = resample(&a.samples, a.sample_rate, logmel.config().sample_rate)?;
+    Ok((logmel.compute(&x), x))
 }
 
 /// Frames `offset .. offset + frames` of `mel` and the audio from `offset · hop` on.
@@ -204,11 +193,12 @@ fn cut(mel: &voxswap_audio::Mel, audio: &[f32], offset: usize, frames: usize, ho
 /// [`MAX_VALID`]).
 fn valid_segments(paths: &[PathBuf], fe: &FrontendConfig, frames: usize) -> Result<Vec<Segment>> {
     let mut out = Vec::new();
+    let mut logmel = LogMel::new(fe)?;
     for p in paths {
         if out.len() == MAX_VALID {
             break;
         }
-        let (mel, audio) = decode(p, fe)?;
+        let (mel, audio) = decode(p, &mut logmel)?;
         let usable = (audio.len() / fe.hop_length).min(mel.frames);
         if usable >= frames {
             out.push(cut(&mel, &audio, (usable - frames) / 2, frames, fe.hop_length));
@@ -221,6 +211,8 @@ fn valid_segments(paths: &[PathBuf], fe: &FrontendConfig, frames: usize) -> Resu
 struct VocoderTask<'a> {
     section: &'a VocoderSection,
     fe: FrontendConfig,
+    /// The frontend's log-mel, built once (filterbank, FFT plans).
+    logmel: LogMel,
     cfg: VocoderConfig,
     vocoder: NeuralVocoder,
     vars: &'a VarMap,
@@ -291,7 +283,7 @@ impl Task for VocoderTask<'_> {
                 });
             }
             let path = &self.train[rng.random_range(0..self.train.len())];
-            let (mel, audio) = decode(path, &self.fe)?;
+            let (mel, audio) = decode(path, &mut self.logmel)?;
             let usable = (audio.len() / hop).min(mel.frames);
             if usable < v.segment_frames {
                 continue;
