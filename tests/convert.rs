@@ -556,3 +556,60 @@ fn the_shipped_model_converts_out_of_the_box() {
         &out,
     ]));
 }
+
+/// `--vocoder`: auto takes the model folder's neural vocoder when it has one and Griffin-Lim
+/// otherwise; neural without one, or one made for another frontend, is a clear error.
+#[test]
+fn vocoder_choice_follows_the_model_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let (src, reference) = (data("speech_m.wav"), data("speech_f.wav"));
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"convert",
+            &src,
+            &"-t",
+            &reference,
+            &"--model",
+            &m,
+            &"--float",
+        ];
+        args.extend(extra.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+        args.push(&"-o");
+        let o = voxswap(&[args.as_slice(), &[&out]].concat());
+        (o, out)
+    };
+    let (o, gl_out) = run("gl.wav", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let gl = read_mono(&gl_out, ChannelMix::Downmix).unwrap().samples;
+
+    add_tiny_vocoder(&m);
+    let (o, auto_out) = run("auto.wav", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, neural_out) = run("neural.wav", &["--vocoder", "neural"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, forced_out) = run("forced.wav", &["--vocoder", "griffin-lim"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let auto = read_mono(&auto_out, ChannelMix::Downmix).unwrap().samples;
+    let neural = read_mono(&neural_out, ChannelMix::Downmix).unwrap().samples;
+    let forced = read_mono(&forced_out, ChannelMix::Downmix).unwrap().samples;
+    assert_eq!(auto, neural, "auto did not take the folder's vocoder");
+    assert_eq!(forced, gl, "--vocoder griffin-lim did not give Griffin-Lim");
+    assert_eq!(neural.len(), gl.len());
+    assert!(rms(&neural) > 1e-3, "the neural vocoder wrote silence");
+    assert_ne!(neural, gl);
+
+    // The streamed conversion names the vocoder it runs, and adds no latency for it.
+    let (o, _) = run("stream.wav", &["--stream"]);
+    let text = stdout(&o);
+    assert!(text.contains("0.0 ms  vocoder: neural"), "{text}");
+
+    // A vocoder for another frontend.
+    let cfg = m.join("vocoder.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("\"fmax\": 8000.0", "\"fmax\": 7600.0")).unwrap();
+    let (o, _) = run("other.wav", &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("another frontend"), "{}", stderr(&o));
+}

@@ -114,6 +114,20 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     m
 }
 
+/// Puts the parity fixture's tiny neural vocoder (random weights, the model's frontend) into
+/// model folder `m`, as `vocoder.json` and `vocoder.safetensors` (the fixture's `param.*`
+/// tensors under their own names).
+pub fn add_tiny_vocoder(m: &Path) {
+    std::fs::copy(data("model/vocoder_tiny.json"), m.join("vocoder.json")).unwrap();
+    let fix = candle_core::safetensors::load(data("model/vocoder_tiny.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let params: std::collections::HashMap<String, candle_core::Tensor> = fix
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("param.").map(|k| (k.to_string(), v)))
+        .collect();
+    assert!(!params.is_empty());
+    candle_core::safetensors::save(&params, m.join("vocoder.safetensors")).unwrap();
+}
+
 /// Integrated loudness (EBU R128) of a file's mono mix, LUFS.
 pub fn lufs(path: &Path) -> f64 {
     let a = voxswap_audio::read_mono(path, voxswap_audio::ChannelMix::Downmix).unwrap();

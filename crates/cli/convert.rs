@@ -9,11 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use voxswap_audio::decode::has_audio_extension;
 use voxswap_audio::WavFormat;
 use voxswap_model::bank;
-use voxswap_model::{SpeakerEmbedding, VoiceConverter};
+use voxswap_model::{NeuralVocoder, SpeakerEmbedding, VoiceConverter};
 use voxswap_stream::file::{FileJob, FileReport};
 use voxswap_stream::Adaptation;
 
-use crate::io::{channel_mix, check_not_input, check_output, say, SynthArgs};
+use crate::io::{channel_mix, check_not_input, check_output, say, SynthArgs, VocoderArgs};
 use crate::voice::{banks, embed_files, find_speaker, ModelArgs};
 
 #[derive(Debug, clap::Args)]
@@ -48,13 +48,13 @@ pub struct Args {
     spectrum: f32,
     #[command(flatten)]
     model: ModelArgs,
-    /// Vocoder: griffin-lim (the neural vocoder is not available in this version).
-    #[arg(long, value_enum, default_value_t = Vocoder::GriffinLim)]
-    vocoder: Vocoder,
+    #[command(flatten)]
+    vocoder: VocoderArgs,
     #[command(flatten)]
     synth: SynthArgs,
     /// Run the file through the streaming engine in 10 ms chunks, exactly as live conversion
-    /// will: streaming Griffin-Lim (2 frames of look-ahead, 8 iterations a frame), the model a
+    /// will: the neural vocoder a frame at a time (or streaming Griffin-Lim: 2 frames of
+    /// look-ahead, 8 iterations a frame), the model a
     /// frame at a time, a fixed gain and a limiter instead of loudness matching, and --contrast
     /// and --spectrum measured on the past only (the first 1, 2, 4, 8 and 16 s, then the last
     /// 16 s every 16 s, each applied 1 s after the audio it measured; the reference's own
@@ -62,14 +62,6 @@ pub struct Args {
     /// frame.
     #[arg(long)]
     stream: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Vocoder {
-    /// Griffin-Lim phase reconstruction (no extra model).
-    GriffinLim,
-    /// A neural vocoder (not in this version).
-    Neural,
 }
 
 /// `--contrast`'s default.
@@ -92,6 +84,7 @@ struct Job<'a> {
     speaker: &'a SpeakerEmbedding,
     contrast: f32,
     spectrum: f32,
+    neural: Option<&'a NeuralVocoder>,
     iterations: u32,
     rate: Option<u32>,
     format: WavFormat,
@@ -109,6 +102,7 @@ impl Job<'_> {
                 contrast: self.contrast,
                 spectrum: self.spectrum,
             },
+            neural: self.neural,
             iterations: self.iterations,
             rate: self.rate,
             format: self.format,
@@ -118,9 +112,6 @@ impl Job<'_> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    if a.vocoder == Vocoder::Neural {
-        bail!("--vocoder neural: this version has no neural vocoder; use --vocoder griffin-lim");
-    }
     // Outputs are checked before the model loads: a bad name fails at once.
     let is_folder = a.source.is_dir();
     let mut inputs: Vec<&Path> = vec![a.source.as_path()];
@@ -140,6 +131,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         check_output(&a.output, "wav", &inputs)?;
     }
     let (conv, fp, model_dir) = a.model.load()?;
+    let neural = a.vocoder.load(&model_dir)?;
     let speaker = match &a.speaker {
         Some(spec) => {
             let banks = banks(a.bank.as_deref(), &model_dir);
@@ -175,6 +167,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         speaker: &speaker,
         contrast: a.contrast,
         spectrum: a.spectrum,
+        neural: neural.as_ref(),
         iterations: a.synth.iterations,
         rate: a.synth.rate,
         format: a.synth.format(),

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use voxswap_audio::{read_mono, resample, Audio, ChannelMix};
 
-/// The flags of every command that writes speech through Griffin-Lim.
+/// The flags of every command that writes speech.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SynthArgs {
-    /// Griffin-Lim iterations, 1 to 1000 (more is slower and closer to the mel).
+    /// Griffin-Lim iterations, 1 to 1000 (more is slower and closer to the mel; with the
+    /// Griffin-Lim vocoder only).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub iterations: u32,
     /// Output sample rate in Hz, 8000 to 192000 (default: the input's).
@@ -32,6 +33,49 @@ impl SynthArgs {
         } else {
             voxswap_audio::WavFormat::Pcm16
         }
+    }
+}
+
+/// Which vocoder turns mels into audio (`--vocoder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VocoderKind {
+    /// The model folder's neural vocoder when it has one (vocoder.json), else Griffin-Lim.
+    Auto,
+    /// The model folder's neural vocoder (an error when it has none).
+    Neural,
+    /// Griffin-Lim phase reconstruction (no extra model; metallic, slower).
+    GriffinLim,
+}
+
+/// The `--vocoder` flag.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VocoderArgs {
+    /// Vocoder: auto (the model folder's neural vocoder when it has one, else Griffin-Lim),
+    /// neural, or griffin-lim.
+    #[arg(long, value_enum, default_value_t = VocoderKind::Auto)]
+    pub vocoder: VocoderKind,
+}
+
+impl VocoderArgs {
+    /// The neural vocoder of `model_dir` to use, or `None` for Griffin-Lim.
+    ///
+    /// # Errors
+    /// `--vocoder neural` and the folder has none; a vocoder whose files cannot be read.
+    pub fn load(&self, model_dir: &Path) -> anyhow::Result<Option<voxswap_model::NeuralVocoder>> {
+        if self.vocoder == VocoderKind::GriffinLim {
+            return Ok(None);
+        }
+        let v = voxswap_model::NeuralVocoder::load(model_dir, &candle_core::Device::Cpu)
+            .with_context(|| format!("{}: cannot load the neural vocoder", model_dir.display()))?;
+        if v.is_none() && self.vocoder == VocoderKind::Neural {
+            bail!(
+                "--vocoder neural: {} has no neural vocoder ({}); use --vocoder griffin-lim, or train one \
+                 (voxswap train --vocoder)",
+                model_dir.display(),
+                voxswap_model::vocoder::CONFIG_FILE
+            );
+        }
+        Ok(v)
     }
 }
 

@@ -19,10 +19,10 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use voxswap_audio::{read_mono, ChannelMix, WavFormat, WavWriter};
 use voxswap_model::bank;
 use voxswap_model::SpeakerEmbedding;
-use voxswap_stream::{Adaptation, Engine, EngineConfig, StreamingGl};
+use voxswap_stream::{Adaptation, Engine, EngineConfig, StreamingGl, Vocoder};
 
 use crate::convert::{parse_contrast, parse_spectrum, DEFAULT_CONTRAST, DEFAULT_SPECTRUM};
-use crate::io::say;
+use crate::io::{say, VocoderArgs};
 use crate::voice::{banks, embed_files, find_speaker, ModelArgs};
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +39,8 @@ pub struct Args {
     bank: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    vocoder: VocoderArgs,
     /// Input device: a part of its name or its id from `voxswap devices` (default: the system's).
     #[arg(long, value_name = "NAME")]
     input: Option<String>,
@@ -240,6 +242,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create folder", d.display()))?;
     }
     let (conv, fp, model_dir) = a.model.load()?;
+    let neural = a.vocoder.load(&model_dir)?;
     // The voices, each a value: references' embeddings with their spectrum corrections, or
     // bank entries and mixes of them.
     let mut voices: Vec<(String, SpeakerEmbedding)> = Vec::new();
@@ -297,7 +300,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
 
     let fe = conv.config().frontend.clone();
-    let vocoder = Box::new(StreamingGl::new(&fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?);
+    let vocoder: Box<dyn Vocoder> = match &neural {
+        Some(v) => Box::new(voxswap_stream::file::neural(v, &fe)?),
+        None => Box::new(StreamingGl::new(&fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?),
+    };
     let mut cfg = EngineConfig::live(in_rate, out_rate);
     cfg.glide_ms = a.glide_ms;
     cfg.adaptation = Adaptation {

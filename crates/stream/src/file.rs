@@ -1,5 +1,6 @@
 //! Files through the conversion pipeline, in bounded memory: [`convert_file`] (offline: the
-//! model in blocks of 10 s, Griffin-Lim in blocks, the source's loudness matched) and
+//! model in blocks of 10 s, the neural vocoder or Griffin-Lim in blocks, the source's loudness
+//! matched) and
 //! [`stream_file`] (the live [`Engine`] on a file, 10 ms at a time). The command line only
 //! parses arguments, shows progress and prints the reports.
 
@@ -8,13 +9,13 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use voxswap_audio::{
-    resample, AudioReader, BlockVocoder, ChannelMix, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter,
+    resample, AudioReader, ChannelMix, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter,
     LoudnessMeter, Mel, StreamingLogMel, WavFormat, WavWriter,
 };
-use voxswap_model::{SpeakerEmbedding, VoiceConverter};
+use voxswap_model::{NeuralVocoder, SpeakerEmbedding, VoiceConverter};
 
 use crate::adapt::{adapt, measure_source, Adaptation};
-use crate::{ComputeStats, Engine, EngineConfig, Error, Result, StageLatency, StreamingGl};
+use crate::{BlockGl, ComputeStats, Engine, EngineConfig, Error, Neural, Result, StageLatency, StreamingGl, Vocoder};
 
 /// Settings of one file's conversion.
 #[derive(Debug, Clone)]
@@ -26,7 +27,9 @@ pub struct FileJob<'a> {
     /// How the voice adapts to the source (offline: measured on its first 30 s; streaming: on
     /// the past, as live).
     pub adaptation: Adaptation,
-    /// Griffin-Lim iterations (offline).
+    /// The neural vocoder; Griffin-Lim when `None`.
+    pub neural: Option<&'a NeuralVocoder>,
+    /// Griffin-Lim iterations (offline, without a neural vocoder).
     pub iterations: u32,
     /// Output sample rate (default: the source's).
     pub rate: Option<u32>,
@@ -34,6 +37,54 @@ pub struct FileJob<'a> {
     pub format: WavFormat,
     /// Which channel of the source, or the mono mix.
     pub mix: ChannelMix,
+}
+
+impl FileJob<'_> {
+    /// The vocoder of an offline conversion: the neural one, or Griffin-Lim in blocks of
+    /// [`BLOCK_FRAMES`].
+    ///
+    /// # Errors
+    /// A neural vocoder made for another frontend than the model's.
+    pub fn offline_vocoder(&self) -> Result<Box<dyn Vocoder>> {
+        let fe = &self.conv.config().frontend;
+        Ok(match self.neural {
+            Some(v) => Box::new(neural(v, fe)?),
+            None => {
+                let gl = GriffinLimConfig {
+                    n_iter: self.iterations as usize,
+                    ..Default::default()
+                };
+                Box::new(BlockGl::new(fe, gl, BLOCK_FRAMES, OVERLAP_FRAMES)?)
+            }
+        })
+    }
+
+    /// The vocoder of a streamed conversion: the neural one, or streaming Griffin-Lim.
+    ///
+    /// # Errors
+    /// A neural vocoder made for another frontend than the model's.
+    pub fn stream_vocoder(&self) -> Result<Box<dyn Vocoder>> {
+        let fe = &self.conv.config().frontend;
+        Ok(match self.neural {
+            Some(v) => Box::new(neural(v, fe)?),
+            None => Box::new(StreamingGl::new(fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?),
+        })
+    }
+}
+
+/// A stream of the neural vocoder `v`, once it is known to read the frontend `fe`'s mels.
+///
+/// # Errors
+/// [`Error::Input`] when the vocoder was trained on another frontend.
+pub fn neural(v: &NeuralVocoder, fe: &FrontendConfig) -> Result<Neural> {
+    if &v.config().frontend != fe {
+        return Err(Error::Input(
+            "the neural vocoder was trained on another frontend than the model's (vocoder.json and \
+             config.json disagree); use --vocoder griffin-lim, or train the vocoder for this model"
+                .into(),
+        ));
+    }
+    Ok(Neural::new(v))
 }
 
 /// What an offline conversion did.
@@ -71,7 +122,7 @@ const LOUDNESS_STEPS: usize = 8;
 /// limiter to take off the peaks again.
 const MAX_LIMITING_DB: f64 = 20.0;
 
-/// Source → 16 kHz → log-mel → model → Griffin-Lim → 16 kHz float temp file (pass 2), then
+/// Source → 16 kHz → log-mel → model → vocoder → 16 kHz float temp file (pass 2), then
 /// gain to the source's loudness, resampling to the output rate and the peak limiter (pass 3).
 /// Every stage runs on blocks, so memory does not grow with the input's length (for causal
 /// models; offline models hold the whole mel). `progress` hears of the source frames read (and
@@ -141,11 +192,7 @@ pub fn convert_file(
     let mut to_model = ChunkResampler::new(src_rate, fe.sample_rate)?;
     let mut logmel = StreamingLogMel::new(&fe)?;
     let mut stream = job.conv.stream(speaker)?;
-    let gl = GriffinLimConfig {
-        n_iter: job.iterations as usize,
-        ..Default::default()
-    };
-    let mut vocoder = BlockVocoder::new(&fe, gl, BLOCK_FRAMES, OVERLAP_FRAMES)?;
+    let mut vocoder = job.offline_vocoder()?;
     let n_mels = fe.n_mels;
     let mut frames: Vec<f32> = Vec::new(); // frame-major mel frames waiting for the model
     let mut wave = Vec::new();
@@ -177,9 +224,7 @@ pub fn convert_file(
             None => job.conv.convert(&mel, speaker)?,
         };
         frames.drain(..take * n_mels);
-        for t in 0..converted.frames {
-            vocoder.push(&converted.frame(t), wave)?;
-        }
+        vocoder.push_mel(&converted, wave)?;
         if last {
             vocoder.finish(wave)?;
         }
@@ -364,7 +409,8 @@ pub struct StreamReport {
     pub speed: f64,
 }
 
-/// `src` through the live [`Engine`] (streaming Griffin-Lim, a frame per model step, live
+/// `src` through the live [`Engine`] (the neural vocoder or streaming Griffin-Lim, a frame per
+/// model step, live
 /// adaptation), pushed 10 ms at a time, into `out`: the samples live conversion would play,
 /// with the engine's latency cut off (the output is aligned with the source and as long).
 ///
@@ -376,12 +422,11 @@ pub fn stream_file(
     job: &FileJob,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<StreamReport> {
-    let fe = job.conv.config().frontend.clone();
     let mut reader = AudioReader::open(src, job.mix)?;
     let src_rate = reader.info().sample_rate;
     let total = reader.info().frames;
     let out_rate = job.rate.unwrap_or(src_rate);
-    let vocoder = Box::new(StreamingGl::new(&fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?);
+    let vocoder = job.stream_vocoder()?;
     let cfg = EngineConfig {
         adaptation: job.adaptation,
         ..EngineConfig::live(src_rate, out_rate)
