@@ -232,6 +232,13 @@ impl NeuralVocoder {
     /// Log-mels `[B, n_mels, T]` → windowed synthesis frames `[B, T, n_fft]` (frame `t` covers
     /// samples `t·hop − n_fft/2 ..` of the output).
     fn frames(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let (log_mag, phase) = self.spectrum(mel, ctx)?;
+        self.synthesis_frames(&log_mag, &phase)
+    }
+
+    /// Log-mels `[B, n_mels, T]` → the log-magnitudes and phases `[B, T, n_bins]` of the
+    /// synthesis frames.
+    fn spectrum(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
         let mut x = ctx.conv(&self.pre, mel)?;
         for b in &self.blocks {
             x = b.forward(&x, ctx)?;
@@ -240,8 +247,14 @@ impl NeuralVocoder {
             .head
             .forward(&self.norm.forward(&x.transpose(1, 2)?.contiguous()?)?)?;
         let f = self.cfg.n_bins();
-        let mag = h.narrow(D::Minus1, 0, f)?.clamp(f32::MIN, 10f32)?.exp()?;
+        let log_mag = h.narrow(D::Minus1, 0, f)?.clamp(f32::MIN, 10f32)?;
         let phase = h.narrow(D::Minus1, f, f)?;
+        Ok((log_mag, phase))
+    }
+
+    /// Windowed synthesis frames `[B, T, n_fft]` from log-magnitudes and phases.
+    fn synthesis_frames(&self, log_mag: &Tensor, phase: &Tensor) -> Result<Tensor> {
+        let mag = log_mag.exp()?;
         let re = (&mag * phase.cos()?)?;
         let im = (&mag * phase.sin()?)?;
         Ok((re.broadcast_matmul(&self.basis_re)? + im.broadcast_matmul(&self.basis_im)?)?)
@@ -253,8 +266,28 @@ impl NeuralVocoder {
     /// # Errors
     /// [`Error::Input`] for a wrongly shaped batch.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_with_phase(mel)?.0)
+    }
+
+    /// [`Self::forward`], and the phases `[B, T, n_bins]` of the synthesis frames (frame `t`
+    /// centred on sample `t · hop`, phase relative to the frame's first sample, as a centred
+    /// STFT of `n_fft` points measures it), for training with phase losses.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a wrongly shaped batch.
+    pub fn forward_with_phase(&self, mel: &Tensor) -> Result<(Tensor, Tensor)> {
         crate::layers::check_mel(mel, self.cfg.frontend.n_mels, 1)?;
-        let frames = self.frames(mel, &mut Ctx::Offline)?;
+        let (log_mag, phase) = self.spectrum(mel, &mut Ctx::Offline)?;
+        Ok((self.from_spectrum(&log_mag, &phase)?, phase))
+    }
+
+    /// The audio `[B, T · hop]` of synthesis frames given by their log-magnitudes and phases
+    /// `[B, T, n_bins]` (the head's output; frame `t` centred on sample `t · hop`).
+    ///
+    /// # Errors
+    /// Wrongly shaped inputs.
+    pub fn from_spectrum(&self, log_mag: &Tensor, phase: &Tensor) -> Result<Tensor> {
+        let frames = self.synthesis_frames(log_mag, phase)?;
         let (b, t, n) = frames.dims3()?;
         let hop = self.cfg.frontend.hop_length;
         let m = n / hop;

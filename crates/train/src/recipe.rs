@@ -195,6 +195,11 @@ pub struct VocoderSection {
     /// Weight of the log-mel L1 term (the multi-resolution STFT loss has weight 1).
     #[serde(default = "default_lambda_mel")]
     pub lambda_mel: f64,
+    /// Weight of the phase loss (anti-wrapped phase, group delay and instantaneous frequency
+    /// against the target's STFT phases; Ai & Ling's APNet): 0 leaves the phases to the
+    /// magnitude losses alone.
+    #[serde(default)]
+    pub lambda_phase: f64,
     /// Learning rate (default: `[optim]`'s).
     #[serde(default)]
     pub lr: Option<f64>,

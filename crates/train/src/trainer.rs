@@ -67,12 +67,15 @@ pub enum LogRecord {
     VocoderTrain {
         /// Step (counted from 1).
         step: u64,
-        /// λ_mel · mel + stft.
+        /// λ_mel · mel + stft + λ_phase · phase.
         loss: f32,
         /// Mean absolute log-mel difference of the generated audio.
         mel: f32,
         /// Multi-resolution STFT loss.
         stft: f32,
+        /// Phase loss (0 when the recipe has none).
+        #[serde(default)]
+        phase: f32,
         /// Learning rate.
         lr: f64,
         /// Gradient norm before clipping.

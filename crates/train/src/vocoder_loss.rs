@@ -52,14 +52,71 @@ impl DiffStft {
     /// # Errors
     /// Wrongly shaped audio.
     pub fn magnitude(&self, audio: &Tensor) -> Result<Tensor> {
+        let (re, im) = self.complex(audio)?;
+        Ok(((re.sqr()? + im.sqr()?)? + 1e-12)?.sqrt()?)
+    }
+
+    /// Audio `[B, L]` → real and imaginary parts `[B, bins, frames]`.
+    ///
+    /// # Errors
+    /// Wrongly shaped audio.
+    pub fn complex(&self, audio: &Tensor) -> Result<(Tensor, Tensor)> {
         let pad = self.n_fft / 2;
         let x = audio.unsqueeze(1)?.pad_with_zeros(2, pad, pad)?;
         let y = conv1d_full(&x, &self.kernel, None, self.hop, 0)?;
         let bins = self.n_fft / 2 + 1;
-        let re = y.narrow(1, 0, bins)?;
-        let im = y.narrow(1, bins, bins)?;
-        Ok(((re.sqr()? + im.sqr()?)? + 1e-12)?.sqrt()?)
+        Ok((y.narrow(1, 0, bins)?, y.narrow(1, bins, bins)?))
     }
+
+    /// The phases `[B, frames, bins]` of audio `[B, L]` (atan2 of the parts; not differentiable:
+    /// a target).
+    ///
+    /// # Errors
+    /// Wrongly shaped audio.
+    pub fn phase(&self, audio: &Tensor) -> Result<Tensor> {
+        let (re, im) = self.complex(&audio.detach())?;
+        let (re, im) = (re.transpose(1, 2)?.contiguous()?, im.transpose(1, 2)?.contiguous()?);
+        let shape = re.shape().clone();
+        let re = re.flatten_all()?.to_vec1::<f32>()?;
+        let im = im.flatten_all()?.to_vec1::<f32>()?;
+        let p: Vec<f32> = im.iter().zip(&re).map(|(i, r)| i.atan2(*r)).collect();
+        Ok(Tensor::from_vec(p, shape, audio.device())?)
+    }
+}
+
+/// `|x − 2π·round(x / 2π)|`: the distance of an angle difference from the nearest multiple of a
+/// full turn (the anti-wrapping function of Ai & Ling's APNet); the rounding is a constant for
+/// the gradient.
+fn anti_wrap(x: &Tensor) -> Result<Tensor> {
+    let turn = 2.0 * std::f64::consts::PI;
+    let k = x.detach().affine(1.0 / turn, 0.0)?.round()?;
+    Ok((x - k.affine(turn, 0.0)?)?.abs()?)
+}
+
+/// The phase loss of APNet (Ai & Ling 2023) between predicted and target phases
+/// `[B, T, bins]`: anti-wrapped instantaneous phase, group delay (differences along frequency)
+/// and instantaneous angular frequency (differences along time), each averaged, summed. The
+/// first and last frames are left out (their target is cut by the segment's edges).
+///
+/// # Errors
+/// Differently shaped inputs, or fewer than 4 frames.
+pub fn phase_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let t = pred.dim(1)?;
+    if t < 4 || pred.dims() != target.dims() {
+        return Err(candle_core::Error::Msg(format!(
+            "phase loss: shapes {:?} and {:?} (at least 4 frames)",
+            pred.dims(),
+            target.dims()
+        ))
+        .into());
+    }
+    let (p, q) = (pred.narrow(1, 1, t - 2)?, target.narrow(1, 1, t - 2)?);
+    let d = (&p - &q)?;
+    let ip = anti_wrap(&d)?.mean_all()?;
+    let f = d.dim(2)?;
+    let gd = anti_wrap(&(d.narrow(2, 1, f - 1)? - d.narrow(2, 0, f - 1)?)?)?.mean_all()?;
+    let iaf = anti_wrap(&(d.narrow(1, 1, t - 3)? - d.narrow(1, 0, t - 3)?)?)?.mean_all()?;
+    Ok(((ip + gd)? + iaf)?)
 }
 
 /// The frontend's log-mel, differentiable: `ln(max(W · |STFT(x)|, floor))`.
@@ -119,17 +176,24 @@ pub struct VocoderLoss {
     stfts: Vec<DiffStft>,
     /// Weight of the mel L1 term.
     pub lambda_mel: f64,
+    /// Weight of the phase loss ([`phase_loss`]; 0: none).
+    pub lambda_phase: f64,
+    /// The STFT whose phases the vocoder's synthesis frames are compared with (its `n_fft`,
+    /// the frontend's hop, a Hann window of `n_fft`).
+    phase_stft: DiffStft,
 }
 
 /// The loss of one batch and its parts (scalar tensors).
 #[derive(Debug, Clone)]
 pub struct VocoderLossParts {
-    /// `lambda_mel · mel + stft`.
+    /// `lambda_mel · mel + stft + lambda_phase · phase`.
     pub total: Tensor,
     /// Mean absolute log-mel difference.
     pub mel: Tensor,
     /// Spectral convergence plus log-magnitude distance, averaged over the resolutions.
     pub stft: Tensor,
+    /// The phase loss (0 without predicted phases).
+    pub phase: Tensor,
 }
 
 impl VocoderLoss {
@@ -138,7 +202,23 @@ impl VocoderLoss {
     /// # Errors
     /// An invalid frontend.
     pub fn new(fe: &FrontendConfig, lambda_mel: f64, device: &Device) -> Result<Self> {
+        Self::with_phase(fe, lambda_mel, 0.0, fe.n_fft, device)
+    }
+
+    /// The loss with a phase term of weight `lambda_phase` for a vocoder of `n_fft` points.
+    ///
+    /// # Errors
+    /// An invalid frontend.
+    pub fn with_phase(
+        fe: &FrontendConfig,
+        lambda_mel: f64,
+        lambda_phase: f64,
+        n_fft: usize,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(Self {
+            lambda_phase,
+            phase_stft: DiffStft::new(n_fft, fe.hop_length, n_fft, device)?,
             mel: DiffLogMel::new(fe, device)?,
             stfts: STFT_RESOLUTIONS
                 .iter()
@@ -159,6 +239,21 @@ impl VocoderLoss {
     /// # Errors
     /// Wrongly or differently shaped inputs.
     pub fn forward(&self, pred: &Tensor, target: &Tensor, target_mel: &Tensor) -> Result<VocoderLossParts> {
+        self.forward_with_phase(pred, None, target, target_mel)
+    }
+
+    /// [`Self::forward`] with the phase term when `pred_phase` (`[B, T, bins]`, the vocoder's
+    /// synthesis frames) is given and `lambda_phase` is not 0.
+    ///
+    /// # Errors
+    /// Wrongly or differently shaped inputs.
+    pub fn forward_with_phase(
+        &self,
+        pred: &Tensor,
+        pred_phase: Option<&Tensor>,
+        target: &Tensor,
+        target_mel: &Tensor,
+    ) -> Result<VocoderLossParts> {
         let mel = (self.mel.forward(pred)? - target_mel)?.abs()?.mean_all()?;
         let mut stft: Option<Tensor> = None;
         for s in &self.stfts {
@@ -176,8 +271,17 @@ impl VocoderLoss {
             Some(s) => (s / self.stfts.len() as f64)?,
             None => Tensor::zeros((), pred.dtype(), pred.device())?,
         };
-        let total = (mel.affine(self.lambda_mel, 0.0)? + &stft)?;
-        Ok(VocoderLossParts { total, mel, stft })
+        let mut total = (mel.affine(self.lambda_mel, 0.0)? + &stft)?;
+        let phase = match pred_phase {
+            Some(p) if self.lambda_phase != 0.0 => {
+                let want = self.phase_stft.phase(target)?.narrow(1, 0, p.dim(1)?)?;
+                let l = phase_loss(p, &want)?;
+                total = (total + l.affine(self.lambda_phase, 0.0)?)?;
+                l
+            }
+            _ => Tensor::zeros((), pred.dtype(), pred.device())?,
+        };
+        Ok(VocoderLossParts { total, mel, stft, phase })
     }
 }
 
@@ -248,5 +352,78 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert!(g.iter().all(|v| v.is_finite()));
+    }
+
+    /// The phase loss is 0 at the target and for phases a whole number of turns away, grows
+    /// with a shift, and its gradient reaches the prediction.
+    #[test]
+    fn phase_loss_wraps_and_is_differentiable() {
+        let dev = Device::Cpu;
+        let (t, f) = (12, 9);
+        let want: Vec<f32> = (0..t * f).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 6.0).collect();
+        let target = Tensor::from_vec(want.clone(), (1, t, f), &dev).unwrap();
+        let zero = phase_loss(&target, &target).unwrap().to_scalar::<f32>().unwrap();
+        assert!(zero.abs() < 1e-6, "{zero}");
+        let turns: Vec<f32> = want
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + (i % 3) as f32 * 2.0 * std::f32::consts::PI)
+            .collect();
+        let wrapped = Tensor::from_vec(turns, (1, t, f), &dev).unwrap();
+        let l = phase_loss(&wrapped, &target).unwrap().to_scalar::<f32>().unwrap();
+        assert!(l < 1e-4, "whole turns cost {l}");
+        // A constant shift of 0.3 rad: 0.3 of instantaneous phase, nothing in the differences.
+        let shifted = candle_core::Var::from_tensor(&target.affine(1.0, 0.3).unwrap()).unwrap();
+        let l = phase_loss(shifted.as_tensor(), &target).unwrap();
+        assert!((l.to_scalar::<f32>().unwrap() - 0.3).abs() < 1e-4);
+        let g = l.backward().unwrap();
+        let g = g.get(shifted.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap();
+        assert!(g.to_scalar::<f32>().unwrap() > 0.0);
+        assert!(phase_loss(&target.narrow(1, 0, 3).unwrap(), &target.narrow(1, 0, 3).unwrap()).is_err());
+    }
+
+    /// The target phases follow the vocoder's convention: speech's own STFT (magnitudes and
+    /// phases of `n_fft` = 320 points, the vocoder's hop) put through the vocoder's synthesis
+    /// gives the speech back, up to the windows' gain; with the phases of the neighbouring frame
+    /// it does not.
+    #[test]
+    fn target_phases_resynthesise_the_target() {
+        use candle_nn::{VarBuilder, VarMap};
+        use voxswap_model::vocoder::{NeuralVocoder, VocoderConfig};
+        let fe = FrontendConfig::speech_16k();
+        let dev = Device::Cpu;
+        let cfg = VocoderConfig::tiny(&fe);
+        let vars = VarMap::new();
+        let v = NeuralVocoder::new(&cfg, VarBuilder::from_varmap(&vars, candle_core::DType::F32, &dev)).unwrap();
+        let x = clip();
+        let n = 160 * 100;
+        let audio = Tensor::from_slice(&x[4000..4000 + n], (1, n), &dev).unwrap();
+        let stft = DiffStft::new(cfg.n_fft, fe.hop_length, cfg.n_fft, &dev).unwrap();
+        let frames = n / fe.hop_length;
+        let phase = stft.phase(&audio).unwrap().narrow(1, 0, frames).unwrap();
+        let log_mag = stft
+            .magnitude(&audio)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .narrow(1, 0, frames)
+            .unwrap()
+            .log()
+            .unwrap();
+        let corr = |p: &Tensor| {
+            let y = v.from_spectrum(&log_mag, p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let z = &x[4000..4000 + n];
+            // Away from the edges.
+            let (a, b) = (1000, n - 1000);
+            let dot: f64 = (a..b).map(|i| f64::from(y[i]) * f64::from(z[i])).sum();
+            let yy: f64 = (a..b).map(|i| f64::from(y[i]).powi(2)).sum();
+            let zz: f64 = (a..b).map(|i| f64::from(z[i]).powi(2)).sum();
+            dot / (yy * zz).sqrt()
+        };
+        let right = corr(&phase);
+        assert!(right > 0.95, "correlation with the target's own phases {right}");
+        let late = Tensor::cat(&[phase.narrow(1, 1, frames - 1).unwrap(), phase.narrow(1, frames - 1, 1).unwrap()], 1).unwrap();
+        let wrong = corr(&late);
+        assert!(wrong < 0.5, "correlation with the next frame's phases {wrong}");
     }
 }

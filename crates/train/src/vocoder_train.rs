@@ -133,12 +133,12 @@ pub fn train_vocoder(
         vocoder,
         vars: &vars,
         trained,
-        loss: VocoderLoss::new(&fe, v.lambda_mel, device)?,
+        loss: VocoderLoss::with_phase(&fe, v.lambda_mel, v.lambda_phase, cfg.n_fft, device)?,
         train,
         valid_set: valid_segments(&valid, &fe, v.segment_frames)?,
         device: device.clone(),
         ckpt_dir,
-        last: [f32::NAN; 3],
+        last: [f32::NAN; 4],
     };
     if task.train.is_empty() {
         return Err(Error::Corpus {
@@ -222,8 +222,8 @@ struct VocoderTask<'a> {
     valid_set: Vec<Segment>,
     device: Device,
     ckpt_dir: PathBuf,
-    /// The last step's loss, mel and STFT parts.
-    last: [f32; 3],
+    /// The last step's loss, mel, STFT and phase parts.
+    last: [f32; 4],
 }
 
 impl VocoderTask<'_> {
@@ -239,14 +239,14 @@ impl VocoderTask<'_> {
         ))
     }
 
-    /// Loss parts (total, mel, stft) of the batch, and the gradients of `params`.
+    /// Loss parts (total, mel, stft, phase) of the batch, and the gradients of `params`.
     fn forward_backward(&self, mel: &Tensor, audio: &Tensor) -> Result<(GradStore, Vec<f32>)> {
         let b = mel.dim(0)?;
-        sharded(b, &self.trained, 3, &|start, len| {
+        sharded(b, &self.trained, 4, &|start, len| {
             let (m, a) = (mel.narrow(0, start, len)?, audio.narrow(0, start, len)?);
             let target_mel = self.loss.log_mel().forward(&a)?;
-            let pred = self.vocoder.forward(&m)?;
-            let l = self.loss.forward(&pred, &a, &target_mel)?;
+            let (pred, phase) = self.vocoder.forward_with_phase(&m)?;
+            let l = self.loss.forward_with_phase(&pred, Some(&phase), &a, &target_mel)?;
             let share = len as f64 / b as f64;
             let total = l.total.affine(share, 0.0)?;
             let grads = total.backward()?;
@@ -257,6 +257,7 @@ impl VocoderTask<'_> {
                     total.to_scalar::<f32>()?,
                     l.mel.to_scalar::<f32>()? * s,
                     l.stft.to_scalar::<f32>()? * s,
+                    l.phase.to_scalar::<f32>()? * s,
                 ],
             ))
         })
@@ -293,7 +294,7 @@ impl Task for VocoderTask<'_> {
         }
         let (mel, audio) = self.tensors(&segs)?;
         let (grads, parts) = self.forward_backward(&mel, &audio)?;
-        self.last = [parts[0], parts[1], parts[2]];
+        self.last = [parts[0], parts[1], parts[2], parts[3]];
         Ok((grads, parts[0]))
     }
 
@@ -303,6 +304,7 @@ impl Task for VocoderTask<'_> {
             loss: self.last[0],
             mel: self.last[1],
             stft: self.last[2],
+            phase: self.last[3],
             lr,
             grad_norm,
             steps_per_s,
