@@ -1,19 +1,20 @@
 //! Corpora, the feature cache and batches.
 //!
 //! A corpus is a folder of speaker folders of audio files (any depth below the speaker folder,
-//! any format the frontend reads). Log-mels are computed once, in parallel, and cached under
-//! `cache/<frontend hash>/`, so a changed frontend never reads stale features; a cached file
-//! also records its source's size and modification time and is recomputed when they change.
+//! any format the frontend reads). Log-mels are computed once, in parallel, into the feature
+//! store ([`crate::store`]) under `cache/<frontend hash>/`, so a changed frontend never reads
+//! stale features; the store records each source's size and modification time and computes it
+//! again when they change. Training reads its segments from the store, a batch at a time.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use rand::Rng;
-use rayon::prelude::*;
 use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel, Mel, MelWarp};
 
 use crate::error::file_err;
+use crate::store::{FeatureStore, UpdateReport};
 use crate::{Error, Result};
 
 /// Audio file extensions a corpus may hold.
@@ -90,7 +91,8 @@ pub fn frontend_hash(cfg: &FrontendConfig) -> String {
 
 const MAGIC: &[u8; 8] = b"VXMEL01\n";
 
-fn source_stamp(path: &Path) -> Result<(u64, u64)> {
+/// A source's size and modification time (ns since the epoch).
+pub(crate) fn source_stamp(path: &Path) -> Result<(u64, u64)> {
     let meta = std::fs::metadata(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
     let mtime = meta
         .modified()
@@ -100,7 +102,9 @@ fn source_stamp(path: &Path) -> Result<(u64, u64)> {
     Ok((meta.len(), mtime))
 }
 
-fn read_cached(path: &Path, stamp: (u64, u64)) -> Option<Mel> {
+/// A file of the per-file cache of earlier voxswap versions (`<speaker>/<name>.mel`), when it is
+/// current for a source of `stamp`.
+pub(crate) fn read_legacy(path: &Path, stamp: (u64, u64)) -> Option<Mel> {
     let mut f = std::fs::File::open(path).ok()?;
     let mut head = [0u8; 32];
     f.read_exact(&mut head).ok()?;
@@ -122,28 +126,6 @@ fn read_cached(path: &Path, stamp: (u64, u64)) -> Option<Mel> {
     Some(Mel { n_mels, frames, data })
 }
 
-fn write_cached(path: &Path, stamp: (u64, u64), mel: &Mel) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, format!("cannot create cache folder: {e}")))?;
-    let tmp = voxswap_audio::partial::PartialFile::create(dir, ".voxswap-", ".part")
-        .map_err(|e| file_err(dir, format!("cannot write: {e}")))?;
-    let mut buf = Vec::with_capacity(32 + mel.data.len() * 4);
-    buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&stamp.0.to_le_bytes());
-    buf.extend_from_slice(&stamp.1.to_le_bytes());
-    buf.extend_from_slice(&(mel.n_mels as u32).to_le_bytes());
-    buf.extend_from_slice(&(mel.frames as u32).to_le_bytes());
-    for v in &mel.data {
-        buf.extend_from_slice(&v.to_le_bytes());
-    }
-    tmp.as_file()
-        .write_all(&buf)
-        .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
-    tmp.persist(path)
-        .map_err(|e| file_err(path, format!("cannot write: {e}")))?;
-    Ok(())
-}
-
 /// Log-mel of one file at the frontend's rate.
 pub fn compute_mel(path: &Path, cfg: &FrontendConfig) -> Result<Mel> {
     let audio = read_mono(path, ChannelMix::Downmix)?;
@@ -151,37 +133,34 @@ pub fn compute_mel(path: &Path, cfg: &FrontendConfig) -> Result<Mel> {
     Ok(LogMel::new(cfg)?.compute(&x))
 }
 
-/// The log-mels of `utts`, from the cache where it is current, computed (in parallel) and
-/// cached otherwise. `progress` is called with (done, total) as files complete.
+/// The feature store of `utts` for frontend `cfg` in `cache` (`cache/<frontend hash>/`),
+/// brought up to date (see [`FeatureStore::update`]), and each utterance's entry.
 ///
 /// # Errors
-/// The first unreadable file, named.
-pub fn load_features(
+/// The first unreadable file, named; a store that cannot be written.
+pub fn load_store(
     corpus: &Path,
     utts: &[Utterance],
     cache: &Path,
     cfg: &FrontendConfig,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Vec<Mel>> {
-    let dir = cache.join(frontend_hash(cfg));
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    utts.par_iter()
-        .map(|u| {
-            let rel = u.path.strip_prefix(corpus).unwrap_or(&u.path);
-            let cached = dir.join(rel).with_extension("mel");
-            let stamp = source_stamp(&u.path)?;
-            let mel = match read_cached(&cached, stamp) {
-                Some(m) => m,
-                None => {
-                    let m = compute_mel(&u.path, cfg)?;
-                    write_cached(&cached, stamp, &m)?;
-                    m
-                }
-            };
-            progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, utts.len());
-            Ok(mel)
-        })
-        .collect()
+) -> Result<(FeatureStore, Vec<usize>, UpdateReport)> {
+    let mut store = FeatureStore::open(&cache.join(frontend_hash(cfg)), cfg.n_mels)?;
+    let (ids, report) = store.update(corpus, utts, cfg, progress)?;
+    Ok((store, ids, report))
+}
+
+/// The first `frames` frames of `mel`.
+fn first_frames(mel: &Mel, frames: usize) -> Mel {
+    let mut data = Vec::with_capacity(mel.n_mels * frames);
+    for m in 0..mel.n_mels {
+        data.extend_from_slice(&mel.data[m * mel.frames..m * mel.frames + frames]);
+    }
+    Mel {
+        n_mels: mel.n_mels,
+        frames,
+        data,
+    }
 }
 
 /// Where a training segment comes from.
@@ -195,20 +174,72 @@ pub struct Pick {
     pub offset: usize,
 }
 
+/// Where a dataset's frames are: in memory, or in a feature store on disk.
+#[derive(Debug)]
+enum Features {
+    Memory(Vec<Mel>),
+    Store(FeatureStore),
+}
+
+/// A training utterance: its place in the dataset's features and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utt {
+    /// Index into the features (a mel in memory, or a store entry).
+    id: usize,
+    /// Frames.
+    pub frames: usize,
+}
+
 /// Training and validation utterances, grouped by speaker.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Dataset {
-    /// Per speaker: its name and its training mels (those long enough for a segment).
-    pub train: Vec<(String, Vec<Mel>)>,
-    /// Validation mels (held out from training), each at least a segment long.
+    features: Features,
+    /// Per speaker: its name and its training utterances (those long enough for a segment).
+    pub train: Vec<(String, Vec<Utt>)>,
+    /// The first segment of each validation utterance (held out from training).
     pub valid: Vec<Mel>,
     /// Frames per training segment.
     pub segment_frames: usize,
 }
 
+/// Groups utterances (sorted by speaker) into training utterances per speaker and validation
+/// utterances: the last `valid_per_speaker` of each speaker (in name order) are held out;
+/// utterances shorter than `segment_frames` are dropped. Indices into `utts`.
+fn split(
+    corpus: &Path,
+    utts: &[Utterance],
+    frames: &[usize],
+    segment_frames: usize,
+    valid_per_speaker: usize,
+) -> Result<(Vec<(String, Vec<usize>)>, Vec<usize>)> {
+    let mut train = Vec::new();
+    let mut valid = Vec::new();
+    let mut i = 0;
+    while i < utts.len() {
+        let speaker = &utts[i].speaker;
+        let end = (i..utts.len())
+            .find(|&j| &utts[j].speaker != speaker)
+            .unwrap_or(utts.len());
+        let mut group: Vec<usize> = (i..end).filter(|&k| frames[k] >= segment_frames).collect();
+        let n_valid = valid_per_speaker.min(group.len().saturating_sub(1));
+        valid.extend(group.drain(group.len() - n_valid..));
+        if !group.is_empty() {
+            train.push((speaker.clone(), group));
+        }
+        i = end;
+    }
+    if train.is_empty() {
+        return Err(Error::Corpus {
+            path: corpus.to_path_buf(),
+            detail: format!("no utterance is at least {segment_frames} frames long"),
+        });
+    }
+    Ok((train, valid))
+}
+
 impl Dataset {
-    /// Splits the mels: the last `valid_per_speaker` utterances (in name order) of each speaker
-    /// are held out for validation; utterances shorter than a segment are dropped.
+    /// A dataset of mels held in memory (`mels[i]` is `utts[i]`'s), split as [`Self::from_store`]
+    /// does.
     ///
     /// # Errors
     /// [`Error::Corpus`] when no speaker keeps a training utterance.
@@ -219,37 +250,65 @@ impl Dataset {
         segment_frames: usize,
         valid_per_speaker: usize,
     ) -> Result<Self> {
-        let mut train: Vec<(String, Vec<Mel>)> = Vec::new();
-        let mut valid = Vec::new();
-        // `utts` is sorted by speaker, so each speaker's mels are consecutive; they move into
-        // the dataset (no copies: a corpus of mels is the run's largest allocation).
-        let mut mels = mels.into_iter();
-        let mut i = 0;
-        while i < utts.len() {
-            let speaker = &utts[i].speaker;
-            let end = (i..utts.len())
-                .find(|&j| &utts[j].speaker != speaker)
-                .unwrap_or(utts.len());
-            let mut group: Vec<Mel> = mels
-                .by_ref()
-                .take(end - i)
-                .filter(|m| m.frames >= segment_frames)
-                .collect();
-            let n_valid = valid_per_speaker.min(group.len().saturating_sub(1));
-            valid.extend(group.drain(group.len() - n_valid..));
-            if !group.is_empty() {
-                train.push((speaker.clone(), group));
-            }
-            i = end;
-        }
-        if train.is_empty() {
-            return Err(Error::Corpus {
-                path: corpus.to_path_buf(),
-                detail: format!("no utterance is at least {segment_frames} frames long"),
-            });
-        }
+        let frames: Vec<usize> = mels.iter().map(|m| m.frames).collect();
+        let (groups, held) = split(corpus, utts, &frames, segment_frames, valid_per_speaker)?;
+        let valid = held.iter().map(|&k| first_frames(&mels[k], segment_frames)).collect();
         Ok(Self {
-            train,
+            train: groups
+                .into_iter()
+                .map(|(name, ks)| (name, ks.into_iter().map(|k| Utt { id: k, frames: frames[k] }).collect()))
+                .collect(),
+            features: Features::Memory(mels),
+            valid,
+            segment_frames,
+        })
+    }
+
+    /// A dataset read from a feature store (`ids[i]` is `utts[i]`'s entry): only the index and
+    /// the validation segments are held in memory; training segments are read a batch at a time.
+    /// The last `valid_per_speaker` utterances (in name order) of each speaker are held out for
+    /// validation; utterances shorter than a segment are dropped.
+    ///
+    /// # Errors
+    /// [`Error::Corpus`] when no speaker keeps a training utterance; a store that cannot be read.
+    pub fn from_store(
+        corpus: &Path,
+        utts: &[Utterance],
+        store: FeatureStore,
+        ids: &[usize],
+        segment_frames: usize,
+        valid_per_speaker: usize,
+    ) -> Result<Self> {
+        let frames: Vec<usize> = ids.iter().map(|&id| store.entry(id).frames).collect();
+        let (groups, held) = split(corpus, utts, &frames, segment_frames, valid_per_speaker)?;
+        let valid = held
+            .iter()
+            .map(|&k| {
+                let mut data = Vec::with_capacity(store.n_mels() * segment_frames);
+                store.read(ids[k], 0, segment_frames, &mut data)?;
+                Ok(Mel {
+                    n_mels: store.n_mels(),
+                    frames: segment_frames,
+                    data,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            train: groups
+                .into_iter()
+                .map(|(name, ks)| {
+                    (
+                        name,
+                        ks.into_iter()
+                            .map(|k| Utt {
+                                id: ids[k],
+                                frames: frames[k],
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+            features: Features::Store(store),
             valid,
             segment_frames,
         })
@@ -301,16 +360,30 @@ impl Dataset {
     /// The picked segments as a batch `[picks, n_mels, segment_frames]`.
     pub fn segments(&self, picks: &[Pick], device: &Device) -> Result<Tensor> {
         let seg = self.segment_frames;
-        let n_mels = self.train[0].1[0].n_mels;
+        let n_mels = self.n_mels();
         let mut data = Vec::with_capacity(picks.len() * n_mels * seg);
         for p in picks {
-            let mel = &self.train[p.speaker].1[p.utt];
-            for m in 0..n_mels {
-                let row = m * mel.frames + p.offset;
-                data.extend_from_slice(&mel.data[row..row + seg]);
+            let u = self.train[p.speaker].1[p.utt];
+            match &self.features {
+                Features::Memory(mels) => {
+                    let mel = &mels[u.id];
+                    for m in 0..n_mels {
+                        let row = m * mel.frames + p.offset;
+                        data.extend_from_slice(&mel.data[row..row + seg]);
+                    }
+                }
+                Features::Store(store) => store.read(u.id, p.offset, seg, &mut data)?,
             }
         }
         Ok(Tensor::from_vec(data, (picks.len(), n_mels, seg), device)?)
+    }
+
+    /// Bands per frame.
+    pub fn n_mels(&self) -> usize {
+        match &self.features {
+            Features::Memory(mels) => mels.first().map_or(0, |m| m.n_mels),
+            Features::Store(store) => store.n_mels(),
+        }
     }
 
     /// The validation set as fixed batches: the first segment of each held-out utterance.
@@ -321,9 +394,7 @@ impl Dataset {
             let n_mels = chunk[0].n_mels;
             let mut data = Vec::with_capacity(chunk.len() * n_mels * seg);
             for mel in chunk {
-                for m in 0..n_mels {
-                    data.extend_from_slice(&mel.data[m * mel.frames..m * mel.frames + seg]);
-                }
+                data.extend_from_slice(&mel.data);
             }
             out.push(Tensor::from_vec(data, (chunk.len(), n_mels, seg), device)?);
         }
@@ -370,15 +441,16 @@ mod tests {
     }
 
     fn dataset() -> Dataset {
-        Dataset {
-            // Speaker 0 has three utterances, speaker 1 only one.
-            train: vec![
-                ("a".into(), vec![mel(0, 20), mel(1, 30), mel(2, 8)]),
-                ("b".into(), vec![mel(3, 12)]),
-            ],
-            valid: Vec::new(),
-            segment_frames: 8,
-        }
+        // Speaker a has three utterances, speaker b only one; nothing held out.
+        let utts: Vec<Utterance> = [("a", "0"), ("a", "1"), ("a", "2"), ("b", "3")]
+            .iter()
+            .map(|(s, n)| Utterance {
+                speaker: (*s).into(),
+                path: PathBuf::from(format!("{s}/{n}.wav")),
+            })
+            .collect();
+        let mels = vec![mel(0, 20), mel(1, 30), mel(2, 8), mel(3, 12)];
+        Dataset::new(Path::new("."), &utts, mels, 8, 0).unwrap()
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod optim;
 pub mod recipe;
 pub mod selfcheck;
 pub mod step;
+pub mod store;
 pub mod trainer;
 pub mod vocoder_loss;
 pub mod vocoder_train;

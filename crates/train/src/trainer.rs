@@ -15,7 +15,7 @@ use voxswap_audio::plot;
 use voxswap_model::{init, AdaInVc, ModelConfig};
 
 use crate::adversary::SpeakerAdversary;
-use crate::data::{load_features, scan_corpus, warp_batch, Dataset};
+use crate::data::{load_store, scan_corpus, warp_batch, Dataset};
 use crate::error::file_err;
 use crate::loss::ae_loss;
 use crate::optim::Adam;
@@ -145,8 +145,8 @@ pub fn checkpoints_dir(recipe: &Recipe) -> PathBuf {
 pub fn extract_features(recipe: &Recipe, features: &(dyn Fn(usize, usize) + Sync)) -> Result<(usize, usize)> {
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
-    let mels = load_features(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
-    Ok((utts.len(), mels.iter().map(|m| m.frames).sum()))
+    let (store, ids, _) = load_store(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
+    Ok((utts.len(), ids.iter().map(|&id| store.entry(id).frames).sum()))
 }
 
 /// Runs (or resumes, from the newest checkpoint in the run folder) the recipe's training on
@@ -179,14 +179,31 @@ pub fn train(
     }
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
-    let mels = load_features(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
-    let data = Dataset::new(
+    let (store, ids, _) = load_store(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
+    let data = Dataset::from_store(
         &recipe.data.corpus,
         &utts,
-        mels,
+        store,
+        &ids,
         recipe.data.segment_frames,
         recipe.data.valid_per_speaker,
     )?;
+    train_on(recipe, &data, device, stop, observer)
+}
+
+/// [`train`] on a dataset already made (from a feature store, or in memory), after the device
+/// check.
+///
+/// # Errors
+/// As [`train`].
+pub fn train_on(
+    recipe: &Recipe,
+    data: &Dataset,
+    device: &Device,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    let cfg = recipe.model_config()?;
     std::fs::create_dir_all(&recipe.output.dir)
         .map_err(|e| file_err(&recipe.output.dir, format!("cannot create: {e}")))?;
 
@@ -244,7 +261,7 @@ pub fn train(
     let mut task = ModelTask {
         recipe,
         cfg: &cfg,
-        data: &data,
+        data,
         model: &model,
         trained: &trained,
         adversary: adversary.as_ref(),
