@@ -301,7 +301,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
     let fe = conv.config().frontend.clone();
     let vocoder: Box<dyn Vocoder> = match &neural {
-        Some(v) => Box::new(voxswap_stream::file::neural(v, &fe)?),
+        Some(v) => Box::new(voxswap_stream::file::neural_frames(v, &fe)?),
         None => Box::new(StreamingGl::new(&fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?),
     };
     let mut cfg = EngineConfig::live(in_rate, out_rate);

@@ -3,7 +3,7 @@
 //!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny]
 //!
 //! Prints the real-time factor offline (10 s of mels at once) and streaming (one 10 ms frame a
-//! step), best of three.
+//! step, with tensors and with `FrameVocoder`'s plain loops), best of three.
 
 use std::time::Instant;
 
@@ -45,8 +45,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })? / (frames as f64 * 0.01);
+    // The frame-by-frame form (plain loops), as the live engine runs it.
+    let mut f = voxswap_model::FrameVocoder::new(&v)?;
+    let cols: Vec<Vec<f32>> = (0..frames)
+        .map(|t| Ok(mel.narrow(2, t, 1)?.flatten_all()?.to_vec1::<f32>()?))
+        .collect::<Result<_, Box<dyn std::error::Error>>>()?;
+    let fr = best(&mut || {
+        f.reset();
+        out.clear();
+        for c in &cols {
+            f.step(c, &mut out)?;
+        }
+        Ok(())
+    })? / (frames as f64 * 0.01);
     println!(
-        "vocoder {} channels × {} blocks ({params} parameters): RTF offline {off:.4}, streaming {st:.4}",
+        "vocoder {} channels × {} blocks ({params} parameters): RTF offline {off:.4}, streaming {st:.4} \
+         (tensors), {fr:.4} (frame by frame)",
         cfg.channels, cfg.blocks
     );
     Ok(())

@@ -76,6 +76,16 @@ impl PadConv {
         self.kernel
     }
 
+    /// The convolution's weight `[c_out, c_in, k]`.
+    pub fn conv_weight(&self) -> &Tensor {
+        self.conv.weight()
+    }
+
+    /// The convolution's bias `[c_out]`.
+    pub fn conv_bias(&self) -> Option<&Tensor> {
+        self.conv.bias()
+    }
+
     /// The convolution without padding ("valid"): `T` frames in, `T − k + 1` out.
     pub fn forward_valid(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.forward_padded(x, 0)

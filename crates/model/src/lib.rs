@@ -32,4 +32,4 @@ pub use adain_vc::{AdaInVc, AeOutput, PreparedVoice, StreamingConverter};
 pub use config::{AttentionConfig, ModelConfig};
 pub use converter::{SpeakerEmbedding, VoiceConverter};
 pub use error::{Error, Result};
-pub use vocoder::{NeuralVocoder, VocoderConfig, VocoderStream};
+pub use vocoder::{FrameVocoder, NeuralVocoder, VocoderConfig, VocoderStream};

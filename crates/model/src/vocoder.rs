@@ -462,3 +462,267 @@ pub fn new_trainable(cfg: &VocoderConfig, vars: &VarMap, seed: u64, device: &Dev
     init_vocoder(vars, cfg, seed)?;
     Ok(v)
 }
+
+/// The vocoder's streaming step written out frame by frame in plain loops over weights copied
+/// out of the tensors: equal to [`VocoderStream`] (up to float rounding) and several times
+/// faster on one frame, where each tensor operation's fixed cost outweighs its arithmetic. After
+/// construction a frame allocates nothing (the caller's `out` aside). For live use; offline,
+/// [`VocoderStream`] on many frames at once is faster still (a frame alone must read all 6 MB of
+/// the shipped size's weights from memory: that, not arithmetic, bounds its speed).
+#[derive(Debug, Clone)]
+pub struct FrameVocoder {
+    cfg: VocoderConfig,
+    /// Input convolution `[C][K · n_mels]` (tap `j` of the kernel, then band) and its bias.
+    pre_w: Vec<f32>,
+    pre_b: Vec<f32>,
+    blocks: Vec<FrameBlock>,
+    norm_w: Vec<f32>,
+    norm_b: Vec<f32>,
+    /// Head `[2 · bins][C]` and its bias.
+    head_w: Vec<f32>,
+    head_b: Vec<f32>,
+    /// Inverse DFT rows `[bins][n_fft]`.
+    basis_re: Vec<f32>,
+    basis_im: Vec<f32>,
+    /// The last `K` input frames, oldest first, `[K · n_mels]`.
+    mel_hist: Vec<f32>,
+    // Scratch of one frame.
+    x: Vec<f32>,
+    y: Vec<f32>,
+    wide: Vec<f32>,
+    h: Vec<f32>,
+    frame: Vec<f32>,
+    /// Overlap-add accumulator, as [`VocoderStream`]'s.
+    acc: Vec<f32>,
+    skip: usize,
+}
+
+#[derive(Debug, Clone)]
+struct FrameBlock {
+    /// Depthwise kernel `[K][C]` (tap-major) and bias.
+    dw_w: Vec<f32>,
+    dw_b: Vec<f32>,
+    norm_w: Vec<f32>,
+    norm_b: Vec<f32>,
+    /// `[mult · C][C]`, `[C][mult · C]`.
+    p1_w: Vec<f32>,
+    p1_b: Vec<f32>,
+    p2_w: Vec<f32>,
+    p2_b: Vec<f32>,
+    gamma: Vec<f32>,
+    /// The block's last `K` inputs, oldest first, `[K · C]`.
+    hist: Vec<f32>,
+}
+
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// `Σ a[i] · b[i]` with 32 independent sums (so that the compiler keeps several vector
+/// accumulators busy).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 32;
+    let mut s = [0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..L {
+            s[k] += x[k] * y[k];
+        }
+    }
+    let r: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for k in 0..w {
+            s[k] += s[k + w];
+        }
+    }
+    r + s[0]
+}
+
+/// `out[o] = b[o] + W[o] · x` for `W` of `[out][in]`.
+fn affine(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
+    let n = x.len();
+    for (o, v) in out.iter_mut().enumerate() {
+        *v = b[o] + dot(&w[o * n..(o + 1) * n], x);
+    }
+}
+
+fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, w), b) in x.iter_mut().zip(w).zip(b) {
+        *v = (*v - mean) * inv * w + b;
+    }
+}
+
+/// Drops the oldest frame of a `[K · n]` history and appends `frame`.
+fn push_hist(hist: &mut [f32], frame: &[f32]) {
+    let n = frame.len();
+    hist.copy_within(n.., 0);
+    let k = hist.len();
+    hist[k - n..].copy_from_slice(frame);
+}
+
+impl FrameVocoder {
+    /// The frame-by-frame form of `v`.
+    ///
+    /// # Errors
+    /// Weights that cannot be read.
+    pub fn new(v: &NeuralVocoder) -> Result<Self> {
+        let cfg = v.cfg.clone();
+        let (c, k, m) = (cfg.channels, cfg.kernel, cfg.frontend.n_mels);
+        // [C, n_mels, K] → [C][K · n_mels].
+        let w = flat(v.pre.conv_weight())?;
+        let mut pre_w = vec![0f32; c * k * m];
+        for o in 0..c {
+            for i in 0..m {
+                for j in 0..k {
+                    pre_w[o * k * m + j * m + i] = w[(o * m + i) * k + j];
+                }
+            }
+        }
+        let pre_b = match v.pre.conv_bias() {
+            Some(b) => flat(b)?,
+            None => vec![0.0; c],
+        };
+        let blocks = v
+            .blocks
+            .iter()
+            .map(|b| {
+                let w = flat(&b.dw_weight)?; // [C, 1, K]
+                let mut dw_w = vec![0f32; k * c];
+                for ch in 0..c {
+                    for j in 0..k {
+                        dw_w[j * c + ch] = w[ch * k + j];
+                    }
+                }
+                Ok(FrameBlock {
+                    dw_w,
+                    dw_b: flat(&b.dw_bias)?,
+                    norm_w: flat(&b.norm.weight)?,
+                    norm_b: flat(&b.norm.bias)?,
+                    p1_w: flat(b.p1.weight())?,
+                    p1_b: b.p1.bias().map_or(Ok(vec![0.0; cfg.mult * c]), flat)?,
+                    p2_w: flat(b.p2.weight())?,
+                    p2_b: b.p2.bias().map_or(Ok(vec![0.0; c]), flat)?,
+                    gamma: flat(&b.gamma)?,
+                    hist: vec![0.0; k * c],
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let f = cfg.n_bins();
+        Ok(Self {
+            pre_w,
+            pre_b,
+            blocks,
+            norm_w: flat(&v.norm.weight)?,
+            norm_b: flat(&v.norm.bias)?,
+            head_w: flat(v.head.weight())?,
+            head_b: v.head.bias().map_or(Ok(vec![0.0; 2 * f]), flat)?,
+            basis_re: flat(&v.basis_re)?,
+            basis_im: flat(&v.basis_im)?,
+            mel_hist: vec![0.0; k * m],
+            x: vec![0.0; c],
+            y: vec![0.0; c],
+            wide: vec![0.0; cfg.mult * c],
+            h: vec![0.0; 2 * f],
+            frame: vec![0.0; cfg.n_fft],
+            acc: vec![0.0; cfg.n_fft],
+            skip: cfg.n_fft / 2,
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VocoderConfig {
+        &self.cfg
+    }
+
+    /// Adds one frame of `n_mels` log-mel values; the audio it completes (a hop, less at the
+    /// start) is appended to `out`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a frame of the wrong size.
+    pub fn step(&mut self, mel: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        let (c, k) = (self.cfg.channels, self.cfg.kernel);
+        if mel.len() != self.cfg.frontend.n_mels {
+            return Err(Error::Input(format!(
+                "a vocoder frame has {} values, not {}",
+                self.cfg.frontend.n_mels,
+                mel.len()
+            )));
+        }
+        push_hist(&mut self.mel_hist, mel);
+        affine(&self.pre_w, &self.pre_b, &self.mel_hist, &mut self.x);
+        for b in &mut self.blocks {
+            push_hist(&mut b.hist, &self.x);
+            for ch in 0..c {
+                let mut s = b.dw_b[ch];
+                for j in 0..k {
+                    s += b.hist[j * c + ch] * b.dw_w[j * c + ch];
+                }
+                self.y[ch] = s;
+            }
+            layer_norm(&mut self.y, &b.norm_w, &b.norm_b, 1e-6);
+            affine(&b.p1_w, &b.p1_b, &self.y, &mut self.wide);
+            for v in &mut self.wide {
+                *v = (candle_core::cpu::erf::erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *v;
+            }
+            affine(&b.p2_w, &b.p2_b, &self.wide, &mut self.y);
+            for ((x, y), g) in self.x.iter_mut().zip(&self.y).zip(&b.gamma) {
+                *x += y * g;
+            }
+        }
+        self.y.copy_from_slice(&self.x);
+        layer_norm(&mut self.y, &self.norm_w, &self.norm_b, 1e-6);
+        affine(&self.head_w, &self.head_b, &self.y, &mut self.h);
+        let (f, n) = (self.cfg.n_bins(), self.cfg.n_fft);
+        self.frame.iter_mut().for_each(|v| *v = 0.0);
+        for bin in 0..f {
+            let mag = self.h[bin].min(10.0).exp();
+            let (s, co) = self.h[f + bin].sin_cos();
+            let (re, im) = (mag * co, mag * s);
+            let (br, bi) = (&self.basis_re[bin * n..(bin + 1) * n], &self.basis_im[bin * n..(bin + 1) * n]);
+            for ((v, r), i) in self.frame.iter_mut().zip(br).zip(bi) {
+                *v += re * r + im * i;
+            }
+        }
+        for (a, v) in self.acc.iter_mut().zip(&self.frame) {
+            *a += v;
+        }
+        let hop = self.cfg.frontend.hop_length;
+        self.emit(hop, out);
+        self.acc.copy_within(hop.., 0);
+        let len = self.acc.len();
+        self.acc[len - hop..].iter_mut().for_each(|v| *v = 0.0);
+        Ok(())
+    }
+
+    fn emit(&mut self, n: usize, out: &mut Vec<f32>) {
+        let drop = self.skip.min(n);
+        self.skip -= drop;
+        out.extend_from_slice(&self.acc[drop..n]);
+    }
+
+    /// The rest of the audio, then a reset.
+    pub fn finish(&mut self, out: &mut Vec<f32>) {
+        let n = self.cfg.n_fft - self.cfg.frontend.hop_length;
+        self.emit(n, out);
+        self.reset();
+    }
+
+    /// Forgets the stream.
+    pub fn reset(&mut self) {
+        self.mel_hist.iter_mut().for_each(|v| *v = 0.0);
+        for b in &mut self.blocks {
+            b.hist.iter_mut().for_each(|v| *v = 0.0);
+        }
+        self.acc.iter_mut().for_each(|v| *v = 0.0);
+        self.skip = self.cfg.n_fft / 2;
+    }
+}

@@ -166,3 +166,43 @@ fn configurations_are_checked() {
     let json = serde_json::to_string(&VocoderConfig::tiny(&fe)).unwrap();
     assert!(serde_json::from_str::<VocoderConfig>(&json.replacen("\"blocks\"", "\"blockz\"", 1)).is_err());
 }
+
+/// The frame-by-frame vocoder (plain loops) equals the tensor stream, frame for frame, at the
+/// shipped size with initial weights, on the log-mel of real speech; and again after a reset.
+#[test]
+fn frame_vocoder_equals_the_stream() {
+    use voxswap_model::FrameVocoder;
+    let fe = voxswap_audio::FrontendConfig::speech_16k();
+    let cfg = VocoderConfig::small(&fe);
+    let vars = VarMap::new();
+    let v = new_trainable(&cfg, &vars, 11, &Device::Cpu).unwrap();
+    let clip = voxswap_audio::read_mono(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/speech_f.wav"),
+        voxswap_audio::ChannelMix::Downmix,
+    )
+    .unwrap();
+    let x = voxswap_audio::resample(&clip.samples, clip.sample_rate, 16000).unwrap();
+    let mel = voxswap_audio::LogMel::new(&fe).unwrap().compute(&x[..16000.min(x.len())]);
+    let mut s = v.stream();
+    let mut want = Vec::new();
+    s.step(
+        &Tensor::from_slice(&mel.data, (1, mel.n_mels, mel.frames), &Device::Cpu).unwrap(),
+        &mut want,
+    )
+    .unwrap();
+    s.finish(&mut want);
+    let mut f = FrameVocoder::new(&v).unwrap();
+    for round in 0..2 {
+        let mut got = Vec::new();
+        for t in 0..mel.frames {
+            f.step(&mel.frame(t), &mut got).unwrap();
+        }
+        f.finish(&mut got);
+        assert_eq!(got.len(), want.len());
+        let peak = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(peak > 1e-3, "silent output");
+        assert!(worst <= 1e-4 * peak.max(1.0), "round {round}: differs by {worst} (peak {peak})");
+    }
+    assert!(f.step(&[0.0; 3], &mut Vec::new()).is_err());
+}

@@ -15,7 +15,7 @@ use voxswap_audio::{
 use voxswap_model::{NeuralVocoder, SpeakerEmbedding, VoiceConverter};
 
 use crate::adapt::{adapt, measure_source, Adaptation};
-use crate::{BlockGl, ComputeStats, Engine, EngineConfig, Error, Neural, Result, StageLatency, StreamingGl, Vocoder};
+use crate::{BlockGl, ComputeStats, Engine, EngineConfig, Error, Neural, NeuralFrames, Result, StageLatency, StreamingGl, Vocoder};
 
 /// Settings of one file's conversion.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl FileJob<'_> {
     pub fn stream_vocoder(&self) -> Result<Box<dyn Vocoder>> {
         let fe = &self.conv.config().frontend;
         Ok(match self.neural {
-            Some(v) => Box::new(neural(v, fe)?),
+            Some(v) => Box::new(neural_frames(v, fe)?),
             None => Box::new(StreamingGl::new(fe, StreamingGl::LOOKAHEAD, StreamingGl::ITERATIONS)?),
         })
     }
@@ -85,6 +85,16 @@ pub fn neural(v: &NeuralVocoder, fe: &FrontendConfig) -> Result<Neural> {
         ));
     }
     Ok(Neural::new(v))
+}
+
+/// The frame-by-frame form of the neural vocoder `v` (the live engine's), once it is known to
+/// read the frontend `fe`'s mels.
+///
+/// # Errors
+/// [`Error::Input`] when the vocoder was trained on another frontend.
+pub fn neural_frames(v: &NeuralVocoder, fe: &FrontendConfig) -> Result<NeuralFrames> {
+    neural(v, fe)?;
+    NeuralFrames::new(v)
 }
 
 /// What an offline conversion did.

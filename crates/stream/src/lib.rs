@@ -34,4 +34,4 @@ pub use adapt::Adaptation;
 pub use engine::{Engine, EngineConfig, StageLatency};
 pub use error::{Error, Result};
 pub use stats::ComputeStats;
-pub use vocoder::{BlockGl, Neural, StreamingGl, Vocoder};
+pub use vocoder::{BlockGl, Neural, NeuralFrames, StreamingGl, Vocoder};

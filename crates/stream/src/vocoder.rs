@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 use voxswap_audio::{BlockVocoder, FrontendConfig, GriffinLimConfig, Mel, StreamingGriffinLim};
-use voxswap_model::{NeuralVocoder, VocoderStream};
+use voxswap_model::{FrameVocoder, NeuralVocoder, VocoderStream};
 
 use crate::Result;
 
@@ -144,8 +144,8 @@ impl Vocoder for BlockGl {
     }
 }
 
-/// The neural vocoder ([`voxswap_model::vocoder`]) frame by frame: no look-ahead beyond the
-/// frontend's window at its default size.
+/// The neural vocoder ([`voxswap_model::vocoder`]) on tensors, fastest on blocks of frames
+/// (offline): no look-ahead beyond the frontend's window at its default size.
 #[derive(Debug)]
 pub struct Neural {
     inner: VocoderStream,
@@ -191,6 +191,49 @@ impl Vocoder for Neural {
 
     fn name(&self) -> String {
         let c = self.inner.vocoder().config();
+        format!("neural ({} channels, {} blocks)", c.channels, c.blocks)
+    }
+}
+
+/// The neural vocoder a frame at a time in plain loops ([`FrameVocoder`]): the live engine's
+/// form, faster than [`Neural`] on single frames and allocation-free per frame; the same audio.
+#[derive(Debug)]
+pub struct NeuralFrames {
+    inner: FrameVocoder,
+}
+
+impl NeuralFrames {
+    /// The frame-by-frame form of `vocoder`.
+    ///
+    /// # Errors
+    /// Weights that cannot be read.
+    pub fn new(vocoder: &NeuralVocoder) -> Result<Self> {
+        Ok(Self {
+            inner: FrameVocoder::new(vocoder)?,
+        })
+    }
+}
+
+impl Vocoder for NeuralFrames {
+    fn push(&mut self, frame: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        Ok(self.inner.step(frame, out)?)
+    }
+
+    fn finish(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        self.inner.finish(out);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    fn latency_samples(&self) -> usize {
+        self.inner.config().latency_samples()
+    }
+
+    fn name(&self) -> String {
+        let c = self.inner.config();
         format!("neural ({} channels, {} blocks)", c.channels, c.blocks)
     }
 }
@@ -243,5 +286,14 @@ mod tests {
         let d = offline[..n].iter().zip(&by_block).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
         assert!(d < 1e-5, "stream and offline differ by {d}");
         assert!(by_block.iter().any(|v| v.abs() > 1e-4));
+        let mut by_loops = Vec::new();
+        let mut c = NeuralFrames::new(&v).unwrap();
+        for t in 0..mel.frames {
+            c.push(&mel.frame(t), &mut by_loops).unwrap();
+        }
+        c.finish(&mut by_loops).unwrap();
+        assert_eq!(by_loops.len(), by_block.len());
+        let d = by_loops.iter().zip(&by_block).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(d < 1e-5, "frame loops and the block stream differ by {d}");
     }
 }
