@@ -13,6 +13,8 @@ enum Slot {
     Empty,
     Conv(Tensor),
     Norm(CausalStats),
+    /// A running sum over time (its last value, `[B, 1, F]`) and the frames summed so far.
+    Sum(Tensor, usize),
 }
 
 /// The state of every stateful layer, in the order the forward pass meets them.
@@ -84,6 +86,47 @@ impl Ctx<'_> {
         let n = buf.dim(D::Minus1)?;
         *slot = Slot::Conv(buf.narrow(D::Minus1, n - (k - 1), k - 1)?.contiguous()?);
         Ok(buf)
+    }
+
+    /// Integrated phases: the cumulative sum over time (dimension 1) of the increments `x`
+    /// (`[B, T, F]`), continuing the stream's sum, plus each bin's carrier advance of half a turn
+    /// per frame and bin (`π · k` a frame: a hop of half the synthesis FFT). The stream keeps its
+    /// sum reduced to one turn.
+    pub fn integrate_phase(&mut self, x: &Tensor) -> Result<Tensor> {
+        let (_, t, f) = x.dims3()?;
+        let turn = 2.0 * std::f64::consts::PI;
+        let (start, before) = match self {
+            Ctx::Offline => (0, None),
+            Ctx::Stream(s) => match s.slot() {
+                Slot::Sum(acc, n) => (*n, Some(acc.clone())),
+                _ => (0, None),
+            },
+        };
+        let mut sum = x.cumsum(1)?;
+        if let Some(acc) = &before {
+            sum = sum.broadcast_add(acc)?;
+        }
+        // Carrier: bin k advances by π·k a frame; after frame `start + i` (counted from 0) it
+        // stands at π·k·(start + i + 1), i.e. π when k·(start + i + 1) is odd, else 0.
+        let carrier: Vec<f32> = (0..t)
+            .flat_map(|i| {
+                (0..f).map(move |k| {
+                    if (k * (start + i + 1)) % 2 == 1 {
+                        std::f32::consts::PI
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let carrier = Tensor::from_vec(carrier, (1, t, f), x.device())?.to_dtype(x.dtype())?;
+        if let Ctx::Stream(s) = self {
+            let last = sum.narrow(1, t - 1, 1)?.detach();
+            let wrapped = (&last - (&last / turn)?.floor()?.affine(turn, 0.0)?)?;
+            let idx = s.next - 1;
+            s.slots[idx] = Slot::Sum(wrapped.contiguous()?, start + t);
+        }
+        Ok(sum.broadcast_add(&carrier)?)
     }
 
     /// Instance norm: over the whole input (reflect-padded models), over the frames so far

@@ -33,6 +33,22 @@ pub struct VocoderConfig {
     pub kernel: usize,
     /// Points of each frame's synthesis FFT: a multiple of the hop, even.
     pub n_fft: usize,
+    /// What the head's phase outputs mean.
+    #[serde(default)]
+    pub phase: PhaseMode,
+}
+
+/// How the vocoder's head gives each frame's phases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseMode {
+    /// The phases themselves (Vocos): nothing ties a frame's phases to the previous frame's.
+    #[default]
+    Absolute,
+    /// Each bin's advance since the previous frame, beyond its centre frequency's; the phases
+    /// are their running sum (a phase vocoder's synthesis), so that a partial whose frequency
+    /// the head gets right stays coherent from frame to frame. Needs `n_fft` = 2 hops.
+    Integrated,
 }
 
 impl VocoderConfig {
@@ -45,6 +61,7 @@ impl VocoderConfig {
             mult: 3,
             kernel: 7,
             n_fft: 2 * frontend.hop_length,
+            phase: PhaseMode::Absolute,
         }
     }
 
@@ -57,6 +74,7 @@ impl VocoderConfig {
             mult: 2,
             kernel: 3,
             n_fft: 2 * frontend.hop_length,
+            phase: PhaseMode::Absolute,
         }
     }
 
@@ -80,6 +98,13 @@ impl VocoderConfig {
         if self.n_fft == 0 || self.n_fft % hop != 0 || self.n_fft % 2 != 0 {
             return Err(Error::Config(format!(
                 "vocoder n_fft {} must be an even multiple of the hop ({hop})",
+                self.n_fft
+            )));
+        }
+        if self.phase == PhaseMode::Integrated && self.n_fft != 2 * hop {
+            return Err(Error::Config(format!(
+                "integrated phases need n_fft = 2 hops ({}), not {}",
+                2 * hop,
                 self.n_fft
             )));
         }
@@ -249,6 +274,10 @@ impl NeuralVocoder {
         let f = self.cfg.n_bins();
         let log_mag = h.narrow(D::Minus1, 0, f)?.clamp(f32::MIN, 10f32)?;
         let phase = h.narrow(D::Minus1, f, f)?;
+        let phase = match self.cfg.phase {
+            PhaseMode::Absolute => phase,
+            PhaseMode::Integrated => ctx.integrate_phase(&phase.contiguous()?)?,
+        };
         Ok((log_mag, phase))
     }
 
@@ -495,6 +524,9 @@ pub struct FrameVocoder {
     /// Overlap-add accumulator, as [`VocoderStream`]'s.
     acc: Vec<f32>,
     skip: usize,
+    /// Integrated phases: each bin's running sum (one turn at most) and the frames so far.
+    phase_sum: Vec<f32>,
+    frames: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -634,6 +666,8 @@ impl FrameVocoder {
             frame: vec![0.0; cfg.n_fft],
             acc: vec![0.0; cfg.n_fft],
             skip: cfg.n_fft / 2,
+            phase_sum: vec![0.0; f],
+            frames: 0,
             cfg,
         })
     }
@@ -683,9 +717,23 @@ impl FrameVocoder {
         affine(&self.head_w, &self.head_b, &self.y, &mut self.h);
         let (f, n) = (self.cfg.n_bins(), self.cfg.n_fft);
         self.frame.iter_mut().for_each(|v| *v = 0.0);
+        let integrated = self.cfg.phase == PhaseMode::Integrated;
         for bin in 0..f {
             let mag = self.h[bin].min(10.0).exp();
-            let (s, co) = self.h[f + bin].sin_cos();
+            let phase = if integrated {
+                let turn = 2.0 * std::f32::consts::PI;
+                let sum = self.phase_sum[bin] + self.h[f + bin];
+                self.phase_sum[bin] = sum - (sum / turn).floor() * turn;
+                let carrier = if (bin * (self.frames + 1)) % 2 == 1 {
+                    std::f32::consts::PI
+                } else {
+                    0.0
+                };
+                sum + carrier
+            } else {
+                self.h[f + bin]
+            };
+            let (s, co) = phase.sin_cos();
             let (re, im) = (mag * co, mag * s);
             let (br, bi) = (&self.basis_re[bin * n..(bin + 1) * n], &self.basis_im[bin * n..(bin + 1) * n]);
             for ((v, r), i) in self.frame.iter_mut().zip(br).zip(bi) {
@@ -695,6 +743,7 @@ impl FrameVocoder {
         for (a, v) in self.acc.iter_mut().zip(&self.frame) {
             *a += v;
         }
+        self.frames += 1;
         let hop = self.cfg.frontend.hop_length;
         self.emit(hop, out);
         self.acc.copy_within(hop.., 0);
@@ -724,5 +773,7 @@ impl FrameVocoder {
         }
         self.acc.iter_mut().for_each(|v| *v = 0.0);
         self.skip = self.cfg.n_fft / 2;
+        self.phase_sum.iter_mut().for_each(|v| *v = 0.0);
+        self.frames = 0;
     }
 }

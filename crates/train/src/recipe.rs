@@ -192,6 +192,10 @@ pub struct VocoderSection {
     /// `small` (the shipped size) or `tiny` (tests).
     #[serde(default = "default_vocoder_size")]
     pub size: String,
+    /// `absolute` (the head gives each frame's phases) or `integrated` (it gives each frame's
+    /// phase advance, summed over frames: see `voxswap_model::vocoder::PhaseMode`).
+    #[serde(default)]
+    pub phase: voxswap_model::vocoder::PhaseMode,
     /// Weight of the log-mel L1 term (the multi-resolution STFT loss has weight 1).
     #[serde(default = "default_lambda_mel")]
     pub lambda_mel: f64,
@@ -232,11 +236,13 @@ impl VocoderSection {
         &self,
         fe: &voxswap_audio::FrontendConfig,
     ) -> std::result::Result<voxswap_model::VocoderConfig, String> {
-        match self.size.as_str() {
-            "small" => Ok(voxswap_model::VocoderConfig::small(fe)),
-            "tiny" => Ok(voxswap_model::VocoderConfig::tiny(fe)),
-            other => Err(format!("vocoder.size `{other}`: known sizes are small and tiny")),
-        }
+        let mut cfg = match self.size.as_str() {
+            "small" => voxswap_model::VocoderConfig::small(fe),
+            "tiny" => voxswap_model::VocoderConfig::tiny(fe),
+            other => return Err(format!("vocoder.size `{other}`: known sizes are small and tiny")),
+        };
+        cfg.phase = self.phase;
+        Ok(cfg)
     }
 }
 
