@@ -205,13 +205,16 @@ pub struct Dataset {
 /// Groups utterances (sorted by speaker) into training utterances per speaker and validation
 /// utterances: the last `valid_per_speaker` of each speaker (in name order) are held out;
 /// utterances shorter than `segment_frames` are dropped. Indices into `utts`.
+/// Training utterances per speaker (names and indices), and validation utterances (indices).
+type Split = (Vec<(String, Vec<usize>)>, Vec<usize>);
+
 fn split(
     corpus: &Path,
     utts: &[Utterance],
     frames: &[usize],
     segment_frames: usize,
     valid_per_speaker: usize,
-) -> Result<(Vec<(String, Vec<usize>)>, Vec<usize>)> {
+) -> Result<Split> {
     let mut train = Vec::new();
     let mut valid = Vec::new();
     let mut i = 0;

@@ -226,8 +226,14 @@ impl FeatureStore {
     ) -> Result<(Vec<usize>, UpdateReport)> {
         let lock_path = self.dir.join(LOCK_FILE);
         let lock = File::create(&lock_path).map_err(|e| file_err(&lock_path, format!("cannot create: {e}")))?;
-        lock.lock()
-            .map_err(|e| file_err(&lock_path, format!("cannot lock: {e}")))?;
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns; released when `lock` closes.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(file_err(&lock_path, format!("cannot lock: {e}")));
+            }
+        }
         self.reload()?;
         let rels: Vec<String> = utts
             .iter()
