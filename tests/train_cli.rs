@@ -125,3 +125,65 @@ fn train_vocoder_runs_and_writes_its_run_folder() {
     assert!(log.contains("\"kind\":\"vocoder_valid\""));
     assert!(run.join("loss.png").is_file());
 }
+
+/// Fine-tuning the vocoder: a run starts from another's weights (`init_from`) and reads a
+/// model's reconstructions of the corpus (`finetune_model`), computed once into a store of
+/// their own beside the recipe's features; a model that cannot be loaded is named.
+#[test]
+fn vocoder_fine_tunes_on_a_models_reconstructions() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), 40);
+    let base = std::fs::read_to_string(&recipe).unwrap();
+    let section = "\n[vocoder]\nbatch_size = 2\nsegment_frames = 16\nsize = \"tiny\"\nlog_every = 3\nvalid_every = 3\n";
+    std::fs::write(&recipe, format!("{base}{section}steps = 6\n")).unwrap();
+    let o = voxswap(&[&"train", &"--config", &recipe, &"--vocoder"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trained = dir.path().join("run/vocoder/checkpoints/step-00000006");
+    let m = tiny_model(dir.path());
+
+    // A learning rate so small that the weights cannot move: the run ends where it started.
+    let ft = dir.path().join("ft.toml");
+    let write_ft = |model: &Path| {
+        std::fs::write(
+            &ft,
+            format!(
+                "{base}{section}steps = 3\nlr = 1e-12\ndir = \"ft\"\ninit_from = \"{}\"\nfinetune_model = \"{}\"\n",
+                trained.display(),
+                model.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_ft(&dir.path().join("nowhere"));
+    let o = voxswap(&[&"train", &"--config", &ft, &"--vocoder"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nowhere"), "{}", stderr(&o));
+    write_ft(&m);
+    let o = voxswap(&[&"train", &"--config", &ft, &"--vocoder"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let load = |p: &Path| candle_core::safetensors::load(p.join("vocoder.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let (before, after) = (load(&trained), load(&dir.path().join("ft/checkpoints/step-00000003")));
+    let mut worst = 0f32;
+    for (name, t) in &before {
+        let d = (t - &after[name]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        worst = worst.max(d.to_scalar::<f32>().unwrap());
+    }
+    assert!(worst < 1e-6, "fine-tuning did not start from init_from: weights moved by {worst}");
+
+    // The reconstructions' store: every utterance, and not the plain log-mels.
+    let cache = dir.path().join("cache");
+    let recon = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().contains("-recon-"))
+        .expect("no reconstruction store");
+    let index = std::fs::read_to_string(recon.join("index.tsv")).unwrap();
+    assert_eq!(index.lines().count(), 1 + 6, "{index}");
+    let store = voxswap_train::store::FeatureStore::open(&recon, 80).unwrap();
+    let id = store.find("m/a.wav").unwrap();
+    let r = store.mel(id).unwrap();
+    let plain = voxswap_train::data::compute_mel(&dir.path().join("corpus/m/a.wav"), &voxswap_audio::FrontendConfig::speech_16k()).unwrap();
+    assert_eq!(r.frames, plain.frames);
+    assert_ne!(r.data, plain.data);
+}

@@ -225,6 +225,17 @@ pub struct VocoderSection {
     /// Run folder (default: `vocoder/` in `[output] dir`).
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// A vocoder folder (a checkpoint) whose weights a new run starts from instead of fresh
+    /// ones: for fine-tuning. Its configuration must be the section's.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// A model folder: the vocoder then learns from that model's reconstructions of the corpus
+    /// (each utterance converted into its own voice) to the recorded audio, so that it learns
+    /// to render the converter's output rather than clean log-mels. The reconstructions are
+    /// computed once into a feature store beside the recipe's (`cache/<frontend hash>-recon-<model
+    /// fingerprint>/`).
+    #[serde(default)]
+    pub finetune_model: Option<PathBuf>,
 }
 
 impl VocoderSection {
@@ -286,9 +297,11 @@ impl Recipe {
                 *p = base.join(&*p);
             }
         }
-        if let Some(d) = r.vocoder.as_mut().and_then(|v| v.dir.as_mut()) {
-            if d.is_relative() {
-                *d = base.join(&*d);
+        if let Some(v) = r.vocoder.as_mut() {
+            for d in [&mut v.dir, &mut v.init_from, &mut v.finetune_model].into_iter().flatten() {
+                if d.is_relative() {
+                    *d = base.join(&*d);
+                }
             }
         }
         r.validate().map_err(err)?;

@@ -224,6 +224,31 @@ impl FeatureStore {
         cfg: &FrontendConfig,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<(Vec<usize>, UpdateReport)> {
+        let legacy = self.dir.clone();
+        let compute = |u: &Utterance, rel: &str, stamp: (u64, u64)| -> Result<(Mel, bool)> {
+            match read_legacy(&legacy.join(rel).with_extension("mel"), stamp) {
+                Some(m) => Ok((m, true)),
+                None => Ok((compute_mel(&u.path, cfg)?, false)),
+            }
+        };
+        self.update_with(corpus, utts, &compute, progress)
+    }
+
+    /// [`Self::update`] with features of its own: `compute(utterance, path in the corpus,
+    /// source stamp)` gives an utterance's frames (and whether they were imported rather than
+    /// computed). For stores of something else than the frontend's log-mel (a model's
+    /// reconstructions of them, for fine-tuning the vocoder).
+    ///
+    /// # Errors
+    /// As [`Self::update`], and whatever `compute` returns.
+    #[allow(clippy::type_complexity)]
+    pub fn update_with(
+        &mut self,
+        corpus: &Path,
+        utts: &[Utterance],
+        compute: &(dyn Fn(&Utterance, &str, (u64, u64)) -> Result<(Mel, bool)> + Sync),
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(Vec<usize>, UpdateReport)> {
         let lock_path = self.dir.join(LOCK_FILE);
         let lock = File::create(&lock_path).map_err(|e| file_err(&lock_path, format!("cannot create: {e}")))?;
         {
@@ -274,17 +299,10 @@ impl FeatureStore {
         }
         let index_path = self.dir.join(INDEX_FILE);
         let mut index = self.index_for_append()?;
-        let legacy = &self.dir;
         for chunk in todo.chunks(CHUNK) {
             let mels: Vec<(Mel, bool)> = chunk
                 .par_iter()
-                .map(|&i| {
-                    let old = legacy.join(&rels[i]).with_extension("mel");
-                    match read_legacy(&old, stamps[i]) {
-                        Some(m) => Ok((m, true)),
-                        None => Ok((compute_mel(&utts[i].path, cfg)?, false)),
-                    }
-                })
+                .map(|&i| compute(&utts[i], &rels[i], stamps[i]))
                 .collect::<Result<_>>()?;
             let mut bytes = Vec::new();
             let mut lines = String::new();

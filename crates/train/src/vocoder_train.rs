@@ -7,6 +7,11 @@
 //! audio under it; the loss is the log-mel L1 of the generated audio plus the multi-resolution
 //! STFT loss ([`crate::vocoder_loss`]). Utterances are decoded as they are drawn, so memory does
 //! not grow with the corpus.
+//!
+//! Fine-tuning (`init_from`, `finetune_model`): the run starts from a trained vocoder's weights,
+//! and its input mels are a model's reconstructions of the utterances (each converted into its
+//! own voice, as `convert` would render it) while the target stays the recording, so that the
+//! vocoder learns to render the converter's output, artefacts included, as clean speech.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -19,7 +24,10 @@ use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel};
 use voxswap_model::vocoder::{new_trainable, NeuralVocoder, VocoderConfig};
 
 use crate::checkpoint;
-use crate::data::scan_corpus;
+use std::collections::HashMap;
+
+use crate::data::{compute_mel, frontend_hash, scan_corpus};
+use crate::store::FeatureStore;
 use crate::error::file_err;
 use crate::optim::Adam;
 use crate::recipe::{Recipe, VocoderSection};
@@ -118,6 +126,29 @@ pub fn train_vocoder(
         checkpoint::restore_optim(&path, &mut opt, &state, device)?;
         last_ckpt = Some((state.step, path));
     }
+    if last_ckpt.is_none() {
+        if let Some(from) = &v.init_from {
+            let saved = NeuralVocoder::load(from, device)?
+                .ok_or_else(|| file_err(from, "vocoder.init_from: holds no vocoder (vocoder.json)"))?;
+            if saved.config() != &cfg {
+                return Err(file_err(
+                    from,
+                    "vocoder.init_from: another vocoder configuration than the recipe's",
+                ));
+            }
+            let weights = candle_core::safetensors::load(from.join(voxswap_model::vocoder::WEIGHTS_FILE), device)?;
+            for (name, var) in vars.data().lock().map_err(|_| file_err(from, "lock poisoned"))?.iter() {
+                let t = weights
+                    .get(name)
+                    .ok_or_else(|| file_err(from, format!("tensor `{name}` missing")))?;
+                var.set(t)?;
+            }
+        }
+    }
+    let recon = match &v.finetune_model {
+        Some(m) => Some(Recon::build(m, recipe, &utts, &fe)?),
+        None => None,
+    };
     let start = opt.step;
     let mut log = Log::open(&dir.join("train.jsonl"), start)?;
     observer.start(
@@ -135,7 +166,8 @@ pub fn train_vocoder(
         trained,
         loss: VocoderLoss::with_phase(&fe, v.lambda_mel, v.lambda_phase, cfg.n_fft, device)?,
         train,
-        valid_set: valid_segments(&valid, &fe, v.segment_frames)?,
+        valid_set: valid_segments(&valid, &fe, v.segment_frames, recon.as_ref())?,
+        recon,
         device: device.clone(),
         ckpt_dir,
         last: [f32::NAN; 4],
@@ -191,7 +223,12 @@ fn cut(mel: &voxswap_audio::Mel, audio: &[f32], offset: usize, frames: usize, ho
 
 /// A fixed segment from the middle of each held-out utterance long enough (at most
 /// [`MAX_VALID`]).
-fn valid_segments(paths: &[PathBuf], fe: &FrontendConfig, frames: usize) -> Result<Vec<Segment>> {
+fn valid_segments(
+    paths: &[PathBuf],
+    fe: &FrontendConfig,
+    frames: usize,
+    recon: Option<&Recon>,
+) -> Result<Vec<Segment>> {
     let mut out = Vec::new();
     let mut logmel = LogMel::new(fe)?;
     for p in paths {
@@ -199,12 +236,72 @@ fn valid_segments(paths: &[PathBuf], fe: &FrontendConfig, frames: usize) -> Resu
             break;
         }
         let (mel, audio) = decode(p, &mut logmel)?;
+        let mel = match recon {
+            Some(r) => r.mel_for(p, &mel)?,
+            None => mel,
+        };
         let usable = (audio.len() / fe.hop_length).min(mel.frames);
         if usable >= frames {
             out.push(cut(&mel, &audio, (usable - frames) / 2, frames, fe.hop_length));
         }
     }
     Ok(out)
+}
+
+/// A model's reconstructions of the corpus in a feature store of their own, by path.
+struct Recon {
+    store: FeatureStore,
+    ids: HashMap<PathBuf, usize>,
+}
+
+impl Recon {
+    /// Opens (and brings up to date) the store of `model`'s reconstructions of the recipe's
+    /// utterances: each utterance's log-mel converted with the speaker vector of the utterance
+    /// itself.
+    fn build(
+        model: &Path,
+        recipe: &Recipe,
+        utts: &[crate::data::Utterance],
+        fe: &FrontendConfig,
+    ) -> Result<Self> {
+        let conv = voxswap_model::VoiceConverter::load(model, &Device::Cpu)?;
+        if &conv.config().frontend != fe {
+            return Err(file_err(
+                model,
+                "vocoder.finetune_model: the model reads another frontend than the recipe's",
+            ));
+        }
+        let fp = voxswap_model::bank::fingerprint(&voxswap_model::io::weights_path(model))?;
+        let dir = recipe
+            .data
+            .cache
+            .join(format!("{}-recon-{fp}", frontend_hash(fe)));
+        let mut store = FeatureStore::open(&dir, fe.n_mels)?;
+        let compute = |u: &crate::data::Utterance, _: &str, _: (u64, u64)| -> Result<(voxswap_audio::Mel, bool)> {
+            let mel = compute_mel(&u.path, fe)?;
+            let voice = conv.speaker_vector(std::slice::from_ref(&mel))?;
+            Ok((conv.convert(&mel, &voice)?, false))
+        };
+        let (ids, _) = store.update_with(&recipe.data.corpus, utts, &compute, &|_, _| {})?;
+        let ids = utts.iter().zip(ids).map(|(u, id)| (u.path.clone(), id)).collect();
+        Ok(Self { store, ids })
+    }
+
+    /// The reconstruction of the utterance at `path`, whose own log-mel is `mel`.
+    fn mel_for(&self, path: &Path, mel: &voxswap_audio::Mel) -> Result<voxswap_audio::Mel> {
+        let id = *self
+            .ids
+            .get(path)
+            .ok_or_else(|| file_err(path, "no model reconstruction of this utterance"))?;
+        let r = self.store.mel(id)?;
+        if r.frames != mel.frames {
+            return Err(file_err(
+                path,
+                format!("its reconstruction has {} frames, the utterance {}", r.frames, mel.frames),
+            ));
+        }
+        Ok(r)
+    }
 }
 
 /// The vocoder's training as a [`Task`].
@@ -220,6 +317,8 @@ struct VocoderTask<'a> {
     loss: VocoderLoss,
     train: Vec<PathBuf>,
     valid_set: Vec<Segment>,
+    /// Fine-tuning: the model's reconstructions, read in place of the utterances' own mels.
+    recon: Option<Recon>,
     device: Device,
     ckpt_dir: PathBuf,
     /// The last step's loss, mel, STFT and phase parts.
@@ -285,6 +384,10 @@ impl Task for VocoderTask<'_> {
             }
             let path = &self.train[rng.random_range(0..self.train.len())];
             let (mel, audio) = decode(path, &mut self.logmel)?;
+            let mel = match &self.recon {
+                Some(r) => r.mel_for(path, &mel)?,
+                None => mel,
+            };
             let usable = (audio.len() / hop).min(mel.frames);
             if usable < v.segment_frames {
                 continue;
