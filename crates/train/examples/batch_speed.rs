@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use candle_core::Device;
 use rand::SeedableRng;
-use voxswap_train::data::{load_store, scan_corpus, Dataset};
 use voxswap_train::recipe::Recipe;
 use voxswap_train::trainer::{self, Quiet};
 
@@ -23,29 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batches: usize = args.get(2).map_or(Ok(200), |s| s.parse())?;
     let steps: u64 = args.get(3).map_or(Ok(10), |s| s.parse())?;
     let mut recipe = Recipe::load(std::path::Path::new(path))?;
-    let cfg = recipe.model_config()?;
-    let utts = scan_corpus(&recipe.data.corpus)?;
     let t0 = Instant::now();
-    let (store, ids, report) = load_store(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, &|_, _| {})?;
-    let gb = store.frames() as f64 * store.n_mels() as f64 * 4.0 / 1e9;
+    let data = trainer::load_dataset(&recipe, &|_, _| {})?;
     println!(
-        "store {}: {} utterances, {:.2} GB of frames ({} cached, {} imported, {} computed in {:.1} s)",
-        store.dir().display(),
-        utts.len(),
-        gb,
-        report.cached,
-        report.imported,
-        report.computed,
+        "dataset of {} speakers from the feature store in {:.1} s (built or brought up to date first)",
+        data.n_speakers(),
         t0.elapsed().as_secs_f64()
     );
-    let data = Dataset::from_store(
-        &recipe.data.corpus,
-        &utts,
-        store,
-        &ids,
-        recipe.data.segment_frames,
-        recipe.data.valid_per_speaker,
-    )?;
     let batch = recipe.train.batch_size;
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let t0 = Instant::now();

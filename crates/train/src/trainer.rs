@@ -177,18 +177,27 @@ pub fn train(
         }
         observer.self_check(&r);
     }
+    let data = load_dataset(recipe, features)?;
+    train_on(recipe, &data, device, stop, observer)
+}
+
+/// The recipe's dataset: its corpus scanned, its feature store brought up to date (`features`
+/// hears the progress), split into training and validation utterances.
+///
+/// # Errors
+/// As [`extract_features`], and a corpus without a training utterance long enough.
+pub fn load_dataset(recipe: &Recipe, features: &(dyn Fn(usize, usize) + Sync)) -> Result<Dataset> {
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
     let (store, ids, _) = load_store(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
-    let data = Dataset::from_store(
+    Dataset::from_store(
         &recipe.data.corpus,
         &utts,
         store,
         &ids,
         recipe.data.segment_frames,
         recipe.data.valid_per_speaker,
-    )?;
-    train_on(recipe, &data, device, stop, observer)
+    )
 }
 
 /// [`train`] on a dataset already made (from a feature store, or in memory), after the device

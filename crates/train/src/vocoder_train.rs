@@ -108,41 +108,13 @@ pub fn train_vocoder(
                 format!("was trained with seed {}, the recipe says {}", state.seed, v.seed),
             ));
         }
-        let saved =
-            NeuralVocoder::load(&path, device)?.ok_or_else(|| file_err(&path, "holds no vocoder (vocoder.json)"))?;
-        if saved.config() != &cfg {
-            return Err(file_err(
-                &path,
-                "was trained with another vocoder configuration than the recipe's",
-            ));
-        }
-        let weights = candle_core::safetensors::load(path.join(voxswap_model::vocoder::WEIGHTS_FILE), device)?;
-        for (name, var) in vars.data().lock().map_err(|_| file_err(&path, "lock poisoned"))?.iter() {
-            let t = weights
-                .get(name)
-                .ok_or_else(|| file_err(&path, format!("tensor `{name}` missing")))?;
-            var.set(t)?;
-        }
+        set_weights(&path, &cfg, &vars, device, "")?;
         checkpoint::restore_optim(&path, &mut opt, &state, device)?;
         last_ckpt = Some((state.step, path));
     }
     if last_ckpt.is_none() {
         if let Some(from) = &v.init_from {
-            let saved = NeuralVocoder::load(from, device)?
-                .ok_or_else(|| file_err(from, "vocoder.init_from: holds no vocoder (vocoder.json)"))?;
-            if saved.config() != &cfg {
-                return Err(file_err(
-                    from,
-                    "vocoder.init_from: another vocoder configuration than the recipe's",
-                ));
-            }
-            let weights = candle_core::safetensors::load(from.join(voxswap_model::vocoder::WEIGHTS_FILE), device)?;
-            for (name, var) in vars.data().lock().map_err(|_| file_err(from, "lock poisoned"))?.iter() {
-                let t = weights
-                    .get(name)
-                    .ok_or_else(|| file_err(from, format!("tensor `{name}` missing")))?;
-                var.set(t)?;
-            }
+            set_weights(from, &cfg, &vars, device, "vocoder.init_from: ")?;
         }
     }
     let recon = match &v.finetune_model {
@@ -194,6 +166,27 @@ pub fn train_vocoder(
         observer,
         last_ckpt,
     )
+}
+
+/// Sets `vars` to the weights of the vocoder folder `path`, whose configuration must be `cfg`;
+/// errors start with `what`.
+fn set_weights(path: &Path, cfg: &VocoderConfig, vars: &VarMap, device: &Device, what: &str) -> Result<()> {
+    let saved = NeuralVocoder::load(path, device)?
+        .ok_or_else(|| file_err(path, format!("{what}holds no vocoder (vocoder.json)")))?;
+    if saved.config() != cfg {
+        return Err(file_err(
+            path,
+            format!("{what}was trained with another vocoder configuration than the recipe's"),
+        ));
+    }
+    let weights = candle_core::safetensors::load(path.join(voxswap_model::vocoder::WEIGHTS_FILE), device)?;
+    for (name, var) in vars.data().lock().map_err(|_| file_err(path, "lock poisoned"))?.iter() {
+        let t = weights
+            .get(name)
+            .ok_or_else(|| file_err(path, format!("{what}tensor `{name}` missing")))?;
+        var.set(t)?;
+    }
+    Ok(())
 }
 
 /// One segment: log-mel `[n_mels · frames]` (band-major) and the audio under it.
