@@ -33,6 +33,7 @@ class Vocoder(nn.Module):
         self.blocks = nn.ModuleList([Block(c, cfg["mult"], k) for _ in range(cfg["blocks"])])
         self.norm = nn.LayerNorm(c, eps=1e-6)
         self.head = nn.Linear(c, 2 * (self.n_fft // 2 + 1))
+        self.integrated = cfg.get("phase", "absolute") == "integrated"
 
     def forward(self, mel):
         x = self.pre(F.pad(mel, (self.k - 1, 0)))
@@ -42,6 +43,13 @@ class Vocoder(nn.Module):
         f = self.n_fft // 2 + 1
         mag = torch.exp(h[..., :f].clamp(max=10.0))
         ph = h[..., f:]
+        if self.integrated:
+            # Phase advances summed over frames, plus each bin's carrier: pi*k per frame (hop = n_fft/2).
+            t = ph.shape[1]
+            k = torch.arange(f)
+            steps = torch.arange(1, t + 1)
+            carrier = math.pi * ((k[None, :] * steps[:, None]) % 2).to(ph.dtype)
+            ph = torch.cumsum(ph, dim=1) + carrier
         spec = torch.complex(mag * torch.cos(ph), mag * torch.sin(ph))
         n = self.n_fft
         win = torch.sin(math.pi * torch.arange(n, dtype=mel.dtype) / n)

@@ -30,9 +30,13 @@ fn max_abs(t: &Tensor) -> f64 {
 }
 
 fn fixture() -> (NeuralVocoder, VarMap, HashMap<String, Tensor>) {
+    fixture_named("vocoder_tiny")
+}
+
+fn fixture_named(name: &str) -> (NeuralVocoder, VarMap, HashMap<String, Tensor>) {
     let cfg: VocoderConfig =
-        serde_json::from_str(&std::fs::read_to_string(data("vocoder_tiny.json")).unwrap()).unwrap();
-    let fix = candle_core::safetensors::load(data("vocoder_tiny.safetensors"), &Device::Cpu).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(data(&format!("{name}.json"))).unwrap()).unwrap();
+    let fix = candle_core::safetensors::load(data(&format!("{name}.safetensors")), &Device::Cpu).unwrap();
     let vars = VarMap::new();
     let v = NeuralVocoder::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
     let mut n = 0;
@@ -77,7 +81,19 @@ fn loss(audio: &Tensor) -> Tensor {
 
 #[test]
 fn forward_and_gradients_match_pytorch() {
-    let (v, vars, fix) = fixture();
+    parity("vocoder_tiny");
+}
+
+/// The same with integrated phases (phase advances summed over frames, and the bins' carrier).
+#[test]
+fn integrated_phases_match_pytorch() {
+    let (v, _, _) = fixture_named("vocoder_tiny_integrated");
+    assert_eq!(v.config().phase, voxswap_model::vocoder::PhaseMode::Integrated);
+    parity("vocoder_tiny_integrated");
+}
+
+fn parity(name: &str) {
+    let (v, vars, fix) = fixture_named(name);
     let audio = v.forward(&fix["input"]).unwrap();
     let want = &fix["out.audio"];
     assert_eq!(audio.dims(), want.dims());
