@@ -7,6 +7,9 @@
 #   ASR=0 bash scripts/judge_oneshot.sh …       # speaker similarity only (no Whisper: much faster)
 #   CONVERT_ARGS="--contrast 0" bash scripts/judge_oneshot.sh …   # options for voxswap convert
 #   SELF=1 bash scripts/judge_oneshot.sh …      # each voice into itself (reconstruction)
+#   NOISE_SNR=20 bash scripts/judge_oneshot.sh … # sources with white noise at 20 dB SNR
+#                                                 # (scripts/add_noise.py; the judge still
+#                                                 # compares with the clean source)
 #
 # Every ordered pair (A, B) of validation speakers, A != B: A's recording of one shared sentence
 # is converted with ONE reference utterance of B (B/s0001.wav, about 3 s). The judge compares the
@@ -37,7 +40,13 @@ for a in "${spk[@]}"; do
     s=$(printf 's%04d' "$k")
     t1=$(printf 's%04d' $((k + 1))); t2=$(printf 's%04d' $((k + 2)))
     c=$out/converted/${a}__${b}__$s.wav
-    [[ -s $c ]] || "$bin" convert "$valid/$a/$s.wav" -t "$valid/$b/s0001.wav" -o "$c" --model "$model" ${CONVERT_ARGS:-} > /dev/null
+    src=$valid/$a/$s.wav
+    if [[ -n ${NOISE_SNR:-} ]]; then
+      mkdir -p "$out/noisy"
+      src=$out/noisy/${a}__$s.wav
+      [[ -s $src ]] || "$py" "$root/scripts/add_noise.py" "$valid/$a/$s.wav" "$src" "$NOISE_SNR" "$n"
+    fi
+    [[ -s $c ]] || "$bin" convert "$src" -t "$valid/$b/s0001.wav" -o "$c" --model "$model" ${CONVERT_ARGS:-} > /dev/null
     r=$out/resynth/${b}__$s.wav
     [[ ${CEILING:-1} == 0 || -s $r ]] || "$bin" resynth "$valid/$b/$s.wav" -o "$r" > /dev/null
     printf '%s\t%s;%s\t%s\t%s\n' "$c" "$valid/$b/$t1.wav" "$valid/$b/$t2.wav" "$valid/$a/$s.wav" "${text[k-1]}" >> "$out/vc.tsv"

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod adversary;
+pub mod augment;
 pub mod check;
 pub mod checkpoint;
 pub mod data;

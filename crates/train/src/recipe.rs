@@ -132,6 +132,15 @@ pub struct TrainSection {
     /// out; its weights are training-only (`adversary.safetensors` in checkpoints).
     #[serde(default)]
     pub lambda_adv: f64,
+    /// The denoising auto-encoder: the content encoder reads each segment with noise added at
+    /// a signal-to-noise ratio drawn from this many dB to 20 dB more (white, pink or brown
+    /// noise), while the loss asks for the clean segment (`crate::augment`). 0 turns it off.
+    #[serde(default)]
+    pub denoise_snr_db: f64,
+    /// With the denoising auto-encoder: the share of segments that also get reverberation
+    /// (RT60 0.2–0.8 s), 0 to 1.
+    #[serde(default)]
+    pub denoise_reverb: f64,
     /// Steps between checkpoints.
     #[serde(default = "default_ckpt")]
     pub checkpoint_every: u64,
@@ -360,6 +369,12 @@ impl Recipe {
                 "train.lambda_adv {} must be a non-negative number",
                 self.train.lambda_adv
             ));
+        }
+        if !(self.train.denoise_snr_db.is_finite() && (0.0..=1.0).contains(&self.train.denoise_reverb)) {
+            return Err("train.denoise_snr_db must be a number (0: off) and train.denoise_reverb from 0 to 1".into());
+        }
+        if self.train.denoise_reverb > 0.0 && self.train.denoise_snr_db == 0.0 {
+            return Err("train.denoise_reverb needs train.denoise_snr_db (the denoising auto-encoder) on".into());
         }
         if self.train.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());

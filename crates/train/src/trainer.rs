@@ -280,6 +280,11 @@ pub fn train_on(
         device,
         last: None,
         lambda_kl: 0.0,
+        corruption: if recipe.train.denoise_snr_db != 0.0 {
+            Some(crate::augment::Corruption::new(&cfg.frontend, recipe.train.seed)?)
+        } else {
+            None
+        },
     };
     let schedule = Schedule {
         total: recipe.train.steps,
@@ -412,6 +417,8 @@ struct ModelTask<'a> {
     /// The last step's loss parts, for its record.
     last: Option<step::StepGrads>,
     lambda_kl: f64,
+    /// The denoising auto-encoder's corruption of the content encoder's input.
+    corruption: Option<crate::augment::Corruption>,
 }
 
 impl Task for ModelTask<'_> {
@@ -449,6 +456,11 @@ impl Task for ModelTask<'_> {
             SpeakerReference::Same => x.clone(),
             // The reference is warped like its segment: the same (perhaps made-up) voice.
             SpeakerReference::Other => warp(&data.segments(&data.references(&mut rng, &picks), device)?, &voice)?,
+        };
+        // The denoising auto-encoder's corruption, drawn last (runs without it draw as before).
+        let content = match &self.corruption {
+            Some(c) => c.apply(&content, &mut rng, recipe.train.denoise_snr_db, recipe.train.denoise_reverb)?,
+            None => content,
         };
         self.lambda_kl = recipe.lambda_kl_at(step);
         let speakers = match self.adversary {

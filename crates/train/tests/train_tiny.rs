@@ -358,3 +358,36 @@ fn vocoder_trains_resumes_and_loads() {
     let err = train_vocoder(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("[vocoder]"), "{err}");
 }
+
+/// The denoising auto-encoder (`train.denoise_snr_db`, `train.denoise_reverb`): the corruption
+/// changes what is learnt, a resumed run equals a straight one (its draws derive from the
+/// step), and reverberation without noise is refused when the recipe loads.
+#[test]
+fn denoising_trains_and_resumes() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let run = |i: usize, extra: &str, stop: Option<u64>| {
+        let r = recipe(dirs[i].path(), 30, extra);
+        match stop {
+            Some(at) => trainer::train(&r, &Device::Cpu, &STOP, &mut StopAt(at, &STOP), &|_, _| {}),
+            None => trainer::train(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}),
+        }
+        .unwrap()
+    };
+    let noisy = "denoise_snr_db = 5.0\ndenoise_reverb = 0.5";
+    run(0, noisy, None);
+    assert!(matches!(run(1, noisy, Some(10)), Outcome::Interrupted { step: 10, .. }));
+    assert!(matches!(run(1, noisy, None), Outcome::Finished { step: 30, .. }));
+    run(2, "", None);
+    let w = |i: usize| std::fs::read(dirs[i].path().join("run/checkpoints/step-00000030/model.safetensors")).unwrap();
+    assert!(w(0) == w(1), "resumed weights differ from the straight run's");
+    assert!(w(0) != w(2), "the corruption changed nothing");
+    assert!(train_records(dirs[0].path()).iter().all(|r| r.1.is_finite()));
+    let path = dirs[2].path().join("bad.toml");
+    let text = std::fs::read_to_string(dirs[2].path().join("recipe.toml"))
+        .unwrap()
+        .replace("[optim]", "denoise_reverb = 0.5\n\n[optim]");
+    std::fs::write(&path, text).unwrap();
+    let e = Recipe::load(&path).unwrap_err().to_string();
+    assert!(e.contains("denoise_reverb"), "{e}");
+}
