@@ -88,6 +88,14 @@ fn memory_is_bounded_by_the_batch_not_the_corpus() {
         .unwrap()
         .len();
     assert!(apparent > 20_000_000_000, "{apparent} bytes of frames");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let used = std::fs::metadata(dir.path().join("large").join(voxswap_train::store::DATA_FILE))
+            .unwrap()
+            .blocks()
+            * 512;
+        assert!(used < 1_000_000_000, "the temporary folder's filesystem wrote {used} bytes: it needs sparse files");
+    }
     train(dir.path(), "large", &u, s, &ids);
     let large = rss_mb();
     eprintln!(
