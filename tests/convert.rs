@@ -566,15 +566,8 @@ fn vocoder_choice_follows_the_model_folder() {
     let (src, reference) = (data("speech_m.wav"), data("speech_f.wav"));
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-            &"convert",
-            &src,
-            &"-t",
-            &reference,
-            &"--model",
-            &m,
-            &"--float",
-        ];
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"convert", &src, &"-t", &reference, &"--model", &m, &"--float"];
         args.extend(extra.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
         args.push(&"-o");
         let o = voxswap(&[args.as_slice(), &[&out]].concat());

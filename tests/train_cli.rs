@@ -161,14 +161,25 @@ fn vocoder_fine_tunes_on_a_models_reconstructions() {
     write_ft(&m);
     let o = voxswap(&[&"train", &"--config", &ft, &"--vocoder"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let load = |p: &Path| candle_core::safetensors::load(p.join("vocoder.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let load =
+        |p: &Path| candle_core::safetensors::load(p.join("vocoder.safetensors"), &candle_core::Device::Cpu).unwrap();
     let (before, after) = (load(&trained), load(&dir.path().join("ft/checkpoints/step-00000003")));
     let mut worst = 0f32;
     for (name, t) in &before {
-        let d = (t - &after[name]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let d = (t - &after[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         worst = worst.max(d.to_scalar::<f32>().unwrap());
     }
-    assert!(worst < 1e-6, "fine-tuning did not start from init_from: weights moved by {worst}");
+    assert!(
+        worst < 1e-6,
+        "fine-tuning did not start from init_from: weights moved by {worst}"
+    );
 
     // The reconstructions' store: every utterance, and not the plain log-mels.
     let cache = dir.path().join("cache");
@@ -183,7 +194,11 @@ fn vocoder_fine_tunes_on_a_models_reconstructions() {
     let store = voxswap_train::store::FeatureStore::open(&recon, 80).unwrap();
     let id = store.find("m/a.wav").unwrap();
     let r = store.mel(id).unwrap();
-    let plain = voxswap_train::data::compute_mel(&dir.path().join("corpus/m/a.wav"), &voxswap_audio::FrontendConfig::speech_16k()).unwrap();
+    let plain = voxswap_train::data::compute_mel(
+        &dir.path().join("corpus/m/a.wav"),
+        &voxswap_audio::FrontendConfig::speech_16k(),
+    )
+    .unwrap();
     assert_eq!(r.frames, plain.frames);
     assert_ne!(r.data, plain.data);
 }

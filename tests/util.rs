@@ -119,7 +119,8 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
 /// tensors under their own names).
 pub fn add_tiny_vocoder(m: &Path) {
     std::fs::copy(data("model/vocoder_tiny.json"), m.join("vocoder.json")).unwrap();
-    let fix = candle_core::safetensors::load(data("model/vocoder_tiny.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let fix =
+        candle_core::safetensors::load(data("model/vocoder_tiny.safetensors"), &candle_core::Device::Cpu).unwrap();
     let params: std::collections::HashMap<String, candle_core::Tensor> = fix
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix("param.").map(|k| (k.to_string(), v)))

@@ -55,7 +55,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     .flat_map(|m| &mel.data[m * mel.frames + start..m * mel.frames + start + n])
                     .copied()
                     .collect();
-                voc.push_mel(&Mel { n_mels: mel.n_mels, frames: n, data }, &mut wave)?;
+                voc.push_mel(
+                    &Mel {
+                        n_mels: mel.n_mels,
+                        frames: n,
+                        data,
+                    },
+                    &mut wave,
+                )?;
                 start += n;
             }
             voc.finish(&mut wave)?;
@@ -66,7 +73,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 n_iter: a.synth.iterations as usize,
                 ..Default::default()
             };
-            (mel_to_audio(&cfg, &mel, gl)?, format!("{} Griffin-Lim iterations", a.synth.iterations))
+            (
+                mel_to_audio(&cfg, &mel, gl)?,
+                format!("{} Griffin-Lim iterations", a.synth.iterations),
+            )
         }
     };
     wave.resize(samples.len(), 0.0);

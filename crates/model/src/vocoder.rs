@@ -735,7 +735,10 @@ impl FrameVocoder {
             };
             let (s, co) = phase.sin_cos();
             let (re, im) = (mag * co, mag * s);
-            let (br, bi) = (&self.basis_re[bin * n..(bin + 1) * n], &self.basis_im[bin * n..(bin + 1) * n]);
+            let (br, bi) = (
+                &self.basis_re[bin * n..(bin + 1) * n],
+                &self.basis_im[bin * n..(bin + 1) * n],
+            );
             for ((v, r), i) in self.frame.iter_mut().zip(br).zip(bi) {
                 *v += re * r + im * i;
             }

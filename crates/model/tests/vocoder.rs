@@ -29,10 +29,6 @@ fn max_abs(t: &Tensor) -> f64 {
         .unwrap()
 }
 
-fn fixture() -> (NeuralVocoder, VarMap, HashMap<String, Tensor>) {
-    fixture_named("vocoder_tiny")
-}
-
 fn fixture_named(name: &str) -> (NeuralVocoder, VarMap, HashMap<String, Tensor>) {
     let cfg: VocoderConfig =
         serde_json::from_str(&std::fs::read_to_string(data(&format!("{name}.json"))).unwrap()).unwrap();
@@ -198,7 +194,9 @@ fn frame_vocoder_equals_the_stream() {
     )
     .unwrap();
     let x = voxswap_audio::resample(&clip.samples, clip.sample_rate, 16000).unwrap();
-    let mel = voxswap_audio::LogMel::new(&fe).unwrap().compute(&x[..16000.min(x.len())]);
+    let mel = voxswap_audio::LogMel::new(&fe)
+        .unwrap()
+        .compute(&x[..16000.min(x.len())]);
     let mut s = v.stream();
     let mut want = Vec::new();
     s.step(
@@ -218,7 +216,10 @@ fn frame_vocoder_equals_the_stream() {
         let peak = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         let worst = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(peak > 1e-3, "silent output");
-        assert!(worst <= 1e-4 * peak.max(1.0), "round {round}: differs by {worst} (peak {peak})");
+        assert!(
+            worst <= 1e-4 * peak.max(1.0),
+            "round {round}: differs by {worst} (peak {peak})"
+        );
     }
     assert!(f.step(&[0.0; 3], &mut Vec::new()).is_err());
 }
@@ -238,7 +239,13 @@ fn integrated_phases_stream_as_offline() {
         .unwrap()
         .affine(1.0, -4.0)
         .unwrap();
-    let offline = v.forward(&mel).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let offline = v
+        .forward(&mel)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let peak = offline.iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(peak > 1e-4);
     for chunk in [1, 3, 17] {
@@ -257,7 +264,13 @@ fn integrated_phases_stream_as_offline() {
     let mut f = FrameVocoder::new(&v).unwrap();
     let mut got = Vec::new();
     for t in 0..60 {
-        let col = mel.narrow(2, t, 1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let col = mel
+            .narrow(2, t, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         f.step(&col, &mut got).unwrap();
     }
     let d = got.iter().zip(&offline).fold(0f32, |m, (a, b)| m.max((a - b).abs()));

@@ -9,13 +9,16 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use voxswap_audio::{
-    resample, AudioReader, ChannelMix, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter,
-    LoudnessMeter, Mel, StreamingLogMel, WavFormat, WavWriter,
+    resample, AudioReader, ChannelMix, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter, LoudnessMeter, Mel,
+    StreamingLogMel, WavFormat, WavWriter,
 };
 use voxswap_model::{NeuralVocoder, SpeakerEmbedding, VoiceConverter};
 
 use crate::adapt::{adapt, measure_source, Adaptation};
-use crate::{BlockGl, ComputeStats, Engine, EngineConfig, Error, Neural, NeuralFrames, Result, StageLatency, StreamingGl, Vocoder};
+use crate::{
+    BlockGl, ComputeStats, Engine, EngineConfig, Error, Neural, NeuralFrames, Result, StageLatency, StreamingGl,
+    Vocoder,
+};
 
 /// Settings of one file's conversion.
 #[derive(Debug, Clone)]

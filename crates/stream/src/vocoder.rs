@@ -250,8 +250,11 @@ mod tests {
         let fe = FrontendConfig::speech_16k();
         let vars = VarMap::new();
         let cfg = VocoderConfig::tiny(&fe);
-        let v = NeuralVocoder::new(&cfg, VarBuilder::from_varmap(&vars, candle_core::DType::F32, &Device::Cpu))
-            .unwrap();
+        let v = NeuralVocoder::new(
+            &cfg,
+            VarBuilder::from_varmap(&vars, candle_core::DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         voxswap_model::vocoder::init_vocoder(&vars, &cfg, 3).unwrap();
         // A log-mel of a chirp.
         let x: Vec<f32> = (0..4000)
@@ -272,7 +275,10 @@ mod tests {
         b.push_mel(&mel, &mut by_block).unwrap();
         b.finish(&mut by_block).unwrap();
         assert_eq!(by_frame.len(), by_block.len());
-        let d = by_frame.iter().zip(&by_block).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        let d = by_frame
+            .iter()
+            .zip(&by_block)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
         assert!(d < 1e-5, "block and frame streams differ by {d}");
         let offline = v
             .forward(&Tensor::from_slice(&mel.data, (1, mel.n_mels, mel.frames), &Device::Cpu).unwrap())
@@ -283,7 +289,10 @@ mod tests {
             .unwrap();
         let n = offline.len().min(by_block.len());
         assert!(n >= (mel.frames - 1) * fe.hop_length, "{n}");
-        let d = offline[..n].iter().zip(&by_block).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        let d = offline[..n]
+            .iter()
+            .zip(&by_block)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
         assert!(d < 1e-5, "stream and offline differ by {d}");
         assert!(by_block.iter().any(|v| v.abs() > 1e-4));
         let mut by_loops = Vec::new();
@@ -293,7 +302,10 @@ mod tests {
         }
         c.finish(&mut by_loops).unwrap();
         assert_eq!(by_loops.len(), by_block.len());
-        let d = by_loops.iter().zip(&by_block).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        let d = by_loops
+            .iter()
+            .zip(&by_block)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
         assert!(d < 1e-5, "frame loops and the block stream differ by {d}");
     }
 }

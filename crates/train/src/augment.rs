@@ -166,7 +166,12 @@ mod tests {
             let mut rng2 = rand::rngs::StdRng::seed_from_u64(seed);
             assert_eq!(
                 y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                c.apply(&x, &mut rng2, 10.0, 0.0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                c.apply(&x, &mut rng2, 10.0, 0.0)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
             );
             let (px, py) = (powers(&x), powers(&y));
             assert!(py.iter().zip(&px).all(|(a, b)| *a >= b * (1.0 - 1e-5)));

@@ -259,7 +259,17 @@ impl Dataset {
         Ok(Self {
             train: groups
                 .into_iter()
-                .map(|(name, ks)| (name, ks.into_iter().map(|k| Utt { id: k, frames: frames[k] }).collect()))
+                .map(|(name, ks)| {
+                    (
+                        name,
+                        ks.into_iter()
+                            .map(|k| Utt {
+                                id: k,
+                                frames: frames[k],
+                            })
+                            .collect(),
+                    )
+                })
                 .collect(),
             features: Features::Memory(mels),
             valid,

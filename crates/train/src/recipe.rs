@@ -307,7 +307,10 @@ impl Recipe {
             }
         }
         if let Some(v) = r.vocoder.as_mut() {
-            for d in [&mut v.dir, &mut v.init_from, &mut v.finetune_model].into_iter().flatten() {
+            for d in [&mut v.dir, &mut v.init_from, &mut v.finetune_model]
+                .into_iter()
+                .flatten()
+            {
                 if d.is_relative() {
                     *d = base.join(&*d);
                 }

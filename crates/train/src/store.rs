@@ -93,7 +93,8 @@ impl FeatureStore {
             tmp.as_file()
                 .write_all(format!("{HEADER}\t{n_mels}\n").as_bytes())
                 .map_err(|e| file_err(&index, format!("cannot write: {e}")))?;
-            tmp.persist(&index).map_err(|e| file_err(&index, format!("cannot write: {e}")))?;
+            tmp.persist(&index)
+                .map_err(|e| file_err(&index, format!("cannot write: {e}")))?;
         }
         let path = dir.join(DATA_FILE);
         let data = OpenOptions::new()
@@ -143,7 +144,9 @@ impl FeatureStore {
         self.entries.clear();
         self.latest.clear();
         self.end = 0;
-        let bytes = std::fs::metadata(&path).map_err(|e| file_err(&path, e.to_string()))?.len();
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| file_err(&path, e.to_string()))?
+            .len();
         let mut read = (want.len() + 1) as u64;
         self.index_len = read;
         for line in lines {
@@ -156,10 +159,16 @@ impl FeatureStore {
             let mut f = text.splitn(5, '\t');
             let mut num = || f.next().and_then(|v| v.parse::<u64>().ok());
             let (Some(start), Some(frames), Some(len), Some(mtime)) = (num(), num(), num(), num()) else {
-                return Err(file_err(&path, format!("damaged line `{text}`: delete the folder to rebuild it")));
+                return Err(file_err(
+                    &path,
+                    format!("damaged line `{text}`: delete the folder to rebuild it"),
+                ));
             };
             let Some(rel) = f.next() else {
-                return Err(file_err(&path, format!("damaged line `{text}`: delete the folder to rebuild it")));
+                return Err(file_err(
+                    &path,
+                    format!("damaged line `{text}`: delete the folder to rebuild it"),
+                ));
             };
             if start + frames > data_frames {
                 break; // frames lost (the data file was cut): what follows is rebuilt
@@ -263,17 +272,19 @@ impl FeatureStore {
         let rels: Vec<String> = utts
             .iter()
             .map(|u| {
-                let rel = u.path.strip_prefix(corpus).unwrap_or(&u.path).to_string_lossy().into_owned();
+                let rel = u
+                    .path
+                    .strip_prefix(corpus)
+                    .unwrap_or(&u.path)
+                    .to_string_lossy()
+                    .into_owned();
                 if rel.contains(['\n', '\r']) {
                     return Err(file_err(&u.path, "a file name with a line break cannot be cached"));
                 }
                 Ok(rel)
             })
             .collect::<Result<_>>()?;
-        let stamps: Vec<(u64, u64)> = utts
-            .par_iter()
-            .map(|u| source_stamp(&u.path))
-            .collect::<Result<_>>()?;
+        let stamps: Vec<(u64, u64)> = utts.par_iter().map(|u| source_stamp(&u.path)).collect::<Result<_>>()?;
         let mut ids = vec![usize::MAX; utts.len()];
         let mut todo = Vec::new();
         for (i, rel) in rels.iter().enumerate() {
@@ -309,7 +320,10 @@ impl FeatureStore {
             let mut start = self.end;
             for (&i, (mel, imported)) in chunk.iter().zip(&mels) {
                 if mel.n_mels != self.n_mels {
-                    return Err(file_err(&utts[i].path, format!("{} bands, the store holds {}", mel.n_mels, self.n_mels)));
+                    return Err(file_err(
+                        &utts[i].path,
+                        format!("{} bands, the store holds {}", mel.n_mels, self.n_mels),
+                    ));
                 }
                 for t in 0..mel.frames {
                     for m in 0..mel.n_mels {
@@ -433,7 +447,12 @@ impl FeatureStore {
         if offset + frames > e.frames {
             return Err(file_err(
                 &path,
-                format!("frames {offset}..{} of {} asked, it has {}", offset + frames, e.rel, e.frames),
+                format!(
+                    "frames {offset}..{} of {} asked, it has {}",
+                    offset + frames,
+                    e.rel,
+                    e.frames
+                ),
             ));
         }
         let n = self.n_mels;
@@ -474,7 +493,9 @@ mod tests {
         let p = dir.join(speaker).join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         let n = (16000.0 * seconds) as usize;
-        let x: Vec<f32> = (0..n).map(|i| 0.3 * (i as f32 * 0.05 * (1.0 + name.len() as f32)).sin()).collect();
+        let x: Vec<f32> = (0..n)
+            .map(|i| 0.3 * (i as f32 * 0.05 * (1.0 + name.len() as f32)).sin())
+            .collect();
         voxswap_audio::write_wav(&p, &x, 16000, voxswap_audio::WavFormat::Float32).unwrap();
         Utterance {
             speaker: speaker.into(),
@@ -536,7 +557,10 @@ mod tests {
         assert_eq!(r.computed, 1);
         assert_eq!(s.mel(ids_c[0]).unwrap(), compute_mel(&more[0].path, &cfg).unwrap());
         let s = FeatureStore::open(&sdir, cfg.n_mels).unwrap();
-        assert_eq!(s.mel(s.find("c/w.wav").unwrap()).unwrap(), compute_mel(&more[0].path, &cfg).unwrap());
+        assert_eq!(
+            s.mel(s.find("c/w.wav").unwrap()).unwrap(),
+            compute_mel(&more[0].path, &cfg).unwrap()
+        );
         // Another band count is refused with a message.
         let e = FeatureStore::open(&sdir, 64).unwrap_err().to_string();
         assert!(e.contains("delete the folder"), "{e}");

@@ -459,7 +459,12 @@ impl Task for ModelTask<'_> {
         };
         // The denoising auto-encoder's corruption, drawn last (runs without it draw as before).
         let content = match &self.corruption {
-            Some(c) => c.apply(&content, &mut rng, recipe.train.denoise_snr_db, recipe.train.denoise_reverb)?,
+            Some(c) => c.apply(
+                &content,
+                &mut rng,
+                recipe.train.denoise_snr_db,
+                recipe.train.denoise_reverb,
+            )?,
             None => content,
         };
         self.lambda_kl = recipe.lambda_kl_at(step);

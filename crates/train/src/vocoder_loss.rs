@@ -281,7 +281,12 @@ impl VocoderLoss {
             }
             _ => Tensor::zeros((), pred.dtype(), pred.device())?,
         };
-        Ok(VocoderLossParts { total, mel, stft, phase })
+        Ok(VocoderLossParts {
+            total,
+            mel,
+            stft,
+            phase,
+        })
     }
 }
 
@@ -360,7 +365,9 @@ mod tests {
     fn phase_loss_wraps_and_is_differentiable() {
         let dev = Device::Cpu;
         let (t, f) = (12, 9);
-        let want: Vec<f32> = (0..t * f).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 6.0).collect();
+        let want: Vec<f32> = (0..t * f)
+            .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 6.0)
+            .collect();
         let target = Tensor::from_vec(want.clone(), (1, t, f), &dev).unwrap();
         let zero = phase_loss(&target, &target).unwrap().to_scalar::<f32>().unwrap();
         assert!(zero.abs() < 1e-6, "{zero}");
@@ -411,7 +418,13 @@ mod tests {
             .log()
             .unwrap();
         let corr = |p: &Tensor| {
-            let y = v.from_spectrum(&log_mag, p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let y = v
+                .from_spectrum(&log_mag, p)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let z = &x[4000..4000 + n];
             // Away from the edges.
             let (a, b) = (1000, n - 1000);
@@ -422,7 +435,14 @@ mod tests {
         };
         let right = corr(&phase);
         assert!(right > 0.95, "correlation with the target's own phases {right}");
-        let late = Tensor::cat(&[phase.narrow(1, 1, frames - 1).unwrap(), phase.narrow(1, frames - 1, 1).unwrap()], 1).unwrap();
+        let late = Tensor::cat(
+            &[
+                phase.narrow(1, 1, frames - 1).unwrap(),
+                phase.narrow(1, frames - 1, 1).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
         let wrong = corr(&late);
         assert!(wrong < 0.5, "correlation with the next frame's phases {wrong}");
     }

@@ -27,11 +27,11 @@ use crate::checkpoint;
 use std::collections::HashMap;
 
 use crate::data::{compute_mel, frontend_hash, scan_corpus};
-use crate::store::FeatureStore;
 use crate::error::file_err;
 use crate::optim::Adam;
 use crate::recipe::{Recipe, VocoderSection};
 use crate::step::sharded;
+use crate::store::FeatureStore;
 use crate::trainer::{run_loop, Log, LogRecord, Observer, Outcome, Schedule, Task};
 use crate::vocoder_loss::VocoderLoss;
 use crate::{Error, Result};
@@ -251,12 +251,7 @@ impl Recon {
     /// Opens (and brings up to date) the store of `model`'s reconstructions of the recipe's
     /// utterances: each utterance's log-mel converted with the speaker vector of the utterance
     /// itself.
-    fn build(
-        model: &Path,
-        recipe: &Recipe,
-        utts: &[crate::data::Utterance],
-        fe: &FrontendConfig,
-    ) -> Result<Self> {
+    fn build(model: &Path, recipe: &Recipe, utts: &[crate::data::Utterance], fe: &FrontendConfig) -> Result<Self> {
         let conv = voxswap_model::VoiceConverter::load(model, &Device::Cpu)?;
         if &conv.config().frontend != fe {
             return Err(file_err(
@@ -265,10 +260,7 @@ impl Recon {
             ));
         }
         let fp = voxswap_model::bank::fingerprint(&voxswap_model::io::weights_path(model))?;
-        let dir = recipe
-            .data
-            .cache
-            .join(format!("{}-recon-{fp}", frontend_hash(fe)));
+        let dir = recipe.data.cache.join(format!("{}-recon-{fp}", frontend_hash(fe)));
         let mut store = FeatureStore::open(&dir, fe.n_mels)?;
         let compute = |u: &crate::data::Utterance, _: &str, _: (u64, u64)| -> Result<(voxswap_audio::Mel, bool)> {
             let mel = compute_mel(&u.path, fe)?;
@@ -290,7 +282,10 @@ impl Recon {
         if r.frames != mel.frames {
             return Err(file_err(
                 path,
-                format!("its reconstruction has {} frames, the utterance {}", r.frames, mel.frames),
+                format!(
+                    "its reconstruction has {} frames, the utterance {}",
+                    r.frames, mel.frames
+                ),
             ));
         }
         Ok(r)

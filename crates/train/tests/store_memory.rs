@@ -66,7 +66,14 @@ fn recipe(dir: &Path, run: &str) -> Recipe {
 
 fn train(dir: &Path, run: &str, utts: &[Utterance], s: FeatureStore, ids: &[usize]) {
     let data = Dataset::from_store(Path::new("corpus"), utts, s, ids, 64, 0).unwrap();
-    let out = trainer::train_on(&recipe(dir, run), &data, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    let out = trainer::train_on(
+        &recipe(dir, run),
+        &data,
+        &Device::Cpu,
+        &AtomicBool::new(false),
+        &mut Quiet,
+    )
+    .unwrap();
     assert!(matches!(out, Outcome::Finished { step: 8, .. }), "{out:?}");
 }
 
@@ -94,7 +101,10 @@ fn memory_is_bounded_by_the_batch_not_the_corpus() {
             .unwrap()
             .blocks()
             * 512;
-        assert!(used < 1_000_000_000, "the temporary folder's filesystem wrote {used} bytes: it needs sparse files");
+        assert!(
+            used < 1_000_000_000,
+            "the temporary folder's filesystem wrote {used} bytes: it needs sparse files"
+        );
     }
     train(dir.path(), "large", &u, s, &ids);
     let large = rss_mb();
