@@ -184,7 +184,7 @@ pub fn devices(_a: DevicesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What every thread shares: counters and commands, all atomics.
+/// What every thread shares: counters and commands (atomics), and the error that ended a run.
 #[derive(Debug, Default)]
 struct Shared {
     quit: AtomicBool,
@@ -203,6 +203,16 @@ struct Shared {
     bypass: AtomicBool,
     /// Worst DSP step, µs, since the last status.
     dsp_max_us: AtomicU64,
+    /// Audio callbacks so far of the input (0) and the output (1): a device that reported an
+    /// error and still calls back has recovered.
+    callbacks: [AtomicU64; 2],
+    /// A device error not yet known to be recovered from: its message, the device (0 input,
+    /// 1 output), its callback count when it came, and when (set from cpal's error callback,
+    /// never from an audio callback).
+    device_error: std::sync::Mutex<Option<(String, usize, u64, Instant)>>,
+    /// Device errors recovered from, and the last one's message.
+    device_errors: AtomicU64,
+    recovered: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -557,7 +567,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             shared.overruns.load(Ordering::Relaxed),
         )
     };
+    let mut failure = None;
     while !shared.quit.load(Ordering::SeqCst) {
+        if let Some(e) = device_failure(&shared) {
+            failure = Some(e);
+            shared.quit.store(true, Ordering::SeqCst);
+            break;
+        }
         if a.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
             shared.quit.store(true, Ordering::SeqCst);
             break;
@@ -617,7 +633,35 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         shared.underruns.load(Ordering::Relaxed),
         shared.overruns.load(Ordering::Relaxed),
     ))?;
+    if let Some(e) = failure {
+        bail!("live conversion stopped after {wall:.1} s: {e}");
+    }
+    let recovered = shared.device_errors.load(Ordering::Relaxed);
+    if recovered > 0 {
+        let last = shared.recovered.lock().ok().and_then(|r| r.clone()).unwrap_or_default();
+        eprintln!("warning: {recovered} device error(s) recovered from, the audio went on (the last: {last})");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a device that reported an error may go without calling back before the run ends.
+const DEVICE_GRACE: Duration = Duration::from_millis(500);
+
+/// A device error the devices have not recovered from (no audio callback for
+/// [`DEVICE_GRACE`] since it came), as the message to end the run with; an error they have
+/// recovered from is counted and forgotten.
+fn device_failure(shared: &Shared) -> Option<String> {
+    let mut slot = shared.device_error.lock().ok()?;
+    let (msg, device, at_callbacks, when) = slot.as_ref()?;
+    if shared.callbacks[*device].load(Ordering::Relaxed) > *at_callbacks + 2 {
+        shared.device_errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut r) = shared.recovered.lock() {
+            *r = Some(msg.clone());
+        }
+        *slot = None;
+        return None;
+    }
+    (when.elapsed() >= DEVICE_GRACE).then(|| msg.clone())
 }
 
 fn db(v: f32) -> f64 {
@@ -713,13 +757,25 @@ fn stream_config(rate: u32, channels: u16, buffer: Option<u32>) -> cpal::StreamC
     }
 }
 
-fn on_error(shared: Arc<Shared>) -> impl FnMut(cpal::Error) + Send + 'static {
+fn on_error(shared: Arc<Shared>, device: usize) -> impl FnMut(cpal::Error) + Send + 'static {
+    let which = if device == 0 { "input" } else { "output" };
     move |e| {
-        // An x-run is counted and recovered from; anything else (a device gone) ends the run.
+        // An x-run is counted and recovered from; anything else (a device gone) ends the run,
+        // and the run says why.
+        // Other errors (a device gone, or a transient one: the PulseAudio ALSA plugin sometimes
+        // fails a call as a stream starts) end the run when the devices stop calling back;
+        // the main loop decides (`device_failure`).
         if matches!(e.kind(), cpal::ErrorKind::Xrun) {
             shared.underruns.fetch_add(1, Ordering::Relaxed);
-        } else {
-            shared.quit.store(true, Ordering::SeqCst);
+        } else if let Ok(mut slot) = shared.device_error.lock() {
+            slot.get_or_insert_with(|| {
+                (
+                    format!("the {which} device failed: {e}"),
+                    device,
+                    shared.callbacks[device].load(Ordering::Relaxed),
+                    Instant::now(),
+                )
+            });
         }
     }
 }
@@ -755,10 +811,11 @@ where
     f32: cpal::FromSample<T>,
 {
     let ch = usize::from(cfg.channels);
-    let err = on_error(shared.clone());
+    let err = on_error(shared.clone(), 0);
     d.build_input_stream(
         cfg,
         move |data: &[T], _: &cpal::InputCallbackInfo| {
+            shared.callbacks[0].fetch_add(1, Ordering::Relaxed);
             let mut peak = 0f32;
             for f in data.chunks(ch) {
                 let v = f.iter().map(|s| s.to_sample::<f32>()).sum::<f32>() / ch as f32;
@@ -805,10 +862,11 @@ where
 {
     use cpal::Sample;
     let ch = usize::from(cfg.channels);
-    let err = on_error(shared.clone());
+    let err = on_error(shared.clone(), 1);
     d.build_output_stream(
         cfg,
         move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            shared.callbacks[1].fetch_add(1, Ordering::Relaxed);
             let mut peak = 0f32;
             for f in data.chunks_mut(ch) {
                 let v = next_sample(&mut ring, &shared);
