@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use voxswap_audio::{mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel, Mel};
+use voxswap_audio::{mel_to_audio, resample, write_wav, FrontendConfig, GriffinLimConfig, LogMel};
 use voxswap_stream::Vocoder;
 
 use crate::io::{check_output, read_at_rate, say, SynthArgs, VocoderArgs, VocoderKind};
@@ -51,18 +51,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             let mut start = 0;
             while start < mel.frames {
                 let n = BLOCK_FRAMES.min(mel.frames - start);
-                let data = (0..mel.n_mels)
-                    .flat_map(|m| &mel.data[m * mel.frames + start..m * mel.frames + start + n])
-                    .copied()
-                    .collect();
-                voc.push_mel(
-                    &Mel {
-                        n_mels: mel.n_mels,
-                        frames: n,
-                        data,
-                    },
-                    &mut wave,
-                )?;
+                voc.push_mel(&mel.range(start, n), &mut wave)?;
                 start += n;
             }
             voc.finish(&mut wave)?;

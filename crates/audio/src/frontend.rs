@@ -167,6 +167,28 @@ impl Mel {
     pub fn frame(&self, t: usize) -> Vec<f32> {
         (0..self.n_mels).map(|m| self.at(m, t)).collect()
     }
+
+    /// Frames `start .. start + frames` as a mel of their own.
+    ///
+    /// # Panics
+    /// When the range goes past the last frame.
+    pub fn range(&self, start: usize, frames: usize) -> Self {
+        assert!(
+            start + frames <= self.frames,
+            "frames {start}..{} of {}",
+            start + frames,
+            self.frames
+        );
+        let mut data = Vec::with_capacity(self.n_mels * frames);
+        for m in 0..self.n_mels {
+            data.extend_from_slice(&self.data[m * self.frames + start..m * self.frames + start + frames]);
+        }
+        Self {
+            n_mels: self.n_mels,
+            frames,
+            data,
+        }
+    }
 }
 
 /// Offline log-mel: `ln(max(W · |STFT(x)|, floor))`.

@@ -80,13 +80,7 @@ impl FileJob<'_> {
 /// # Errors
 /// [`Error::Input`] when the vocoder was trained on another frontend.
 pub fn neural(v: &NeuralVocoder, fe: &FrontendConfig) -> Result<Neural> {
-    if &v.config().frontend != fe {
-        return Err(Error::Input(
-            "the neural vocoder was trained on another frontend than the model's (vocoder.json and \
-             config.json disagree); use --vocoder griffin-lim, or train the vocoder for this model"
-                .into(),
-        ));
-    }
+    check_frontend(v, fe)?;
     Ok(Neural::new(v))
 }
 
@@ -96,8 +90,19 @@ pub fn neural(v: &NeuralVocoder, fe: &FrontendConfig) -> Result<Neural> {
 /// # Errors
 /// [`Error::Input`] when the vocoder was trained on another frontend.
 pub fn neural_frames(v: &NeuralVocoder, fe: &FrontendConfig) -> Result<NeuralFrames> {
-    neural(v, fe)?;
+    check_frontend(v, fe)?;
     NeuralFrames::new(v)
+}
+
+fn check_frontend(v: &NeuralVocoder, fe: &FrontendConfig) -> Result<()> {
+    if &v.config().frontend != fe {
+        return Err(Error::Input(
+            "the neural vocoder was trained on another frontend than the model's (vocoder.json and \
+             config.json disagree); use --vocoder griffin-lim, or train the vocoder for this model"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What an offline conversion did.

@@ -150,19 +150,6 @@ pub fn load_store(
     Ok((store, ids, report))
 }
 
-/// The first `frames` frames of `mel`.
-fn first_frames(mel: &Mel, frames: usize) -> Mel {
-    let mut data = Vec::with_capacity(mel.n_mels * frames);
-    for m in 0..mel.n_mels {
-        data.extend_from_slice(&mel.data[m * mel.frames..m * mel.frames + frames]);
-    }
-    Mel {
-        n_mels: mel.n_mels,
-        frames,
-        data,
-    }
-}
-
 /// Where a training segment comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
@@ -240,6 +227,28 @@ fn split(
     Ok((train, valid))
 }
 
+/// The speakers' groups of utterance indices as [`Utt`]s: `id(k)` is utterance `k`'s place in
+/// the features.
+fn utts_of(
+    groups: Vec<(String, Vec<usize>)>,
+    frames: &[usize],
+    id: impl Fn(usize) -> usize,
+) -> Vec<(String, Vec<Utt>)> {
+    groups
+        .into_iter()
+        .map(|(name, ks)| {
+            let utts = ks
+                .into_iter()
+                .map(|k| Utt {
+                    id: id(k),
+                    frames: frames[k],
+                })
+                .collect();
+            (name, utts)
+        })
+        .collect()
+}
+
 impl Dataset {
     /// A dataset of mels held in memory (`mels[i]` is `utts[i]`'s), split as [`Self::from_store`]
     /// does.
@@ -255,22 +264,9 @@ impl Dataset {
     ) -> Result<Self> {
         let frames: Vec<usize> = mels.iter().map(|m| m.frames).collect();
         let (groups, held) = split(corpus, utts, &frames, segment_frames, valid_per_speaker)?;
-        let valid = held.iter().map(|&k| first_frames(&mels[k], segment_frames)).collect();
+        let valid = held.iter().map(|&k| mels[k].range(0, segment_frames)).collect();
         Ok(Self {
-            train: groups
-                .into_iter()
-                .map(|(name, ks)| {
-                    (
-                        name,
-                        ks.into_iter()
-                            .map(|k| Utt {
-                                id: k,
-                                frames: frames[k],
-                            })
-                            .collect(),
-                    )
-                })
-                .collect(),
+            train: utts_of(groups, &frames, |k| k),
             features: Features::Memory(mels),
             valid,
             segment_frames,
@@ -307,20 +303,7 @@ impl Dataset {
             })
             .collect::<Result<_>>()?;
         Ok(Self {
-            train: groups
-                .into_iter()
-                .map(|(name, ks)| {
-                    (
-                        name,
-                        ks.into_iter()
-                            .map(|k| Utt {
-                                id: ids[k],
-                                frames: frames[k],
-                            })
-                            .collect(),
-                    )
-                })
-                .collect(),
+            train: utts_of(groups, &frames, |k| ids[k]),
             features: Features::Store(store),
             valid,
             segment_frames,

@@ -26,7 +26,7 @@ use voxswap_model::vocoder::{new_trainable, NeuralVocoder, VocoderConfig};
 use crate::checkpoint;
 use std::collections::HashMap;
 
-use crate::data::{compute_mel, frontend_hash, scan_corpus};
+use crate::data::{frontend_hash, load_store, scan_corpus};
 use crate::error::file_err;
 use crate::optim::Adam;
 use crate::recipe::{Recipe, VocoderSection};
@@ -196,20 +196,21 @@ struct Segment {
 }
 
 /// The log-mel of the whole file and its audio at the frontend's rate.
-fn decode(path: &Path, logmel: &mut LogMel) -> Result<(voxswap_audio::Mel, Vec<f32>)> {
+fn decode(path: &Path, logmel: &mut LogMel, recon: Option<&Recon>) -> Result<(voxswap_audio::Mel, Vec<f32>)> {
     let a = read_mono(path, ChannelMix::Downmix)?;
     let x = resample(&a.samples, a.sample_rate, logmel.config().sample_rate)?;
-    Ok((logmel.compute(&x), x))
+    let mel = match recon {
+        // Fine-tuning: the model's reconstruction, computed once, in place of the log-mel.
+        Some(r) => r.mel_for(path, logmel.config().stft().n_frames(x.len()))?,
+        None => logmel.compute(&x),
+    };
+    Ok((mel, x))
 }
 
 /// Frames `offset .. offset + frames` of `mel` and the audio from `offset · hop` on.
 fn cut(mel: &voxswap_audio::Mel, audio: &[f32], offset: usize, frames: usize, hop: usize) -> Segment {
-    let mut m = Vec::with_capacity(mel.n_mels * frames);
-    for b in 0..mel.n_mels {
-        m.extend_from_slice(&mel.data[b * mel.frames + offset..b * mel.frames + offset + frames]);
-    }
     Segment {
-        mel: m,
+        mel: mel.range(offset, frames).data,
         audio: audio[offset * hop..(offset + frames) * hop].to_vec(),
     }
 }
@@ -228,11 +229,7 @@ fn valid_segments(
         if out.len() == MAX_VALID {
             break;
         }
-        let (mel, audio) = decode(p, &mut logmel)?;
-        let mel = match recon {
-            Some(r) => r.mel_for(p, &mel)?,
-            None => mel,
-        };
+        let (mel, audio) = decode(p, &mut logmel, recon)?;
         let usable = (audio.len() / fe.hop_length).min(mel.frames);
         if usable >= frames {
             out.push(cut(&mel, &audio, (usable - frames) / 2, frames, fe.hop_length));
@@ -262,8 +259,13 @@ impl Recon {
         let fp = voxswap_model::bank::fingerprint(&voxswap_model::io::weights_path(model))?;
         let dir = recipe.data.cache.join(format!("{}-recon-{fp}", frontend_hash(fe)));
         let mut store = FeatureStore::open(&dir, fe.n_mels)?;
-        let compute = |u: &crate::data::Utterance, _: &str, _: (u64, u64)| -> Result<(voxswap_audio::Mel, bool)> {
-            let mel = compute_mel(&u.path, fe)?;
+        // The utterances' log-mels come from the recipe's feature store (built if missing).
+        let (mels, _, _) = load_store(&recipe.data.corpus, utts, &recipe.data.cache, fe, &|_, _| {})?;
+        let compute = |u: &crate::data::Utterance, rel: &str, _: (u64, u64)| -> Result<(voxswap_audio::Mel, bool)> {
+            let id = mels
+                .find(rel)
+                .ok_or_else(|| file_err(&u.path, "not in the feature store"))?;
+            let mel = mels.mel(id)?;
             let voice = conv.speaker_vector(std::slice::from_ref(&mel))?;
             Ok((conv.convert(&mel, &voice)?, false))
         };
@@ -272,20 +274,17 @@ impl Recon {
         Ok(Self { store, ids })
     }
 
-    /// The reconstruction of the utterance at `path`, whose own log-mel is `mel`.
-    fn mel_for(&self, path: &Path, mel: &voxswap_audio::Mel) -> Result<voxswap_audio::Mel> {
+    /// The reconstruction of the utterance at `path`, whose own log-mel has `frames` frames.
+    fn mel_for(&self, path: &Path, frames: usize) -> Result<voxswap_audio::Mel> {
         let id = *self
             .ids
             .get(path)
             .ok_or_else(|| file_err(path, "no model reconstruction of this utterance"))?;
         let r = self.store.mel(id)?;
-        if r.frames != mel.frames {
+        if r.frames != frames {
             return Err(file_err(
                 path,
-                format!(
-                    "its reconstruction has {} frames, the utterance {}",
-                    r.frames, mel.frames
-                ),
+                format!("its reconstruction has {} frames, the utterance {frames}", r.frames),
             ));
         }
         Ok(r)
@@ -371,11 +370,7 @@ impl Task for VocoderTask<'_> {
                 });
             }
             let path = &self.train[rng.random_range(0..self.train.len())];
-            let (mel, audio) = decode(path, &mut self.logmel)?;
-            let mel = match &self.recon {
-                Some(r) => r.mel_for(path, &mel)?,
-                None => mel,
-            };
+            let (mel, audio) = decode(path, &mut self.logmel, self.recon.as_ref())?;
             let usable = (audio.len() / hop).min(mel.frames);
             if usable < v.segment_frames {
                 continue;
