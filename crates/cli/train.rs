@@ -85,11 +85,13 @@ impl Observer for Bar {
                 rec,
                 kl,
                 steps_per_s,
+                phone,
                 ..
             } => {
                 self.bar.set_position(*step);
+                let phone = phone.map_or(String::new(), |p| format!(", phonemes {p:.3}"));
                 self.bar.set_message(format!(
-                    "loss {loss:.4} (rec {rec:.4}, kl {kl:.3}), {steps_per_s:.2} steps/s"
+                    "loss {loss:.4} (rec {rec:.4}, kl {kl:.3}{phone}), {steps_per_s:.2} steps/s"
                 ));
             }
             LogRecord::Valid { step, rec, kl, .. } => {
@@ -118,6 +120,10 @@ impl Observer for Bar {
 
     fn checkpoint(&mut self, p: &Path) {
         self.bar.println(format!("checkpoint {}", p.display()));
+    }
+
+    fn note(&mut self, text: &str) {
+        self.bar.suspend(|| eprintln!("{text}"));
     }
 
     fn self_check(&mut self, r: &voxswap_train::selfcheck::SelfCheck) {

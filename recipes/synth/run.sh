@@ -113,6 +113,14 @@ if stage 1 "prepare data"; then
     echo "synthesised $todo utterances in $((SECONDS - start)) s"
   fi
   rm -f "$jobs_file"
+  # Phoneme transcripts for the phonetic head (train.lambda_phone), remade when the sentences
+  # or the corpus changed.
+  for split in train valid; do
+    tsv=$CORPUS/$split/phonemes.tsv
+    if [[ ! -s $tsv || $CORPUS/$split/sentences.txt -nt $tsv || $(wc -l <"$tsv") -ne $(find "$CORPUS/$split" -mindepth 2 -maxdepth 2 -name '*.wav' | wc -l) ]]; then
+      "$RECIPE_DIR/phonemes.sh" "$CORPUS/$split"
+    fi
+  done
 fi
 
 run_common_stages "$WORK/corpus"

@@ -24,8 +24,20 @@ pub struct State {
 }
 
 const OPTIM_FILE: &str = "optim.safetensors";
-/// Weights of training-only layers (the speaker adversary), never part of a model folder.
-const AUX_FILE: &str = "adversary.safetensors";
+/// Weights of training-only layers (the speaker adversary, the phonetic head), never part of a
+/// model folder.
+const AUX_FILE: &str = "training_only.safetensors";
+/// [`AUX_FILE`]'s name in checkpoints written before the phonetic head existed.
+const OLD_AUX_FILE: &str = "adversary.safetensors";
+
+/// What a training-only tensor belongs to, for messages: the recipe setting that adds it.
+fn layer_of(name: &str) -> &'static str {
+    if name.starts_with("phonetic.") {
+        "the phonetic head (train.lambda_phone)"
+    } else {
+        "the speaker adversary (train.lambda_adv)"
+    }
+}
 const STATE_FILE: &str = "state.json";
 
 /// The checkpoint folders under `dir`, oldest first.
@@ -173,37 +185,47 @@ pub fn restore(
             .ok_or_else(|| file_err(ckpt, format!("tensor `{name}` missing")))?;
         var.set(t)?;
     }
-    let aux_path = ckpt.join(AUX_FILE);
-    match (aux, aux_path.is_file()) {
-        (Some(aux), true) => {
-            let saved = candle_core::safetensors::load(&aux_path, device)
-                .map_err(|e| file_err(&aux_path, format!("not a readable safetensors file: {e}")))?;
-            for (name, var) in aux
-                .data()
-                .lock()
-                .map_err(|_| file_err(ckpt, "parameter map lock poisoned"))?
-                .iter()
-            {
-                let t = saved
-                    .get(name)
-                    .filter(|t| t.dims() == var.dims())
-                    .ok_or_else(|| file_err(&aux_path, format!("tensor `{name}` missing or of another shape")))?;
-                var.set(t)?;
+    let aux_path = [AUX_FILE, OLD_AUX_FILE]
+        .iter()
+        .map(|f| ckpt.join(f))
+        .find(|p| p.is_file());
+    let mut saved = match &aux_path {
+        Some(p) => candle_core::safetensors::load(p, device)
+            .map_err(|e| file_err(p, format!("not a readable safetensors file: {e}")))?,
+        None => HashMap::new(),
+    };
+    if let Some(aux) = aux {
+        for (name, var) in aux
+            .data()
+            .lock()
+            .map_err(|_| file_err(ckpt, "parameter map lock poisoned"))?
+            .iter()
+        {
+            let t = saved.remove(name).ok_or_else(|| {
+                file_err(
+                    ckpt,
+                    format!("was trained without {} that the recipe asks for", layer_of(name)),
+                )
+            })?;
+            if t.dims() != var.dims() {
+                return Err(file_err(
+                    ckpt,
+                    format!(
+                        "tensor `{name}` of {} is {:?}, the recipe's is {:?} (another corpus or transcripts?)",
+                        layer_of(name),
+                        t.dims(),
+                        var.dims()
+                    ),
+                ));
             }
+            var.set(&t)?;
         }
-        (Some(_), false) => {
-            return Err(file_err(
-                ckpt,
-                "was trained without the speaker adversary the recipe asks for (train.lambda_adv)",
-            ))
-        }
-        (None, true) => {
-            return Err(file_err(
-                ckpt,
-                "was trained with a speaker adversary; the recipe has none (train.lambda_adv = 0)",
-            ))
-        }
-        (None, false) => {}
+    }
+    if let Some(name) = saved.keys().min() {
+        return Err(file_err(
+            ckpt,
+            format!("was trained with {}; the recipe has none", layer_of(name)),
+        ));
     }
     restore_optim(ckpt, opt, &state, device)?;
     Ok(state)

@@ -173,8 +173,22 @@ enum Features {
 pub struct Utt {
     /// Index into the features (a mel in memory, or a store entry).
     id: usize,
+    /// Index into the scanned utterances the dataset was made from.
+    src: usize,
     /// Frames.
     pub frames: usize,
+}
+
+/// A training utterance with its phoneme transcript (classes of
+/// [`crate::phonetic::Transcripts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneUtt {
+    /// Index into [`Dataset::train`].
+    pub speaker: usize,
+    /// Index into the speaker's utterances.
+    pub utt: usize,
+    /// The phonemes.
+    pub labels: Vec<u32>,
 }
 
 /// Training and validation utterances, grouped by speaker.
@@ -187,6 +201,22 @@ pub struct Dataset {
     pub valid: Vec<Mel>,
     /// Frames per training segment.
     pub segment_frames: usize,
+    /// Each scanned utterance's path relative to the corpus, with `/` (what [`Utt`]'s `src`
+    /// indexes): the key of its transcript.
+    keys: Vec<String>,
+}
+
+/// `utts`' paths relative to `corpus`, with `/`.
+fn keys_of(corpus: &Path, utts: &[Utterance]) -> Vec<String> {
+    utts.iter()
+        .map(|u| {
+            let rel = u.path.strip_prefix(corpus).unwrap_or(&u.path);
+            rel.components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect()
 }
 
 /// Groups utterances (sorted by speaker) into training utterances per speaker and validation
@@ -241,6 +271,7 @@ fn utts_of(
                 .into_iter()
                 .map(|k| Utt {
                     id: id(k),
+                    src: k,
                     frames: frames[k],
                 })
                 .collect();
@@ -270,6 +301,7 @@ impl Dataset {
             features: Features::Memory(mels),
             valid,
             segment_frames,
+            keys: keys_of(corpus, utts),
         })
     }
 
@@ -307,6 +339,7 @@ impl Dataset {
             features: Features::Store(store),
             valid,
             segment_frames,
+            keys: keys_of(corpus, utts),
         })
     }
 
@@ -372,6 +405,50 @@ impl Dataset {
             }
         }
         Ok(Tensor::from_vec(data, (picks.len(), n_mels, seg), device)?)
+    }
+
+    /// The training utterances that `transcripts` transcribes (by their path relative to the
+    /// corpus), with their labels, where the content code (`frame_multiple` frames per code
+    /// frame) has frames enough for CTC; and how many training utterances have no transcript.
+    pub fn transcribed(
+        &self,
+        transcripts: &crate::phonetic::Transcripts,
+        frame_multiple: usize,
+    ) -> (Vec<PhoneUtt>, usize) {
+        let (mut out, mut missing) = (Vec::new(), 0);
+        for (speaker, (_, list)) in self.train.iter().enumerate() {
+            for (utt, u) in list.iter().enumerate() {
+                match transcripts.by_path.get(&self.keys[u.src]) {
+                    Some(labels) if crate::phonetic::min_frames(labels) <= u.frames / frame_multiple => {
+                        out.push(PhoneUtt {
+                            speaker,
+                            utt,
+                            labels: labels.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => missing += 1,
+                }
+            }
+        }
+        (out, missing)
+    }
+
+    /// A whole training utterance, `[1, n_mels, frames]` with its frames cut to a multiple of
+    /// `multiple`.
+    pub fn utterance(&self, speaker: usize, utt: usize, multiple: usize, device: &Device) -> Result<Tensor> {
+        let u = self.train[speaker].1[utt];
+        let frames = u.frames / multiple * multiple;
+        let n_mels = self.n_mels();
+        let data = match &self.features {
+            Features::Memory(mels) => mels[u.id].range(0, frames).data,
+            Features::Store(store) => {
+                let mut data = Vec::with_capacity(n_mels * frames);
+                store.read(u.id, 0, frames, &mut data)?;
+                data
+            }
+        };
+        Ok(Tensor::from_vec(data, (1, n_mels, frames), device)?)
     }
 
     /// Bands per frame.
@@ -483,5 +560,28 @@ mod tests {
                 assert_eq!(band, &want);
             }
         }
+    }
+
+    /// Transcripts are matched by corpus-relative path; an utterance too short for its labels
+    /// is left out, one without a transcript counted; a whole utterance is read cut to the
+    /// code's frame multiple.
+    #[test]
+    fn transcribed_utterances_and_whole_utterances() {
+        let data = dataset();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.tsv");
+        std::fs::write(&p, "a/0.wav\tk a t s u\na/2.wav\tk a t\nb/3.wav\tt t\n").unwrap();
+        let t = crate::phonetic::Transcripts::read(&p).unwrap();
+        let (list, missing) = data.transcribed(&t, 4);
+        assert_eq!(missing, 1, "a/1.wav has no transcript");
+        let got: Vec<(usize, usize, usize)> = list.iter().map(|u| (u.speaker, u.utt, u.labels.len())).collect();
+        // a/0: 20 frames, 5 code frames, 5 labels; a/2: 2 code frames for 3 labels (left out);
+        // b/3: 3 code frames for `t t` (a blank between them).
+        assert_eq!(got, [(0, 0, 5), (1, 0, 2)]);
+        let x = data.utterance(0, 1, 4, &Device::Cpu).unwrap();
+        assert_eq!(x.dims(), &[1, 2, 28]);
+        let x = x.to_vec3::<f32>().unwrap();
+        let want: Vec<f32> = (0..28).map(|t| (1000 + t) as f32).collect();
+        assert_eq!(x[0][1], want);
     }
 }

@@ -20,6 +20,7 @@ pub mod data;
 mod error;
 pub mod loss;
 pub mod optim;
+pub mod phonetic;
 pub mod recipe;
 pub mod selfcheck;
 pub mod step;

@@ -56,6 +56,15 @@ pub struct DataSection {
     /// Utterances per speaker held out for validation.
     #[serde(default = "default_valid")]
     pub valid_per_speaker: usize,
+    /// Phoneme transcripts for the phonetic head (`train.lambda_phone`): a TSV file of
+    /// corpus-relative audio paths and their phonemes separated by spaces
+    /// (`crate::phonetic::Transcripts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phonemes: Option<PathBuf>,
+}
+
+fn default_phone_batch() -> usize {
+    4
 }
 
 fn default_segment() -> usize {
@@ -132,6 +141,15 @@ pub struct TrainSection {
     /// out; its weights are training-only (`adversary.safetensors` in checkpoints).
     #[serde(default)]
     pub lambda_adv: f64,
+    /// Weight of the phonetic head (`crate::phonetic`): a training-only classifier of phonemes
+    /// reads the content code of whole utterances and CTC scores it against their transcripts
+    /// (`data.phonemes`), so that the code must carry what is said. 0 (the default) leaves it
+    /// out.
+    #[serde(default)]
+    pub lambda_phone: f64,
+    /// Whole utterances per step for the phonetic head.
+    #[serde(default = "default_phone_batch")]
+    pub phone_batch: usize,
     /// The denoising auto-encoder: the content encoder reads each segment with noise added at
     /// a signal-to-noise ratio drawn from this many dB to 20 dB more (white, pink or brown
     /// noise), while the loss asks for the clean segment (`crate::augment`). 0 turns it off.
@@ -301,7 +319,10 @@ impl Recipe {
             err(format!("invalid recipe (line {line}): {}", e.message()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut r.data.corpus, &mut r.data.cache, &mut r.output.dir] {
+        for p in [&mut r.data.corpus, &mut r.data.cache, &mut r.output.dir]
+            .into_iter()
+            .chain(r.data.phonemes.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -372,6 +393,15 @@ impl Recipe {
                 "train.lambda_adv {} must be a non-negative number",
                 self.train.lambda_adv
             ));
+        }
+        if !(self.train.lambda_phone >= 0.0 && self.train.lambda_phone.is_finite()) {
+            return Err(format!(
+                "train.lambda_phone {} must be a non-negative number",
+                self.train.lambda_phone
+            ));
+        }
+        if self.train.lambda_phone > 0.0 && (self.data.phonemes.is_none() || self.train.phone_batch == 0) {
+            return Err("train.lambda_phone needs data.phonemes (the transcripts) and train.phone_batch ≥ 1".into());
         }
         if !(self.train.denoise_snr_db.is_finite() && (0.0..=1.0).contains(&self.train.denoise_reverb)) {
             return Err("train.denoise_snr_db must be a number (0: off) and train.denoise_reverb from 0 to 1".into());

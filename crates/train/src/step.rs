@@ -14,6 +14,7 @@ use voxswap_model::AdaInVc;
 
 use crate::adversary::SpeakerAdversary;
 use crate::loss::ae_loss;
+use crate::phonetic::PhoneHead;
 use crate::Result;
 
 /// The gradients of a batch's loss, and the loss's parts as numbers.
@@ -174,21 +175,70 @@ pub fn sharded(b: usize, params: &[Var], parts: usize, shard: &Shard) -> Result<
         None => (GradStore::default(), vec![0.0; parts]),
     };
     for s in shards {
-        let (mut g, p) = s?;
+        let (g, p) = s?;
         for (acc, v) in sums.iter_mut().zip(p) {
             *acc += v;
         }
-        for v in params {
-            if let Some(other) = g.remove(v.as_tensor()) {
-                let sum = match grads.remove(v.as_tensor()) {
-                    Some(mine) => (mine + other)?,
-                    None => other,
-                };
-                grads.insert(v.as_tensor(), sum);
-            }
-        }
+        add_grads(&mut grads, g, params)?;
     }
     Ok((grads, sums))
+}
+
+/// Adds `other`'s gradients of `params` to `grads`.
+///
+/// # Errors
+/// Gradients of different shapes.
+pub fn add_grads(grads: &mut GradStore, mut other: GradStore, params: &[Var]) -> Result<()> {
+    for v in params {
+        if let Some(o) = other.remove(v.as_tensor()) {
+            let sum = match grads.remove(v.as_tensor()) {
+                Some(mine) => (mine + o)?,
+                None => o,
+            };
+            grads.insert(v.as_tensor(), sum);
+        }
+    }
+    Ok(())
+}
+
+/// The phonetic head's part of a step (`train.lambda_phone`, [`crate::phonetic`]): CTC on the
+/// content code of whole utterances (`mels[i]`, `[1, n_mels, T_i]`, transcribed by `labels[i]`),
+/// one utterance at a time (no padding: exact for every preset), the utterances split across
+/// the threads. Returns the gradients of `weight` times the mean CTC loss (per label) and that
+/// mean; utterances without an alignment (none, after [`crate::data::Dataset::transcribed`])
+/// count as zero.
+///
+/// # Errors
+/// Shape errors from the tensors.
+pub fn phonetic_backward(
+    model: &AdaInVc,
+    head: &PhoneHead,
+    params: &[Var],
+    mels: &[Tensor],
+    labels: &[Vec<u32>],
+    weight: f64,
+) -> Result<(GradStore, f32)> {
+    let n = mels.len();
+    let (grads, sums) = sharded(n, params, 1, &|start, len| {
+        let mut total: Option<Tensor> = None;
+        let mut loss = 0.0f64;
+        for j in start..start + len {
+            let (mu, _) = model.content.forward(&mels[j])?;
+            if let Some((l, sur)) = head.ctc(&mu.squeeze(0)?, &labels[j], weight / n as f64)? {
+                loss += l / n as f64;
+                total = Some(match total {
+                    Some(t) => (t + sur)?,
+                    None => sur,
+                });
+            }
+        }
+        let grads = match total {
+            Some(t) => t.backward()?,
+            None => GradStore::default(),
+        };
+        Ok((grads, vec![loss as f32]))
+    })?;
+    Ok((grads, sums[0]))
 }
 
 #[cfg(test)]

@@ -15,10 +15,12 @@ use voxswap_audio::plot;
 use voxswap_model::{init, AdaInVc, ModelConfig};
 
 use crate::adversary::SpeakerAdversary;
+use crate::data::PhoneUtt;
 use crate::data::{load_store, scan_corpus, warp_batch, Dataset};
 use crate::error::file_err;
 use crate::loss::ae_loss;
 use crate::optim::Adam;
+use crate::phonetic::{PhoneHead, Transcripts};
 use crate::recipe::{Recipe, SpeakerReference};
 use crate::step;
 
@@ -44,6 +46,9 @@ pub enum LogRecord {
         /// when the content code tells nothing of the speaker.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         adv: Option<f32>,
+        /// The phonetic head's CTC loss per phoneme (with `train.lambda_phone`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phone: Option<f32>,
         /// Learning rate.
         lr: f64,
         /// Gradient norm before clipping.
@@ -116,6 +121,8 @@ pub trait Observer {
     fn checkpoint(&mut self, _path: &Path) {}
     /// The device self-check passed (run before training on anything but the CPU).
     fn self_check(&mut self, _report: &crate::selfcheck::SelfCheck) {}
+    /// Something the user should know about the run's set-up (one line).
+    fn note(&mut self, _text: &str) {}
 }
 
 /// An observer that ignores everything.
@@ -219,20 +226,44 @@ pub fn train_on(
     let vars = VarMap::new();
     let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, device))?;
     init::init_pytorch_like(&vars, recipe.train.seed)?;
-    // The speaker adversary (train.lambda_adv): training-only weights in a map of their own,
-    // seeded apart from the model's so that the model starts as it would without one.
-    let aux = (recipe.train.lambda_adv > 0.0).then(VarMap::new);
-    let adversary = match &aux {
-        Some(aux) => {
-            let a = SpeakerAdversary::new(
-                cfg.content.c_out,
-                data.n_speakers(),
-                VarBuilder::from_varmap(aux, DType::F32, device).pp("adversary"),
-            )?;
-            init::init_pytorch_like(aux, recipe.train.seed ^ 0xad7e_5a4d)?;
-            Some(a)
+    // The phonetic head's transcripts (train.lambda_phone), matched to the training utterances.
+    let phones = match (&recipe.data.phonemes, recipe.train.lambda_phone > 0.0) {
+        (Some(path), true) => {
+            let t = Transcripts::read(path)?;
+            let (list, missing) = data.transcribed(&t, cfg.frame_multiple());
+            if list.is_empty() {
+                return Err(file_err(
+                    path,
+                    "transcribes none of the training utterances (paths relative to data.corpus)",
+                ));
+            }
+            observer.note(&format!(
+                "phonetic head: {} phonemes, {} training utterances transcribed, {missing} not",
+                t.inventory.len(),
+                list.len()
+            ));
+            Some((t, list))
         }
-        None => None,
+        _ => None,
+    };
+    // The training-only layers (train.lambda_adv, train.lambda_phone): weights in a map of
+    // their own, seeded apart from the model's so that the model starts as it would without
+    // them (in name order: the adversary's values do not depend on the head's presence).
+    let aux = (recipe.train.lambda_adv > 0.0 || phones.is_some()).then(VarMap::new);
+    let (adversary, head) = match &aux {
+        Some(aux) => {
+            let vb = VarBuilder::from_varmap(aux, DType::F32, device);
+            let a = (recipe.train.lambda_adv > 0.0)
+                .then(|| SpeakerAdversary::new(cfg.content.c_out, data.n_speakers(), vb.pp("adversary")))
+                .transpose()?;
+            let h = phones
+                .as_ref()
+                .map(|(t, _)| PhoneHead::new(cfg.content.c_out, t.n_classes(), vb.pp("phonetic")))
+                .transpose()?;
+            init::init_pytorch_like(aux, recipe.train.seed ^ 0xad7e_5a4d)?;
+            (a, h)
+        }
+        None => (None, None),
     };
     let mut params: Vec<(String, Var)> = Vec::new();
     for map in std::iter::once(&vars).chain(aux.as_ref()) {
@@ -274,6 +305,8 @@ pub fn train_on(
         model: &model,
         trained: &trained,
         adversary: adversary.as_ref(),
+        phonetic: head.as_ref().zip(phones.as_ref().map(|(_, l)| l.as_slice())),
+        last_phone: 0.0,
         valid: &valid,
         vars: &vars,
         aux: aux.as_ref(),
@@ -410,6 +443,10 @@ struct ModelTask<'a> {
     model: &'a AdaInVc,
     trained: &'a [Var],
     adversary: Option<&'a SpeakerAdversary>,
+    /// The phonetic head and the transcribed training utterances.
+    phonetic: Option<(&'a PhoneHead, &'a [PhoneUtt])>,
+    /// The last step's CTC loss.
+    last_phone: f32,
     valid: &'a [Tensor],
     vars: &'a VarMap,
     aux: Option<&'a VarMap>,
@@ -492,8 +529,32 @@ impl Task for ModelTask<'_> {
             self.lambda_kl,
             self.adversary.map(|a| (a, recipe.train.lambda_adv)),
         )?;
-        let grads = std::mem::take(&mut sg.grads);
-        let value = sg.total;
+        let mut grads = std::mem::take(&mut sg.grads);
+        let mut value = sg.total;
+        // The phonetic head reads whole utterances, drawn last (runs without it draw as before),
+        // the content encoder's frequency warp applied as to the segments.
+        if let Some((head, list)) = self.phonetic {
+            let mut mels = Vec::with_capacity(recipe.train.phone_batch);
+            let mut labels = Vec::with_capacity(recipe.train.phone_batch);
+            for _ in 0..recipe.train.phone_batch {
+                let p = &list[rng.random_range(0..list.len())];
+                let mel = data.utterance(p.speaker, p.utt, cfg.frame_multiple(), device)?;
+                let mel = if recipe.train.content_warp != 0.0 {
+                    let span = (1.0 + recipe.train.content_warp).ln();
+                    warp_batch(&mel, &[rng.random_range(-span..=span).exp()], &cfg.frontend)?
+                } else {
+                    mel
+                };
+                mels.push(mel);
+                labels.push(p.labels.clone());
+            }
+            let lambda = recipe.train.lambda_phone;
+            let (g, ctc) = step::phonetic_backward(self.model, head, self.trained, &mels, &labels, lambda)?;
+            step::add_grads(&mut grads, g, self.trained)?;
+            value += (lambda as f32) * ctc;
+            self.last_phone = ctc;
+        }
+        sg.total = value;
         self.last = Some(sg);
         Ok((grads, value))
     }
@@ -510,6 +571,7 @@ impl Task for ModelTask<'_> {
             kl,
             lambda_kl: self.lambda_kl,
             adv: self.adversary.is_some().then_some(adv),
+            phone: self.phonetic.is_some().then_some(self.last_phone),
             lr,
             grad_norm,
             steps_per_s,

@@ -36,6 +36,12 @@ fn make_corpus(dir: &Path) -> PathBuf {
 }
 
 fn recipe(dir: &Path, steps: u64, extra: &str) -> Recipe {
+    recipe_text(dir, steps, extra);
+    Recipe::load(&dir.join("recipe.toml")).unwrap()
+}
+
+/// Writes the corpus and `recipe.toml` (see [`recipe`]) without loading it.
+fn recipe_text(dir: &Path, steps: u64, extra: &str) {
     make_corpus(dir);
     let text = format!(
         r#"
@@ -66,9 +72,7 @@ lr = 0.003
 dir = "run"
 "#
     );
-    let path = dir.join("recipe.toml");
-    std::fs::write(&path, text).unwrap();
-    Recipe::load(&path).unwrap()
+    std::fs::write(dir.join("recipe.toml"), text).unwrap();
 }
 
 fn train_records(dir: &Path) -> Vec<(u64, f32)> {
@@ -273,9 +277,9 @@ fn speaker_adversary_trains_resumes_and_stays_out_of_the_model() {
     let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
     assert!(w(0) == w(1), "resumed weights differ from the straight run's");
     assert!(w(0) != w(2), "the adversary changed nothing");
-    let a = |i: usize| std::fs::read(ckpt(i).join("adversary.safetensors")).unwrap();
+    let a = |i: usize| std::fs::read(ckpt(i).join("training_only.safetensors")).unwrap();
     assert!(a(0) == a(1), "resumed adversary differs from the straight run's");
-    assert!(!ckpt(2).join("adversary.safetensors").exists());
+    assert!(!ckpt(2).join("training_only.safetensors").exists());
     // Its cross-entropy is logged: near ln 3 for three speakers at the start.
     let log = std::fs::read_to_string(dirs[0].path().join("run/train.jsonl")).unwrap();
     let first: f32 = log
@@ -296,6 +300,84 @@ fn speaker_adversary_trains_resumes_and_stays_out_of_the_model() {
     std::fs::write(&path, text.replace("lambda_adv = 0.5", "lambda_adv = -1")).unwrap();
     let err = Recipe::load(&path).unwrap_err().to_string();
     assert!(err.contains("lambda_adv"), "{err}");
+}
+
+/// Phoneme transcripts of the tiny corpus's training utterances (espeak-ng's, as
+/// `recipes/synth/phonemes.sh` writes them); `b.wav`, held out for validation, has none.
+const PHONEMES: &str = "m/a.wav\tD @2 b 3: tS k @ n u: s l I d O2 n D @2 s m u: D p l a N k s\n\
+f/a.wav\tg l u: D @2 S i: t t @ D @2 d A@ k b l u: b a k g r aU n d\n\
+s/a.wav\tI t s i: z i t @ t E l D @2 d E p T @ v @ w E l\n";
+
+fn phone_recipe(dir: &Path, steps: u64, tsv: &str) -> Recipe {
+    recipe_text(dir, steps, "lambda_phone = 1.0\nphone_batch = 2");
+    std::fs::write(dir.join("phonemes.tsv"), tsv).unwrap();
+    let path = dir.join("recipe.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "valid_per_speaker = 1\n",
+        "valid_per_speaker = 1\nphonemes = \"phonemes.tsv\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    Recipe::load(&path).unwrap()
+}
+
+/// The phonetic head (`train.lambda_phone`): its CTC loss is logged and falls, it changes what
+/// the model learns, a resumed run equals a straight one, its weights stay out of the model
+/// folder, and a recipe that disagrees about it (or transcripts that name no training
+/// utterance) is refused.
+#[test]
+fn phonetic_head_trains_resumes_and_stays_out_of_the_model() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let straight = phone_recipe(dirs[0].path(), 40, PHONEMES);
+    trainer::train(&straight, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let resumed = phone_recipe(dirs[1].path(), 40, PHONEMES);
+    let out = trainer::train(&resumed, &Device::Cpu, &STOP, &mut StopAt(20, &STOP), &|_, _| {}).unwrap();
+    assert!(matches!(out, Outcome::Interrupted { step: 20, .. }), "{out:?}");
+    let mut without = resumed.clone();
+    without.train.lambda_phone = 0.0;
+    let err = trainer::train(&without, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("phonetic head"), "{err}");
+    trainer::train(&resumed, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let plain = recipe(dirs[2].path(), 40, "");
+    trainer::train(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
+    let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
+    assert!(w(0) == w(1), "resumed weights differ from the straight run's");
+    assert!(w(0) != w(2), "the phonetic head changed nothing");
+    let a = |i: usize| std::fs::read(ckpt(i).join("training_only.safetensors")).unwrap();
+    assert!(a(0) == a(1), "resumed head differs from the straight run's");
+    // The CTC loss per phoneme is logged and falls.
+    let log = std::fs::read_to_string(dirs[0].path().join("run/train.jsonl")).unwrap();
+    let phone: Vec<f32> = log
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
+            LogRecord::Train { phone, .. } => phone,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(phone.len(), 8);
+    assert!(phone.iter().all(|p| p.is_finite() && *p > 0.0), "{phone:?}");
+    assert!(phone[7] < phone[0] * 0.7, "CTC loss did not fall: {phone:?}");
+    // The checkpoint is a model folder that loads and converts.
+    let vc = voxswap_model::VoiceConverter::load(&ckpt(0), &Device::Cpu).unwrap();
+    let mel = voxswap_train::data::compute_mel(&clips().join("speech_m.wav"), &vc.config().frontend).unwrap();
+    let spk = vc.embed(std::slice::from_ref(&mel)).unwrap();
+    assert!(vc.convert(&mel, &spk).unwrap().data.iter().all(|v| v.is_finite()));
+    // Transcripts of other paths are refused.
+    let d = tempfile::tempdir().unwrap();
+    let other = phone_recipe(d.path(), 10, &PHONEMES.replace("/a.wav", "/x.wav"));
+    let err = trainer::train(&other, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("transcribes none of the training utterances"), "{err}");
+    // The recipe needs the transcripts with the head.
+    let text = std::fs::read_to_string(d.path().join("recipe.toml")).unwrap();
+    let path = d.path().join("bad.toml");
+    std::fs::write(&path, text.replace("phonemes = \"phonemes.tsv\"\n", "")).unwrap();
+    let err = Recipe::load(&path).unwrap_err().to_string();
+    assert!(err.contains("data.phonemes"), "{err}");
 }
 
 fn vocoder_records(dir: &Path) -> Vec<(u64, f32)> {
