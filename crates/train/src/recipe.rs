@@ -141,6 +141,12 @@ pub struct TrainSection {
     /// out; its weights are training-only (`adversary.safetensors` in checkpoints).
     #[serde(default)]
     pub lambda_adv: f64,
+    /// Weight of the speaker-consistency loss (`crate::step::consistency_loss`): each segment
+    /// is also decoded in another segment's voice and the speaker encoder, reading the
+    /// conversion, should hear that voice (1 − cosine of the global vectors). 0 (the default)
+    /// leaves it out.
+    #[serde(default)]
+    pub lambda_cons: f64,
     /// Weight of the phonetic head (`crate::phonetic`): a training-only classifier of phonemes
     /// reads the content code of whole utterances and CTC scores it against their transcripts
     /// (`data.phonemes`), so that the code must carry what is said. 0 (the default) leaves it
@@ -392,6 +398,12 @@ impl Recipe {
             return Err(format!(
                 "train.lambda_adv {} must be a non-negative number",
                 self.train.lambda_adv
+            ));
+        }
+        if !(self.train.lambda_cons >= 0.0 && self.train.lambda_cons.is_finite()) {
+            return Err(format!(
+                "train.lambda_cons {} must be a non-negative number",
+                self.train.lambda_cons
             ));
         }
         if !(self.train.lambda_phone >= 0.0 && self.train.lambda_phone.is_finite()) {

@@ -30,6 +30,9 @@ pub struct StepGrads {
     pub kl: f32,
     /// The speaker adversary's cross-entropy (0 without one).
     pub adv: f32,
+    /// The speaker-consistency loss (0 without it): 1 − cosine between the speaker vector
+    /// conversions are rendered in and what the speaker encoder hears in them.
+    pub cons: f32,
 }
 
 /// What one training step reads: the segments to reconstruct and what each encoder sees of them.
@@ -82,13 +85,46 @@ pub fn forward_backward(
     lambda_rec: f64,
     lambda_kl: f64,
 ) -> Result<StepGrads> {
-    forward_backward_with(model, params, batch, lambda_rec, lambda_kl, None)
+    forward_backward_with(model, params, batch, lambda_rec, lambda_kl, None, 0.0)
+}
+
+/// Speaker consistency (`train.lambda_cons`): each segment's content code (its mean, as at
+/// conversion) is decoded in the voice of the next segment of the shard (the batch rolled by
+/// one, mostly another speaker), the conversion re-encoded by the speaker encoder, and the loss
+/// is 1 − the cosine between the global vector it was rendered with (held fixed) and the one
+/// heard in it, both taken from the shard's mean vector, averaged over the shard. `None` for a
+/// shard of one segment.
+///
+/// # Errors
+/// Shape errors from the tensors.
+pub fn consistency_loss(model: &AdaInVc, out: &voxswap_model::AeOutput) -> Result<Option<Tensor>> {
+    let n = out.speaker.dim(0)?;
+    if n < 2 {
+        return Ok(None);
+    }
+    let c = model.config().speaker.c_out;
+    let rolled = Tensor::cat(&[out.speaker.narrow(0, 1, n - 1)?, out.speaker.narrow(0, 0, 1)?], 0)?.detach();
+    let converted = model.decoder.forward(&out.mu, &rolled)?;
+    // Around the shard's mean voice: the global vectors share a large common part (their raw
+    // cosines are all near 1 from the start), which would hide what tells voices apart.
+    let want = rolled.narrow(1, 0, c)?;
+    let centre = want.mean_keepdim(0)?;
+    let heard = model
+        .speaker
+        .forward(&converted)?
+        .narrow(1, 0, c)?
+        .broadcast_sub(&centre)?;
+    let want = want.broadcast_sub(&centre)?;
+    let dot = (&heard * &want)?.sum(1)?;
+    let norms = (heard.sqr()?.sum(1)?.sqrt()? * want.sqr()?.sum(1)?.sqrt()?)?;
+    let cos = (dot / (norms + 1e-8)?)?;
+    Ok(Some(cos.mean_all()?.affine(-1.0, 1.0)?))
 }
 
 /// [`forward_backward`] with a speaker adversary and its weight λ_adv: the loss gains
 /// λ_adv · its cross-entropy on the content code's mean, read through a gradient reversal (see
 /// [`crate::adversary`]); `params` should then hold the adversary's weights too, and the batch
-/// its speakers.
+/// its speakers. With `lambda_cons` > 0 it also gains λ_cons · [`consistency_loss`].
 ///
 /// # Errors
 /// A batch without speakers for an adversary; shape errors from the tensors.
@@ -99,9 +135,10 @@ pub fn forward_backward_with(
     lambda_rec: f64,
     lambda_kl: f64,
     adversary: Option<(&SpeakerAdversary, f64)>,
+    lambda_cons: f64,
 ) -> Result<StepGrads> {
     let b = batch.target.dim(0)?;
-    let (grads, sums) = sharded(b, params, 4, &|start, len| {
+    let (grads, sums) = sharded(b, params, 5, &|start, len| {
         let part = if len == b {
             batch.clone()
         } else {
@@ -122,6 +159,13 @@ pub fn forward_backward_with(
             }
             (None, _) => (loss.total.clone(), 0.0),
         };
+        let (total, cons) = match lambda_cons > 0.0 {
+            true => match consistency_loss(model, &out)? {
+                Some(c) => ((total + c.affine(lambda_cons, 0.0)?)?, c.to_scalar::<f32>()?),
+                None => (total, 0.0),
+            },
+            false => (total, 0.0),
+        };
         // Each shard's means, weighted by its share of the batch, add up to the batch's means.
         let share = len as f64 / b as f64;
         let total = total.affine(share, 0.0)?;
@@ -134,6 +178,7 @@ pub fn forward_backward_with(
                 loss.rec.to_scalar::<f32>()? * s,
                 loss.kl.to_scalar::<f32>()? * s,
                 adv * s,
+                cons * s,
             ],
         ))
     })?;
@@ -143,6 +188,7 @@ pub fn forward_backward_with(
         rec: sums[1],
         kl: sums[2],
         adv: sums[3],
+        cons: sums[4],
     })
 }
 
@@ -314,5 +360,59 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The consistency loss is 1 − the cosine between each rolled voice and what the speaker
+    /// encoder hears in the conversion (checked by hand), and its gradient lowers it.
+    #[test]
+    fn consistency_is_one_minus_cosine_and_descends() {
+        let dev = Device::Cpu;
+        let cfg = ModelConfig::tiny_stream();
+        let vars = VarMap::new();
+        let model = AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        init::init_pytorch_like(&vars, 5).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, cfg.frontend.n_mels, 32), &dev).unwrap();
+        let noise = Tensor::zeros((3, cfg.content.c_out, 32), DType::F32, &dev).unwrap();
+        let loss = |model: &AdaInVc| {
+            let out = model.forward(&x, &noise).unwrap();
+            (consistency_loss(model, &out).unwrap().unwrap(), out)
+        };
+        let (l, out) = loss(&model);
+        let spk = out.speaker.to_vec2::<f32>().unwrap();
+        let c = cfg.speaker.c_out;
+        let centre: Vec<f32> = (0..c).map(|k| spk.iter().map(|v| v[k]).sum::<f32>() / 3.0).collect();
+        let mut want = 0.0;
+        for i in 0..3 {
+            let j = (i + 1) % 3;
+            let v = Tensor::new(spk[j].as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
+            let mu = out.mu.narrow(0, i, 1).unwrap();
+            let heard = model
+                .speaker
+                .forward(&model.decoder.forward(&mu, &v).unwrap())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let a: Vec<f32> = heard[0][..c].iter().zip(&centre).map(|(p, q)| p - q).collect();
+            let b: Vec<f32> = spk[j][..c].iter().zip(&centre).map(|(p, q)| p - q).collect();
+            let dot: f32 = a.iter().zip(&b).map(|(p, q)| p * q).sum();
+            let na: f32 = a.iter().map(|p| p * p).sum::<f32>().sqrt();
+            let nb: f32 = b.iter().map(|p| p * p).sum::<f32>().sqrt();
+            want += (1.0 - dot / (na * nb)) / 3.0;
+        }
+        let got = l.to_scalar::<f32>().unwrap();
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let g = l.backward().unwrap();
+        for v in vars.all_vars() {
+            if let Some(d) = g.get(v.as_tensor()) {
+                v.set(&(v.as_tensor() - d.affine(0.05, 0.0).unwrap()).unwrap()).unwrap();
+            }
+        }
+        let after = loss(&model).0.to_scalar::<f32>().unwrap();
+        assert!(after < got, "{got} -> {after}");
+        // One segment has no other voice to be rendered in.
+        let out1 = model
+            .forward(&x.narrow(0, 0, 1).unwrap(), &noise.narrow(0, 0, 1).unwrap())
+            .unwrap();
+        assert!(consistency_loss(&model, &out1).unwrap().is_none());
     }
 }

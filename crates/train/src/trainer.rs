@@ -46,6 +46,9 @@ pub enum LogRecord {
         /// when the content code tells nothing of the speaker.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         adv: Option<f32>,
+        /// The speaker-consistency loss (with `train.lambda_cons`): 1 − cosine.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cons: Option<f32>,
         /// The phonetic head's CTC loss per phoneme (with `train.lambda_phone`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         phone: Option<f32>,
@@ -528,6 +531,7 @@ impl Task for ModelTask<'_> {
             recipe.train.lambda_rec,
             self.lambda_kl,
             self.adversary.map(|a| (a, recipe.train.lambda_adv)),
+            recipe.train.lambda_cons,
         )?;
         let mut grads = std::mem::take(&mut sg.grads);
         let mut value = sg.total;
@@ -560,10 +564,12 @@ impl Task for ModelTask<'_> {
     }
 
     fn record(&self, step: u64, lr: f64, grad_norm: f64, steps_per_s: f64) -> LogRecord {
-        let (loss, rec, kl, adv) = self
+        let (loss, rec, kl, adv, cons) = self
             .last
             .as_ref()
-            .map_or((f32::NAN, f32::NAN, f32::NAN, 0.0), |s| (s.total, s.rec, s.kl, s.adv));
+            .map_or((f32::NAN, f32::NAN, f32::NAN, 0.0, 0.0), |s| {
+                (s.total, s.rec, s.kl, s.adv, s.cons)
+            });
         LogRecord::Train {
             step,
             loss,
@@ -572,6 +578,7 @@ impl Task for ModelTask<'_> {
             lambda_kl: self.lambda_kl,
             adv: self.adversary.is_some().then_some(adv),
             phone: self.phonetic.is_some().then_some(self.last_phone),
+            cons: (self.recipe.train.lambda_cons > 0.0).then_some(cons),
             lr,
             grad_norm,
             steps_per_s,

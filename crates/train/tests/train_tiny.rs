@@ -380,6 +380,29 @@ fn phonetic_head_trains_resumes_and_stays_out_of_the_model() {
     assert!(err.contains("data.phonemes"), "{err}");
 }
 
+/// The speaker-consistency loss (`train.lambda_cons`) is logged, lies in [0, 2] and changes
+/// what the model learns.
+#[test]
+fn speaker_consistency_is_logged_and_trains() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let with = recipe(a.path(), 20, "lambda_cons = 1.0");
+    trainer::train(&with, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let plain = recipe(b.path(), 20, "");
+    trainer::train(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let log = std::fs::read_to_string(a.path().join("run/train.jsonl")).unwrap();
+    let cons: Vec<f32> = log
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
+            LogRecord::Train { cons, .. } => cons,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cons.len(), 4);
+    assert!(cons.iter().all(|c| (0.0..=2.0).contains(c)), "{cons:?}");
+    let w = |d: &Path| std::fs::read(d.join("run/checkpoints/step-00000020/model.safetensors")).unwrap();
+    assert!(w(a.path()) != w(b.path()), "the consistency loss changed nothing");
+}
+
 fn vocoder_records(dir: &Path) -> Vec<(u64, f32)> {
     std::fs::read_to_string(dir.join("run/vocoder/train.jsonl"))
         .unwrap()
