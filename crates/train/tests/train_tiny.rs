@@ -249,37 +249,55 @@ fn loss_equals_the_pytorch_reference() {
     }
 }
 
-/// The speaker adversary (`train.lambda_adv`): its cross-entropy is logged, it changes what the
-/// model learns, its weights stay out of the model folder (which still loads and converts), a
-/// resumed run equals a straight one, and a checkpoint is not resumed by a recipe that disagrees
-/// about it.
-#[test]
-fn speaker_adversary_trains_resumes_and_stays_out_of_the_model() {
-    static STOP: AtomicBool = AtomicBool::new(false);
+/// A training-only layer's common checks: a run made by `make(dir, 40)` interrupted at step 20
+/// and resumed equals a straight one (model and training-only weights), the same recipe with
+/// `disable` applied refuses its checkpoint naming `what`, and a plain recipe learns something
+/// else. Returns the folders: straight, resumed, plain.
+fn check_training_only_layer(
+    make: &dyn Fn(&Path, u64) -> Recipe,
+    disable: fn(&mut Recipe),
+    what: &str,
+) -> Vec<tempfile::TempDir> {
+    // A stop flag of this call's own: tests run side by side.
+    let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let adv = "lambda_adv = 0.5";
-    let straight = recipe(dirs[0].path(), 40, adv);
+    let straight = make(dirs[0].path(), 40);
     trainer::train(&straight, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
-    let resumed = recipe(dirs[1].path(), 40, adv);
-    let out = trainer::train(&resumed, &Device::Cpu, &STOP, &mut StopAt(20, &STOP), &|_, _| {}).unwrap();
+    let resumed = make(dirs[1].path(), 40);
+    let out = trainer::train(&resumed, &Device::Cpu, stop, &mut StopAt(20, stop), &|_, _| {}).unwrap();
     assert!(matches!(out, Outcome::Interrupted { step: 20, .. }), "{out:?}");
-    // The recipe without the adversary refuses the checkpoint that has one.
+    // The recipe without the layer refuses the checkpoint that has it.
     let mut without = resumed.clone();
-    without.train.lambda_adv = 0.0;
+    disable(&mut without);
     let err = trainer::train(&without, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("speaker adversary"), "{err}");
+    assert!(err.contains(what), "{err}");
     trainer::train(&resumed, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
     let plain = recipe(dirs[2].path(), 40, "");
     trainer::train(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
     let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
     let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
     assert!(w(0) == w(1), "resumed weights differ from the straight run's");
-    assert!(w(0) != w(2), "the adversary changed nothing");
+    assert!(w(0) != w(2), "{what} changed nothing");
     let a = |i: usize| std::fs::read(ckpt(i).join("training_only.safetensors")).unwrap();
-    assert!(a(0) == a(1), "resumed adversary differs from the straight run's");
+    assert!(a(0) == a(1), "resumed {what} differs from the straight run's");
     assert!(!ckpt(2).join("training_only.safetensors").exists());
+    dirs
+}
+
+/// The speaker adversary (`train.lambda_adv`): its cross-entropy is logged, it changes what the
+/// model learns, its weights stay out of the model folder (which still loads and converts), a
+/// resumed run equals a straight one, and a checkpoint is not resumed by a recipe that disagrees
+/// about it.
+#[test]
+fn speaker_adversary_trains_resumes_and_stays_out_of_the_model() {
+    let dirs = check_training_only_layer(
+        &|d, steps| recipe(d, steps, "lambda_adv = 0.5"),
+        |r| r.train.lambda_adv = 0.0,
+        "speaker adversary",
+    );
+    let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
     // Its cross-entropy is logged: near ln 3 for three speakers at the start.
     let log = std::fs::read_to_string(dirs[0].path().join("run/train.jsonl")).unwrap();
     let first: f32 = log
@@ -326,28 +344,12 @@ fn phone_recipe(dir: &Path, steps: u64, tsv: &str) -> Recipe {
 /// utterance) is refused.
 #[test]
 fn phonetic_head_trains_resumes_and_stays_out_of_the_model() {
-    static STOP: AtomicBool = AtomicBool::new(false);
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let straight = phone_recipe(dirs[0].path(), 40, PHONEMES);
-    trainer::train(&straight, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
-    let resumed = phone_recipe(dirs[1].path(), 40, PHONEMES);
-    let out = trainer::train(&resumed, &Device::Cpu, &STOP, &mut StopAt(20, &STOP), &|_, _| {}).unwrap();
-    assert!(matches!(out, Outcome::Interrupted { step: 20, .. }), "{out:?}");
-    let mut without = resumed.clone();
-    without.train.lambda_phone = 0.0;
-    let err = trainer::train(&without, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {})
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("phonetic head"), "{err}");
-    trainer::train(&resumed, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
-    let plain = recipe(dirs[2].path(), 40, "");
-    trainer::train(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let dirs = check_training_only_layer(
+        &|d, steps| phone_recipe(d, steps, PHONEMES),
+        |r| r.train.lambda_phone = 0.0,
+        "phonetic head",
+    );
     let ckpt = |i: usize| dirs[i].path().join("run/checkpoints/step-00000040");
-    let w = |i: usize| std::fs::read(ckpt(i).join("model.safetensors")).unwrap();
-    assert!(w(0) == w(1), "resumed weights differ from the straight run's");
-    assert!(w(0) != w(2), "the phonetic head changed nothing");
-    let a = |i: usize| std::fs::read(ckpt(i).join("training_only.safetensors")).unwrap();
-    assert!(a(0) == a(1), "resumed head differs from the straight run's");
     // The CTC loss per phoneme is logged and falls.
     let log = std::fs::read_to_string(dirs[0].path().join("run/train.jsonl")).unwrap();
     let phone: Vec<f32> = log
