@@ -18,5 +18,6 @@ done <"$dir/sentences.txt" >"$tmp.s"
 (($(wc -l <"$tmp.s") == $(wc -l <"$dir/sentences.txt"))) || { echo "phonemes.sh: espeak-ng failed on a sentence" >&2; exit 1; }
 find "$dir" -mindepth 2 -maxdepth 2 -name 's[0-9][0-9][0-9][0-9].wav' -printf '%P\n' | LC_ALL=C sort \
   | awk -F/ 'NR == FNR { ph[FNR] = $0; next } { n = substr($2, 2, 4) + 0; if (n in ph) print $0 "\t" ph[n] }' "$tmp.s" - >"$tmp"
+chmod 644 "$tmp"
 mv "$tmp" "$dir/phonemes.tsv"
 echo "$(wc -l <"$dir/phonemes.tsv") utterances transcribed in $dir/phonemes.tsv"

@@ -67,8 +67,8 @@ if stage 1 "prepare data"; then
     "$RECIPE_DIR/sentences.sh" "$n_sent" >"$sentences.tmp"
     mv "$sentences.tmp" "$sentences"
   fi
-  cp "$sentences" "$CORPUS/train/sentences.txt"
-  cp "$sentences" "$CORPUS/valid/sentences.txt"
+  cp -p "$sentences" "$CORPUS/train/sentences.txt"
+  cp -p "$sentences" "$CORPUS/valid/sentences.txt"
   mapfile -t text <"$sentences"
   # Every speaker reads the first `shared` sentences (a parallel set shared by all voices) and
   # per-shared more from a window that moves on by per-shared sentences from one speaker to the
