@@ -305,9 +305,30 @@ fn synth_generates_a_parallel_corpus_and_a_rerun_does_nothing() {
     let b = voxswap_audio::read_mono(corpus.join("train/es_b/s0001.wav"), voxswap_audio::ChannelMix::Downmix).unwrap();
     assert_ne!(a.samples.len(), b.samples.len());
 
+    // Phoneme transcripts (recipes/synth/phonemes.sh) of every utterance, keyed by path: the
+    // shared sentence s0001 the same for every voice.
+    let tsv = std::fs::read_to_string(corpus.join("train/phonemes.tsv")).unwrap();
+    let lines: Vec<(&str, &str)> = tsv.lines().map(|l| l.split_once('\t').unwrap()).collect();
+    assert_eq!(lines.len(), 8, "{tsv}");
+    assert_eq!(lines[0].0, "es_a/s0001.wav");
+    let of = |k: &str| lines.iter().find(|(p, _)| *p == k).unwrap().1;
+    assert_eq!(of("es_a/s0001.wav"), of("es_b/s0001.wav"));
+    assert_ne!(of("es_a/s0001.wav"), of("es_a/s0002.wav"));
+    let phones: Vec<&str> = of("es_a/s0001.wav").split(' ').collect();
+    assert!(
+        phones.len() >= 15 && phones.iter().all(|p| !p.is_empty() && !p.starts_with(['\'', '_'])),
+        "{phones:?}"
+    );
+    assert!(corpus.join("valid/phonemes.tsv").is_file());
+
     let o = run_recipe("synth", &config, &["--stage", "1", "--stop-stage", "1"]);
     assert_ok(&o);
     assert!(stdout(&o).contains("12 utterances, 0 to synthesise"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("transcribed"),
+        "transcripts remade: {}",
+        stdout(&o)
+    );
 }
 
 #[test]
