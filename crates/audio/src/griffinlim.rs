@@ -168,13 +168,14 @@ pub fn mel_to_audio(cfg: &FrontendConfig, mel: &Mel, gl: GriffinLimConfig) -> Re
     let n_bins = fb.n_bins();
     let mut mag = vec![0.0f32; mel.frames * n_bins];
     let mut col = vec![0.0f32; mel.n_mels];
+    let mut scratch = crate::mel::InvertScratch::default();
     for t in 0..mel.frames {
         for (m, c) in col.iter_mut().enumerate() {
             // Values at the floor carry no information: treat them as silence.
             let v = mel.at(m, t);
             *c = if v <= cfg.log_floor.ln() + 1e-6 { 0.0 } else { v.exp() };
         }
-        fb.invert(&col, 30, &mut mag[t * n_bins..(t + 1) * n_bins]);
+        fb.invert_with(&col, 30, &mut mag[t * n_bins..(t + 1) * n_bins], &mut scratch);
     }
     let length = mel.frames.saturating_sub(1) * cfg.hop_length;
     Ok(griffin_lim(&mut stft, &mag, mel.frames, length, gl))

@@ -72,6 +72,19 @@ pub struct MelFilterbank {
     filters: Vec<(usize, Vec<f32>)>,
 }
 
+/// Scratch space of [`MelFilterbank::invert_with`], made once per stream so that inverting a
+/// frame does not allocate.
+#[derive(Debug, Clone, Default)]
+pub struct InvertScratch {
+    colsum: Vec<f32>,
+    rowsum: Vec<f32>,
+    scaled: Vec<f32>,
+    wts: Vec<f32>,
+    ws: Vec<f32>,
+    wtws: Vec<f32>,
+    wty: Vec<f32>,
+}
+
 impl MelFilterbank {
     /// Builds the filterbank as librosa does (weights computed in f64, stored as f32).
     ///
@@ -185,30 +198,56 @@ impl MelFilterbank {
     /// (Lee & Seung), the role librosa's `mel_to_stft` gives to NNLS. Bins no filter covers
     /// come out 0.
     pub fn invert(&self, mel: &[f32], iterations: usize, out: &mut [f32]) {
-        let mut colsum = vec![0.0f32; self.n_bins];
-        self.apply_transpose(&vec![1.0; self.n_mels], &mut colsum);
+        self.invert_with(mel, iterations, out, &mut InvertScratch::default());
+    }
+
+    /// [`invert`](Self::invert) with its working vectors in `scratch` (sized and filled on
+    /// the first call): no allocation after that.
+    pub fn invert_with(&self, mel: &[f32], iterations: usize, out: &mut [f32], scratch: &mut InvertScratch) {
+        let InvertScratch {
+            colsum,
+            rowsum,
+            scaled,
+            wts,
+            ws,
+            wtws,
+            wty,
+        } = scratch;
+        if colsum.len() != self.n_bins || rowsum.len() != self.n_mels {
+            // The column and row sums of W, the same for every frame.
+            colsum.clear();
+            colsum.resize(self.n_bins, 0.0);
+            rowsum.clear();
+            rowsum.resize(self.n_mels, 0.0);
+            ws.clear();
+            ws.resize(self.n_mels, 1.0);
+            self.apply_transpose(ws, colsum);
+            wts.clear();
+            wts.resize(self.n_bins, 1.0);
+            self.apply(wts, rowsum);
+            for v in [&mut *scaled, &mut *ws] {
+                v.clear();
+                v.resize(self.n_mels, 0.0);
+            }
+            for v in [&mut *wts, &mut *wtws, &mut *wty] {
+                v.clear();
+                v.resize(self.n_bins, 0.0);
+            }
+        }
         // Start from the transpose, normalised so that a flat spectrum maps back to itself.
         self.apply_transpose(mel, out);
-        let mut rowsum = vec![0.0f32; self.n_mels];
-        self.apply(&vec![1.0; self.n_bins], &mut rowsum);
-        let mut wts = vec![0.0f32; self.n_bins];
-        let scaled: Vec<f32> = mel
-            .iter()
-            .zip(&rowsum)
-            .map(|(m, r)| if *r > 0.0 { m / r } else { 0.0 })
-            .collect();
-        self.apply_transpose(&scaled, &mut wts);
-        for ((o, w), c) in out.iter_mut().zip(&wts).zip(&colsum) {
+        for ((s, m), r) in scaled.iter_mut().zip(mel).zip(rowsum.iter()) {
+            *s = if *r > 0.0 { m / r } else { 0.0 };
+        }
+        self.apply_transpose(scaled, wts);
+        for ((o, w), c) in out.iter_mut().zip(wts.iter()).zip(colsum.iter()) {
             *o = if *c > 0.0 { w / c } else { 0.0 };
         }
-        let mut ws = vec![0.0f32; self.n_mels];
-        let mut wtws = vec![0.0f32; self.n_bins];
-        let mut wty = vec![0.0f32; self.n_bins];
-        self.apply_transpose(mel, &mut wty);
+        self.apply_transpose(mel, wty);
         for _ in 0..iterations {
-            self.apply(out, &mut ws);
-            self.apply_transpose(&ws, &mut wtws);
-            for ((o, &num), &den) in out.iter_mut().zip(&wty).zip(&wtws) {
+            self.apply(out, ws);
+            self.apply_transpose(ws, wtws);
+            for ((o, &num), &den) in out.iter_mut().zip(wty.iter()).zip(wtws.iter()) {
                 if den > 1e-30 {
                     *o *= num / den;
                 }

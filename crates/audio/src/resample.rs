@@ -161,7 +161,9 @@ impl ChunkResampler {
             inner,
             from_hz,
             to_hz,
-            pending: Vec::new(),
+            // Never more than a chunk short of a whole one plus what one push brings: room for
+            // pushes of up to a chunk without growing in a real-time thread.
+            pending: Vec::with_capacity(2 * chunk_samples),
             buf,
             skip,
             n_in: 0,

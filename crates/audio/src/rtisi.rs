@@ -45,6 +45,8 @@ pub struct StreamingGriffinLim {
     frames: VecDeque<Frame>,
     /// Committed frames' buffers, reused for new frames (no allocation once warm).
     spare: Vec<Frame>,
+    /// The mel inversion's working vectors.
+    invert_scratch: crate::mel::InvertScratch,
     first: u64,
     /// Committed audio and window-square sums from sample `base` on (frame-relative offsets).
     num: VecDeque<f32>,
@@ -106,6 +108,7 @@ impl StreamingGriffinLim {
             ifft,
             frames: VecDeque::with_capacity(lookahead + 2),
             spare: Vec::with_capacity(lookahead + 2),
+            invert_scratch: crate::mel::InvertScratch::default(),
             first: 0,
             num: VecDeque::new(),
             den: VecDeque::new(),
@@ -166,7 +169,8 @@ impl StreamingGriffinLim {
             spec: vec![Complex32::default(); n_bins],
             wave: vec![0.0; self.n_fft],
         });
-        self.fb.invert(&self.mel_lin, 30, &mut f.mag);
+        self.fb
+            .invert_with(&self.mel_lin, 30, &mut f.mag, &mut self.invert_scratch);
         let t = self.first + self.frames.len() as u64;
         // Room in the accumulators up to the new frame's end.
         let end = self.start_of(t) + self.n_fft as i64;

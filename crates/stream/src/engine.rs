@@ -180,6 +180,11 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Samples in a second at `rate` (buffer capacities).
+fn second(rate: u32) -> usize {
+    rate as usize
+}
+
 impl Engine {
     /// An engine converting to `voice` with the causal model of `conv` and `vocoder`.
     ///
@@ -226,11 +231,17 @@ impl Engine {
         let model = conv
             .stream(&start_voice)?
             .ok_or_else(|| Error::Config(format!("preset `{}` cannot stream", conv.config().preset)))?;
+        let (sr16, frames_cap) = (
+            second(fe.sample_rate),
+            second(fe.sample_rate) / fe.hop_length * fe.n_mels,
+        );
         let mut e = Self {
             gain: 10f64.powf(cfg.gain_db / 20.0) as f32,
             dry_resampler,
-            dry: VecDeque::new(),
-            dry_buf: Vec::new(),
+            // Buffers sized for pushes of up to a second (the audio threads' callbacks are far
+            // shorter), so that they do not grow in the real-time thread after the start.
+            dry: VecDeque::with_capacity(second(cfg.output_rate)),
+            dry_buf: Vec::with_capacity(second(cfg.output_rate)),
             bypass: 0.0,
             bypass_target: 0.0,
             fade_step: 1.0 / (BYPASS_FADE_S * f64::from(cfg.output_rate)).max(1.0) as f32,
@@ -247,12 +258,12 @@ impl Engine {
             to: start_voice,
             glide_frames: 0,
             glide_pos: 0,
-            x16: Vec::new(),
-            frames: Vec::new(),
-            wave16: Vec::new(),
-            wave_out: Vec::new(),
-            limited: Vec::new(),
-            pending: VecDeque::new(),
+            x16: Vec::with_capacity(sr16),
+            frames: Vec::with_capacity(frames_cap),
+            wave16: Vec::with_capacity(sr16),
+            wave_out: Vec::with_capacity(second(cfg.output_rate)),
+            limited: Vec::with_capacity(second(cfg.output_rate)),
+            pending: VecDeque::with_capacity(second(cfg.output_rate)),
             n16_in: 0,
             n16_out: 0,
             n_in: 0,
