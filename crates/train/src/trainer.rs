@@ -438,6 +438,12 @@ pub(crate) fn run_loop(
     })
 }
 
+/// A frequency-warp factor drawn log-uniformly from `1/(1+w) ..= 1+w`.
+fn warp_factor(rng: &mut impl Rng, w: f64) -> f64 {
+    let span = (1.0 + w).ln();
+    rng.random_range(-span..=span).exp()
+}
+
 /// AdaIN-VC's training as a [`Task`].
 struct ModelTask<'a> {
     recipe: &'a Recipe,
@@ -476,12 +482,7 @@ impl Task for ModelTask<'_> {
         // Warp factors are drawn after the noise, and references after the warps, so that runs
         // without them draw what they always drew.
         let mut factors = |w: f64| -> Option<Vec<f64>> {
-            (w != 0.0).then(|| {
-                let span = (1.0 + w).ln();
-                (0..recipe.train.batch_size)
-                    .map(|_| rng.random_range(-span..=span).exp())
-                    .collect()
-            })
+            (w != 0.0).then(|| (0..recipe.train.batch_size).map(|_| warp_factor(&mut rng, w)).collect())
         };
         let warp = |x: &Tensor, f: &Option<Vec<f64>>| -> Result<Tensor> {
             match f {
@@ -544,8 +545,8 @@ impl Task for ModelTask<'_> {
                 let p = &list[rng.random_range(0..list.len())];
                 let mel = data.utterance(p.speaker, p.utt, cfg.frame_multiple(), device)?;
                 let mel = if recipe.train.content_warp != 0.0 {
-                    let span = (1.0 + recipe.train.content_warp).ln();
-                    warp_batch(&mel, &[rng.random_range(-span..=span).exp()], &cfg.frontend)?
+                    let f = warp_factor(&mut rng, recipe.train.content_warp);
+                    warp_batch(&mel, &[f], &cfg.frontend)?
                 } else {
                     mel
                 };
