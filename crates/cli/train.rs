@@ -86,10 +86,15 @@ impl Observer for Bar {
                 kl,
                 steps_per_s,
                 phone,
+                gen,
+                disc,
                 ..
             } => {
                 self.bar.set_position(*step);
-                let phone = phone.map_or(String::new(), |p| format!(", phonemes {p:.3}"));
+                let mut phone = phone.map_or(String::new(), |p| format!(", phonemes {p:.3}"));
+                if let (Some(g), Some(d)) = (gen, disc) {
+                    phone.push_str(&format!(", gan {g:.3}/{d:.3}"));
+                }
                 self.bar.set_message(format!(
                     "loss {loss:.4} (rec {rec:.4}, kl {kl:.3}{phone}), {steps_per_s:.2} steps/s"
                 ));

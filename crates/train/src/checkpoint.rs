@@ -24,7 +24,8 @@ pub struct State {
 }
 
 const OPTIM_FILE: &str = "optim.safetensors";
-/// Weights of training-only layers (the speaker adversary, the phonetic head), never part of a
+/// Weights of training-only layers (the speaker adversary, the phonetic head, the mel
+/// discriminator), never part of a
 /// model folder.
 const AUX_FILE: &str = "training_only.safetensors";
 /// [`AUX_FILE`]'s name in checkpoints written before the phonetic head existed.
@@ -34,6 +35,8 @@ const OLD_AUX_FILE: &str = "adversary.safetensors";
 fn layer_of(name: &str) -> &'static str {
     if name.starts_with("phonetic.") {
         "the phonetic head (train.lambda_phone)"
+    } else if name.starts_with("discriminator.") {
+        "the mel discriminator (train.lambda_gan)"
     } else {
         "the speaker adversary (train.lambda_adv)"
     }

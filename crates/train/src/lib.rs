@@ -17,6 +17,7 @@ pub mod augment;
 pub mod check;
 pub mod checkpoint;
 pub mod data;
+pub mod discriminator;
 mod error;
 pub mod loss;
 pub mod optim;

@@ -147,6 +147,16 @@ pub struct TrainSection {
     /// leaves it out.
     #[serde(default)]
     pub lambda_cons: f64,
+    /// Weight of the mel discriminator (`crate::discriminator`, Chou et al. 2018's second
+    /// stage): a training-only critic tells the corpus's mels from the decoder's reconstructions
+    /// and conversions, and the decoder is asked to fool it, against the blur an L1 loss leaves.
+    /// 0 (the default) leaves it out.
+    #[serde(default)]
+    pub lambda_gan: f64,
+    /// The step from which the mel discriminator trains and the decoder answers to it (the
+    /// auto-encoder first learns alone).
+    #[serde(default)]
+    pub gan_start: u64,
     /// Weight of the phonetic head (`crate::phonetic`): a training-only classifier of phonemes
     /// reads the content code of whole utterances and CTC scores it against their transcripts
     /// (`data.phonemes`), so that the code must carry what is said. 0 (the default) leaves it
@@ -398,6 +408,12 @@ impl Recipe {
             return Err(format!(
                 "train.lambda_adv {} must be a non-negative number",
                 self.train.lambda_adv
+            ));
+        }
+        if !(self.train.lambda_gan >= 0.0 && self.train.lambda_gan.is_finite()) {
+            return Err(format!(
+                "train.lambda_gan {} must be a non-negative number",
+                self.train.lambda_gan
             ));
         }
         if !(self.train.lambda_cons >= 0.0 && self.train.lambda_cons.is_finite()) {

@@ -13,6 +13,7 @@ use candle_core::{Tensor, Var};
 use voxswap_model::AdaInVc;
 
 use crate::adversary::SpeakerAdversary;
+use crate::discriminator::MelDiscriminator;
 use crate::loss::ae_loss;
 use crate::phonetic::PhoneHead;
 use crate::Result;
@@ -33,6 +34,10 @@ pub struct StepGrads {
     /// The speaker-consistency loss (0 without it): 1 − cosine between the speaker vector
     /// conversions are rendered in and what the speaker encoder hears in them.
     pub cons: f32,
+    /// The mel discriminator's loss for the decoder, `(D(made) − 1)²` (0 without one).
+    pub gen: f32,
+    /// The mel discriminator's own loss (0 without one).
+    pub disc: f32,
 }
 
 /// What one training step reads: the segments to reconstruct and what each encoder sees of them.
@@ -85,46 +90,75 @@ pub fn forward_backward(
     lambda_rec: f64,
     lambda_kl: f64,
 ) -> Result<StepGrads> {
-    forward_backward_with(model, params, batch, lambda_rec, lambda_kl, None, 0.0)
+    forward_backward_with(model, params, batch, lambda_rec, lambda_kl, Extras::default())
 }
 
-/// Speaker consistency (`train.lambda_cons`): each segment's content code (its mean, as at
-/// conversion) is decoded in the voice of the next segment of the shard (the batch rolled by
-/// one, mostly another speaker), the conversion re-encoded by the speaker encoder, and the loss
-/// is 1 − the cosine between the global vector it was rendered with (held fixed) and the one
-/// heard in it, both taken from the shard's mean vector, averaged over the shard. `None` for a
-/// shard of one segment.
+/// Each segment's content code (its mean, as at conversion) decoded in the voice of the next
+/// segment of the shard (the batch rolled by one, mostly another speaker): the global vectors
+/// used (held fixed) and the conversions. `None` for a shard of one segment.
 ///
 /// # Errors
 /// Shape errors from the tensors.
-pub fn consistency_loss(model: &AdaInVc, out: &voxswap_model::AeOutput) -> Result<Option<Tensor>> {
+pub fn conversions(model: &AdaInVc, out: &voxswap_model::AeOutput) -> Result<Option<(Tensor, Tensor)>> {
     let n = out.speaker.dim(0)?;
     if n < 2 {
         return Ok(None);
     }
-    let c = model.config().speaker.c_out;
     let rolled = Tensor::cat(&[out.speaker.narrow(0, 1, n - 1)?, out.speaker.narrow(0, 0, 1)?], 0)?.detach();
     let converted = model.decoder.forward(&out.mu, &rolled)?;
+    Ok(Some((rolled, converted)))
+}
+
+/// Speaker consistency (`train.lambda_cons`): the [`conversions`] re-encoded by the speaker
+/// encoder, and the loss is 1 − the cosine between the global vector each was rendered with and
+/// the one heard in it, both taken from the shard's mean vector, averaged over the shard. `None`
+/// for a shard of one segment.
+///
+/// # Errors
+/// Shape errors from the tensors.
+pub fn consistency_loss(model: &AdaInVc, out: &voxswap_model::AeOutput) -> Result<Option<Tensor>> {
+    match conversions(model, out)? {
+        Some((rolled, converted)) => consistency_of(model, &rolled, &converted).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn consistency_of(model: &AdaInVc, rolled: &Tensor, converted: &Tensor) -> Result<Tensor> {
+    let c = model.config().speaker.c_out;
     // Around the shard's mean voice: the global vectors share a large common part (their raw
     // cosines are all near 1 from the start), which would hide what tells voices apart.
     let want = rolled.narrow(1, 0, c)?;
     let centre = want.mean_keepdim(0)?;
     let heard = model
         .speaker
-        .forward(&converted)?
+        .forward(converted)?
         .narrow(1, 0, c)?
         .broadcast_sub(&centre)?;
     let want = want.broadcast_sub(&centre)?;
     let dot = (&heard * &want)?.sum(1)?;
     let norms = (heard.sqr()?.sum(1)?.sqrt()? * want.sqr()?.sum(1)?.sqrt()?)?;
     let cos = (dot / (norms + 1e-8)?)?;
-    Ok(Some(cos.mean_all()?.affine(-1.0, 1.0)?))
+    Ok(cos.mean_all()?.affine(-1.0, 1.0)?)
 }
 
-/// [`forward_backward`] with a speaker adversary and its weight λ_adv: the loss gains
-/// λ_adv · its cross-entropy on the content code's mean, read through a gradient reversal (see
-/// [`crate::adversary`]); `params` should then hold the adversary's weights too, and the batch
-/// its speakers. With `lambda_cons` > 0 it also gains λ_cons · [`consistency_loss`].
+/// The terms a step may add to AdaIN-VC's loss, each with its weight (none by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// The speaker adversary and λ_adv: the loss gains λ_adv · its cross-entropy on the content
+    /// code's mean, read through a gradient reversal (see [`crate::adversary`]); `params` should
+    /// then hold the adversary's weights too, and the batch its speakers.
+    pub adversary: Option<(&'a SpeakerAdversary, f64)>,
+    /// λ_cons of [`consistency_loss`] (0: left out).
+    pub lambda_cons: f64,
+    /// The mel discriminator and λ_gan: the loss gains λ_gan · its
+    /// [`MelDiscriminator::generator_loss`] on the reconstructions and the [`conversions`]
+    /// (gradients to the model only), and the discriminator's own
+    /// [`MelDiscriminator::discriminator_loss`] against the segments (gradients to it only);
+    /// `params` should then hold its weights too.
+    pub gan: Option<(&'a MelDiscriminator, f64)>,
+}
+
+/// [`forward_backward`] with the [`Extras`] terms.
 ///
 /// # Errors
 /// A batch without speakers for an adversary; shape errors from the tensors.
@@ -134,11 +168,10 @@ pub fn forward_backward_with(
     batch: &StepBatch,
     lambda_rec: f64,
     lambda_kl: f64,
-    adversary: Option<(&SpeakerAdversary, f64)>,
-    lambda_cons: f64,
+    extras: Extras,
 ) -> Result<StepGrads> {
     let b = batch.target.dim(0)?;
-    let (grads, sums) = sharded(b, params, 5, &|start, len| {
+    let (grads, sums) = sharded(b, params, 7, &|start, len| {
         let part = if len == b {
             batch.clone()
         } else {
@@ -147,7 +180,7 @@ pub fn forward_backward_with(
         let xs = &part.target;
         let out = model.forward_split(xs, &part.content, &part.speaker, &part.noise)?;
         let loss = ae_loss(xs, &out, lambda_rec, lambda_kl)?;
-        let (total, adv) = match (adversary, &part.speakers) {
+        let (total, adv) = match (extras.adversary, &part.speakers) {
             (Some((a, lambda)), Some(labels)) => {
                 let ce = a.loss(&out.mu, labels)?;
                 ((&loss.total + ce.affine(lambda, 0.0)?)?, ce.to_scalar::<f32>()?)
@@ -159,17 +192,50 @@ pub fn forward_backward_with(
             }
             (None, _) => (loss.total.clone(), 0.0),
         };
-        let (total, cons) = match lambda_cons > 0.0 {
-            true => match consistency_loss(model, &out)? {
-                Some(c) => ((total + c.affine(lambda_cons, 0.0)?)?, c.to_scalar::<f32>()?),
-                None => (total, 0.0),
-            },
-            false => (total, 0.0),
+        let converted = match extras.lambda_cons > 0.0 || extras.gan.is_some() {
+            true => conversions(model, &out)?,
+            false => None,
+        };
+        let (total, cons) = match (extras.lambda_cons > 0.0, &converted) {
+            (true, Some((rolled, conv))) => {
+                let c = consistency_of(model, rolled, conv)?;
+                ((total + c.affine(extras.lambda_cons, 0.0)?)?, c.to_scalar::<f32>()?)
+            }
+            _ => (total, 0.0),
+        };
+        // The discriminator reads the reconstructions and the conversions as made mels.
+        let made = match (&extras.gan, &converted) {
+            (Some(_), Some((_, conv))) => Some(Tensor::cat(&[&out.mel, conv], 0)?),
+            (Some(_), None) => Some(out.mel.clone()),
+            (None, _) => None,
+        };
+        let (total, gen) = match (&extras.gan, &made) {
+            (Some((d, lambda)), Some(made)) => {
+                let g = d.generator_loss(made)?;
+                ((total + g.affine(*lambda, 0.0)?)?, g.to_scalar::<f32>()?)
+            }
+            _ => (total, 0.0),
         };
         // Each shard's means, weighted by its share of the batch, add up to the batch's means.
         let share = len as f64 / b as f64;
         let total = total.affine(share, 0.0)?;
-        let grads = total.backward()?;
+        let mut grads = total.backward()?;
+        let mut disc = 0.0;
+        if let (Some((d, _)), Some(made)) = (&extras.gan, &made) {
+            // The decoder's loss does not train the discriminator; its own loss does.
+            let own = d.params();
+            for p in &own {
+                grads.remove(p);
+            }
+            let l = d.discriminator_loss(xs, made)?;
+            disc = l.to_scalar::<f32>()?;
+            let mut g = l.affine(share, 0.0)?.backward()?;
+            for p in &own {
+                if let Some(v) = g.remove(p) {
+                    grads.insert(p, v);
+                }
+            }
+        }
         let s = share as f32;
         Ok((
             grads,
@@ -179,6 +245,8 @@ pub fn forward_backward_with(
                 loss.kl.to_scalar::<f32>()? * s,
                 adv * s,
                 cons * s,
+                gen * s,
+                disc * s,
             ],
         ))
     })?;
@@ -189,6 +257,8 @@ pub fn forward_backward_with(
         kl: sums[2],
         adv: sums[3],
         cons: sums[4],
+        gen: sums[5],
+        disc: sums[6],
     })
 }
 

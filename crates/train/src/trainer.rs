@@ -17,6 +17,7 @@ use voxswap_model::{init, AdaInVc, ModelConfig};
 use crate::adversary::SpeakerAdversary;
 use crate::data::PhoneUtt;
 use crate::data::{load_store, scan_corpus, warp_batch, Dataset};
+use crate::discriminator::MelDiscriminator;
 use crate::error::file_err;
 use crate::loss::ae_loss;
 use crate::optim::Adam;
@@ -52,6 +53,13 @@ pub enum LogRecord {
         /// The phonetic head's CTC loss per phoneme (with `train.lambda_phone`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         phone: Option<f32>,
+        /// The mel discriminator's loss for the decoder, `(D(made) − 1)²` (with
+        /// `train.lambda_gan`, from `train.gan_start`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gen: Option<f32>,
+        /// The mel discriminator's own loss (real towards 1, made towards 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disc: Option<f32>,
         /// Learning rate.
         lr: f64,
         /// Gradient norm before clipping.
@@ -252,8 +260,8 @@ pub fn train_on(
     // The training-only layers (train.lambda_adv, train.lambda_phone): weights in a map of
     // their own, seeded apart from the model's so that the model starts as it would without
     // them (in name order: the adversary's values do not depend on the head's presence).
-    let aux = (recipe.train.lambda_adv > 0.0 || phones.is_some()).then(VarMap::new);
-    let (adversary, head) = match &aux {
+    let aux = (recipe.train.lambda_adv > 0.0 || phones.is_some() || recipe.train.lambda_gan > 0.0).then(VarMap::new);
+    let (adversary, head, critic) = match &aux {
         Some(aux) => {
             let vb = VarBuilder::from_varmap(aux, DType::F32, device);
             let a = (recipe.train.lambda_adv > 0.0)
@@ -263,10 +271,13 @@ pub fn train_on(
                 .as_ref()
                 .map(|(t, _)| PhoneHead::new(cfg.content.c_out, t.n_classes(), vb.pp("phonetic")))
                 .transpose()?;
+            let d = (recipe.train.lambda_gan > 0.0)
+                .then(|| MelDiscriminator::new(cfg.frontend.n_mels, vb.pp("discriminator")))
+                .transpose()?;
             init::init_pytorch_like(aux, recipe.train.seed ^ 0xad7e_5a4d)?;
-            (a, h)
+            (a, h, d)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let mut params: Vec<(String, Var)> = Vec::new();
     for map in std::iter::once(&vars).chain(aux.as_ref()) {
@@ -308,6 +319,7 @@ pub fn train_on(
         model: &model,
         trained: &trained,
         adversary: adversary.as_ref(),
+        critic: critic.as_ref(),
         phonetic: head.as_ref().zip(phones.as_ref().map(|(_, l)| l.as_slice())),
         last_phone: 0.0,
         valid: &valid,
@@ -452,6 +464,8 @@ struct ModelTask<'a> {
     model: &'a AdaInVc,
     trained: &'a [Var],
     adversary: Option<&'a SpeakerAdversary>,
+    /// The mel discriminator.
+    critic: Option<&'a MelDiscriminator>,
     /// The phonetic head and the transcribed training utterances.
     phonetic: Option<(&'a PhoneHead, &'a [PhoneUtt])>,
     /// The last step's CTC loss.
@@ -531,8 +545,14 @@ impl Task for ModelTask<'_> {
             &batch,
             recipe.train.lambda_rec,
             self.lambda_kl,
-            self.adversary.map(|a| (a, recipe.train.lambda_adv)),
-            recipe.train.lambda_cons,
+            step::Extras {
+                adversary: self.adversary.map(|a| (a, recipe.train.lambda_adv)),
+                lambda_cons: recipe.train.lambda_cons,
+                gan: self
+                    .critic
+                    .filter(|_| step > recipe.train.gan_start)
+                    .map(|d| (d, recipe.train.lambda_gan)),
+            },
         )?;
         let mut grads = std::mem::take(&mut sg.grads);
         let mut value = sg.total;
@@ -565,12 +585,13 @@ impl Task for ModelTask<'_> {
     }
 
     fn record(&self, step: u64, lr: f64, grad_norm: f64, steps_per_s: f64) -> LogRecord {
-        let (loss, rec, kl, adv, cons) = self
+        let (loss, rec, kl, adv, cons, gen, disc) = self
             .last
             .as_ref()
-            .map_or((f32::NAN, f32::NAN, f32::NAN, 0.0, 0.0), |s| {
-                (s.total, s.rec, s.kl, s.adv, s.cons)
+            .map_or((f32::NAN, f32::NAN, f32::NAN, 0.0, 0.0, 0.0, 0.0), |s| {
+                (s.total, s.rec, s.kl, s.adv, s.cons, s.gen, s.disc)
             });
+        let gan = self.critic.is_some() && step > self.recipe.train.gan_start;
         LogRecord::Train {
             step,
             loss,
@@ -580,6 +601,8 @@ impl Task for ModelTask<'_> {
             adv: self.adversary.is_some().then_some(adv),
             phone: self.phonetic.is_some().then_some(self.last_phone),
             cons: (self.recipe.train.lambda_cons > 0.0).then_some(cons),
+            gen: gan.then_some(gen),
+            disc: gan.then_some(disc),
             lr,
             grad_norm,
             steps_per_s,
