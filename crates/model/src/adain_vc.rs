@@ -20,12 +20,12 @@ use crate::Result;
 /// The residual convolution blocks of an encoder: two convolutions per block, the second
 /// possibly strided, the shortcut average-pooled to match.
 #[derive(Debug, Clone)]
-struct ConvBlocks {
-    first: Vec<PadConv>,
-    second: Vec<PadConv>,
-    subsample: Vec<usize>,
+pub(crate) struct ConvBlocks {
+    pub(crate) first: Vec<PadConv>,
+    pub(crate) second: Vec<PadConv>,
+    pub(crate) subsample: Vec<usize>,
     /// Instance norm after each convolution (content encoder), with this padding's statistics.
-    norm: Option<Padding>,
+    pub(crate) norm: Option<Padding>,
 }
 
 impl ConvBlocks {
@@ -136,7 +136,7 @@ impl TokenPool {
 /// each frame of the normalised hidden state queries the voice's tokens, and what it reads
 /// becomes a per-frame addition to that AdaIN's shift and scale.
 #[derive(Debug, Clone)]
-struct TokenAttention {
+pub(crate) struct TokenAttention {
     query: Linear,
     output: Linear,
     dim: usize,
@@ -278,10 +278,10 @@ impl SpeakerEncoder {
 /// Encodes what is said, with speaker statistics normalised away.
 #[derive(Debug, Clone)]
 pub struct ContentEncoder {
-    bank: ConvBank,
-    in_conv: PadConv,
-    blocks: ConvBlocks,
-    mean: PadConv,
+    pub(crate) bank: ConvBank,
+    pub(crate) in_conv: PadConv,
+    pub(crate) blocks: ConvBlocks,
+    pub(crate) mean: PadConv,
     log_var: PadConv,
     padding: Padding,
 }
@@ -322,16 +322,16 @@ impl ContentEncoder {
 /// Rebuilds a mel from a content code and a speaker vector.
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    in_conv: PadConv,
-    first: Vec<PadConv>,
-    second: Vec<PadConv>,
-    affine: Vec<Linear>,
-    upsample: Vec<usize>,
-    out_conv: PadConv,
+    pub(crate) in_conv: PadConv,
+    pub(crate) first: Vec<PadConv>,
+    pub(crate) second: Vec<PadConv>,
+    pub(crate) affine: Vec<Linear>,
+    pub(crate) upsample: Vec<usize>,
+    pub(crate) out_conv: PadConv,
     padding: Padding,
     /// Reference attention at each AdaIN (two per block), with the global vector's width.
-    attention: Vec<TokenAttention>,
-    c_cond: usize,
+    pub(crate) attention: Vec<TokenAttention>,
+    pub(crate) c_cond: usize,
     tokens: Option<(usize, usize)>,
 }
 
@@ -642,7 +642,7 @@ pub struct StreamingConverter {
 /// [`warmup_gate`]).
 pub const WARMUP_FRAMES: usize = 8;
 /// How far (dB) an output frame may rise above its input frame during the warm-up.
-const WARMUP_MARGIN_DB: f32 = 10.0;
+pub(crate) const WARMUP_MARGIN_DB: f32 = 10.0;
 
 /// Holds the power of each of the stream's first [`WARMUP_FRAMES`] output frames (`y`, whose
 /// first frame is frame `start` of the stream) within [`WARMUP_MARGIN_DB`] of its input frame's,

@@ -215,6 +215,26 @@ impl VoiceConverter {
         Ok(Some(s))
     }
 
+    /// A frame-by-frame, allocation-free stream converting to `speaker` ([`crate::FrameModel`],
+    /// warm-up gate on, as [`Self::stream`]), or `None` when the preset needs the tensor
+    /// stream (it is not causal, or subsamples, upsamples or attends).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a wrong embedding or correction size.
+    pub fn frame_model(&self, speaker: &SpeakerEmbedding) -> Result<Option<crate::FrameModel>> {
+        // Checks the sizes.
+        self.speaker_tensors(speaker)?;
+        let global = self.config().speaker.c_out;
+        let mut m = match crate::FrameModel::new(&self.model, &speaker.values[..global]) {
+            Ok(m) => m,
+            Err(Error::Config(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        m.set_embedding(speaker)?;
+        m.set_warmup_gate(true);
+        Ok(Some(m))
+    }
+
     /// The speaker vector `[1, c_out]` and the spectrum correction `[1, n_mels, 1]`, checked:
     /// what [`crate::StreamingConverter::set_speaker`] and `set_offset` take.
     ///

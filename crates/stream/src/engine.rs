@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use voxswap_audio::{ChunkResampler, FrontendConfig, Limiter, StreamingLogMel};
-use voxswap_model::{SpeakerEmbedding, StreamingConverter, VoiceConverter};
+use voxswap_model::{FrameModel, SpeakerEmbedding, StreamingConverter, VoiceConverter};
 
 use crate::adapt::{adapt, measure_source, Adaptation};
 use crate::stats::ComputeStats;
@@ -116,12 +116,21 @@ pub struct StageLatency {
     pub seconds: f64,
 }
 
+/// How the engine runs the model.
+enum ModelPath {
+    /// Frame by frame in plain loops, allocation-free (the `stream` preset and its kind), with
+    /// the converted frames' buffer.
+    Frames(Box<FrameModel>, Vec<f32>),
+    /// Through candle's tensors (presets the frame model cannot run).
+    Tensors(Box<StreamingConverter>),
+}
+
 /// The conversion pipeline (see the module docs).
 pub struct Engine {
     cfg: EngineConfig,
     fe: FrontendConfig,
     conv: VoiceConverter,
-    model: StreamingConverter,
+    model: ModelPath,
     to_model: ChunkResampler,
     logmel: StreamingLogMel,
     vocoder: Box<dyn Vocoder>,
@@ -228,9 +237,14 @@ impl Engine {
         });
         // Until the first measurement: the target with its references' correction, scaled.
         let start_voice = adapt_or_plain(conv, voice, None, cfg.adaptation)?;
-        let model = conv
-            .stream(&start_voice)?
-            .ok_or_else(|| Error::Config(format!("preset `{}` cannot stream", conv.config().preset)))?;
+        let model = match conv.frame_model(&start_voice)? {
+            Some(m) => ModelPath::Frames(Box::new(m), Vec::with_capacity(cfg.model_frames * fe.n_mels)),
+            None => {
+                ModelPath::Tensors(Box::new(conv.stream(&start_voice)?.ok_or_else(|| {
+                    Error::Config(format!("preset `{}` cannot stream", conv.config().preset))
+                })?))
+            }
+        };
         let (sr16, frames_cap) = (
             second(fe.sample_rate),
             second(fe.sample_rate) / fe.hop_length * fe.n_mels,
@@ -421,9 +435,20 @@ impl Engine {
     }
 
     fn apply_voice(&mut self, v: &SpeakerEmbedding) -> Result<()> {
-        let (spk, offset) = self.conv.speaker_tensors(v)?;
-        self.model.set_speaker(spk)?;
-        self.model.set_offset(offset);
+        apply_to(&mut self.model, &self.conv, v)
+    }
+
+    /// The gliding voice at the next frame: the frame model mixes in place (no allocation),
+    /// the tensor stream gets the mix.
+    fn apply_glide(&mut self) -> Result<()> {
+        let w = self.glide_pos as f32 / self.glide_frames as f32;
+        match &mut self.model {
+            ModelPath::Frames(m, _) => m.set_mix(&self.from, &self.to, w)?,
+            ModelPath::Tensors(_) => {
+                let v = self.current_voice()?;
+                self.apply_voice(&v)?;
+            }
+        }
         Ok(())
     }
 
@@ -547,12 +572,10 @@ impl Engine {
             self.apply_adaptation()?;
             let t0 = Instant::now();
             if self.glide_pos < self.glide_frames {
-                let v = self.current_voice()?;
-                self.apply_voice(&v)?;
+                self.apply_glide()?;
                 self.glide_pos = (self.glide_pos + take).min(self.glide_frames);
                 if self.glide_pos == self.glide_frames {
-                    let to = self.to.clone();
-                    self.apply_voice(&to)?;
+                    apply_to(&mut self.model, &self.conv, &self.to)?;
                 }
             }
             let chunk = &self.frames[..take * n_mels];
@@ -562,12 +585,25 @@ impl Engine {
                         .push(&chunk[t * n_mels..(t + 1) * n_mels], &mut self.wave16)?;
                 }
             } else {
-                // Frame-major to [1, n_mels, take].
-                let x = Tensor::from_slice(chunk, (1, take, n_mels), &Device::Cpu)?.transpose(1, 2)?;
-                let y = self.model.step(&x)?.squeeze(0)?.t()?.contiguous()?;
-                let y = y.flatten_all()?.to_vec1::<f32>()?;
-                for t in 0..take {
-                    self.vocoder.push(&y[t * n_mels..(t + 1) * n_mels], &mut self.wave16)?;
+                match &mut self.model {
+                    ModelPath::Frames(m, y) => {
+                        y.resize(take * n_mels, 0.0);
+                        for (x, y) in chunk.chunks_exact(n_mels).zip(y.chunks_exact_mut(n_mels)) {
+                            m.step(x, y)?;
+                        }
+                        for y in y.chunks_exact(n_mels) {
+                            self.vocoder.push(y, &mut self.wave16)?;
+                        }
+                    }
+                    ModelPath::Tensors(m) => {
+                        // Frame-major to [1, n_mels, take].
+                        let x = Tensor::from_slice(chunk, (1, take, n_mels), &Device::Cpu)?.transpose(1, 2)?;
+                        let y = m.step(&x)?.squeeze(0)?.t()?.contiguous()?;
+                        let y = y.flatten_all()?.to_vec1::<f32>()?;
+                        for t in 0..take {
+                            self.vocoder.push(&y[t * n_mels..(t + 1) * n_mels], &mut self.wave16)?;
+                        }
+                    }
                 }
             }
             self.stats.record(t0.elapsed());
@@ -647,6 +683,19 @@ impl Engine {
             self.n_out += 1;
         }
     }
+}
+
+/// Sets the model's voice to `v` (the frame model in place, without allocating).
+fn apply_to(model: &mut ModelPath, conv: &VoiceConverter, v: &SpeakerEmbedding) -> Result<()> {
+    match model {
+        ModelPath::Frames(m, _) => m.set_embedding(v)?,
+        ModelPath::Tensors(m) => {
+            let (spk, offset) = conv.speaker_tensors(v)?;
+            m.set_speaker(spk)?;
+            m.set_offset(offset);
+        }
+    }
+    Ok(())
 }
 
 /// `voice` as a stream starts with it: adapted without a source measurement (the references'

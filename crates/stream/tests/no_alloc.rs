@@ -1,9 +1,8 @@
-//! The real-time path without the model step does not allocate: the engine in resynthesis mode
-//! (resamplers at different rates, streaming log-mel, the frame-by-frame neural vocoder or
-//! streaming Griffin-Lim, limiter, output queue), after warm-up, pushed 10 ms chunks of real
-//! speech under a global allocator that counts this thread's allocations. The model's step
-//! (candle tensors) still allocates per chunk; this test keeps everything around it clean.
-//! Its own test binary: the counting allocator is process-wide.
+//! The real-time path does not allocate: the engine (resamplers at different rates, streaming
+//! log-mel, the model frame by frame, the frame-by-frame neural vocoder or streaming
+//! Griffin-Lim, limiter, output queue), after warm-up, pushed 10 ms chunks of real speech under
+//! a global allocator that counts this thread's allocations, in resynthesis mode and converting
+//! through a voice glide. Its own test binary: the counting allocator is process-wide.
 #![allow(clippy::unwrap_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -80,6 +79,17 @@ fn data(name: &str) -> PathBuf {
 
 #[test]
 fn resynthesis_path_does_not_allocate_after_warm_up() {
+    check(true);
+}
+
+/// Converting, with a voice switch just before the counted pushes: the glide's mixes are made
+/// in place.
+#[test]
+fn conversion_path_does_not_allocate_after_warm_up() {
+    check(false);
+}
+
+fn check(resynthesis: bool) {
     use voxswap_model::vocoder::{new_trainable, VocoderConfig};
     let conv = VoiceConverter::load(&data("model/tiny-stream-synth"), &Device::Cpu).unwrap();
     let fe = conv.config().frontend.clone();
@@ -102,9 +112,10 @@ fn resynthesis_path_does_not_allocate_after_warm_up() {
     ];
     for (name, vocoder) in vocoders {
         let mut cfg = EngineConfig::live(48000, 44100);
-        cfg.resynthesis = true;
+        cfg.resynthesis = resynthesis;
         cfg.adaptation = Adaptation::NONE;
         let mut e = Engine::new(&conv, &voice, vocoder, cfg).unwrap();
+        let other = voxswap_model::SpeakerEmbedding::new(voice.values().iter().map(|v| -0.5 * v).collect());
         let mut out = Vec::with_capacity(x.len() * 2);
         let chunk = 480; // 10 ms at 48 kHz
         let (warm, rest) = x.split_at(x.len() / 3);
@@ -112,6 +123,8 @@ fn resynthesis_path_does_not_allocate_after_warm_up() {
             e.push(c, &mut out).unwrap();
         }
         let made = out.len();
+        // A switch (itself allowed to allocate: a key press, not a chunk), then the glide.
+        e.set_voice(&other).unwrap();
         let n = allocations(|| {
             for c in rest.chunks(chunk) {
                 e.push(c, &mut out).unwrap();

@@ -1,0 +1,786 @@
+//! The causal model one frame at a time in plain loops ([`FrameModel`]): what
+//! [`crate::StreamingConverter`] computes, for presets without subsampling, upsampling or
+//! reference attention (the shipped `stream` preset), with every buffer allocated when it is
+//! built. A real-time thread can run it: a frame costs no allocation, no lock and no tensor
+//! bookkeeping (candle spends more on a one-frame tensor's shapes and buffers than on its
+//! arithmetic).
+//!
+//! Weights are rearranged once so that each output channel of a convolution is one dot product
+//! of its taps with the layer's window of the last `k` input frames (frame-major, oldest first).
+
+use candle_core::Tensor;
+
+use crate::adain_vc::{AdaInVc, WARMUP_FRAMES, WARMUP_MARGIN_DB};
+use crate::config::Temporal;
+use crate::layers::{PadConv, CAUSAL_NORM_EPS};
+use crate::{Error, Result, SpeakerEmbedding};
+
+/// A causal convolution's weights: `w[o]` holds output channel `o`'s taps, oldest frame first,
+/// each tap's `c_in` input channels together (`[c_out][k][c_in]`).
+#[derive(Debug, Clone)]
+struct Conv {
+    k: usize,
+    c_in: usize,
+    c_out: usize,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Conv {
+    fn new(conv: &PadConv) -> Result<Self> {
+        let w = conv.conv_weight().to_dtype(candle_core::DType::F32)?.to_vec3::<f32>()?;
+        let (c_out, c_in, k) = (w.len(), w[0].len(), conv.kernel());
+        let mut flat = Vec::with_capacity(c_out * k * c_in);
+        for row in &w {
+            for j in 0..k {
+                flat.extend(row.iter().map(|taps| taps[j]));
+            }
+        }
+        let b = match conv.conv_bias() {
+            Some(b) => b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?,
+            None => vec![0.0; c_out],
+        };
+        Ok(Self {
+            k,
+            c_in,
+            c_out,
+            w: flat,
+            b,
+        })
+    }
+
+    /// `y = W · window + b`, `window` the last `k` input frames (`k · c_in`, oldest first);
+    /// the same for a second pass's window and output when given.
+    fn apply(&self, window: &[f32], y: &mut [f32], second: Option<(&[f32], &mut [f32])>) {
+        let c = self.c_out;
+        matvec(
+            &self.w,
+            window,
+            &self.b,
+            &mut y[..c],
+            second.map(|(x, y)| (x, &mut y[..c])),
+        );
+    }
+}
+
+/// `y[o] = b[o] + Σ_i w[o·n + i] · x[i]` with `n = x.len()`, and the same for `x2` into `y2`
+/// when given, reading each weight row once for both (a frame's passes are bound by reading
+/// the weights from memory, not by the arithmetic). Four independent vectors of partial sums
+/// per row (one would wait on the adder's latency at every step), fused multiply-adds where the
+/// CPU has them.
+fn matvec(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32], second: Option<(&[f32], &mut [f32])>) {
+    #[inline(always)]
+    fn fold(mut acc: [f32; L]) -> f32 {
+        let mut half = L;
+        while half > 1 {
+            half /= 2;
+            for l in 0..half {
+                acc[l] += acc[l + half];
+            }
+        }
+        acc[0]
+    }
+    #[inline(always)]
+    fn one<const FMA: bool>(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        let split = n - n % L;
+        let (xs, rest_x) = x.split_at(split);
+        for (o, (yo, row)) in y.iter_mut().zip(w.chunks_exact(n)).enumerate() {
+            let mut acc = [0f32; L];
+            let (ws, rest_w) = row.split_at(split);
+            for (a, c) in ws.chunks_exact(L).zip(xs.chunks_exact(L)) {
+                for l in 0..L {
+                    acc[l] = if FMA {
+                        a[l].mul_add(c[l], acc[l])
+                    } else {
+                        acc[l] + a[l] * c[l]
+                    };
+                }
+            }
+            let mut s = 0f32;
+            for (a, c) in rest_w.iter().zip(rest_x) {
+                s += a * c;
+            }
+            *yo = b[o] + (fold(acc) + s);
+        }
+    }
+    #[inline(always)]
+    fn two<const FMA: bool>(w: &[f32], x: &[f32], x2: &[f32], b: &[f32], y: &mut [f32], y2: &mut [f32]) {
+        let n = x.len();
+        let split = n - n % L;
+        let (xs, rest_x) = x.split_at(split);
+        let (xs2, rest_x2) = x2.split_at(split);
+        for (o, ((yo, yo2), row)) in y.iter_mut().zip(y2.iter_mut()).zip(w.chunks_exact(n)).enumerate() {
+            let (mut acc, mut acc2) = ([0f32; L], [0f32; L]);
+            let (ws, rest_w) = row.split_at(split);
+            for ((a, c), c2) in ws.chunks_exact(L).zip(xs.chunks_exact(L)).zip(xs2.chunks_exact(L)) {
+                for l in 0..L {
+                    if FMA {
+                        acc[l] = a[l].mul_add(c[l], acc[l]);
+                        acc2[l] = a[l].mul_add(c2[l], acc2[l]);
+                    } else {
+                        acc[l] += a[l] * c[l];
+                        acc2[l] += a[l] * c2[l];
+                    }
+                }
+            }
+            let (mut s, mut s2) = (0f32, 0f32);
+            for ((a, c), c2) in rest_w.iter().zip(rest_x).zip(rest_x2) {
+                s += a * c;
+                s2 += a * c2;
+            }
+            *yo = b[o] + (fold(acc) + s);
+            *yo2 = b[o] + (fold(acc2) + s2);
+        }
+    }
+    #[inline(always)]
+    fn both<const FMA: bool>(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32], second: Option<(&[f32], &mut [f32])>) {
+        match second {
+            None => one::<FMA>(w, x, b, y),
+            Some((x2, y2)) => two::<FMA>(w, x, x2, b, y, y2),
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32], second: Option<(&[f32], &mut [f32])>) {
+        both::<true>(w, x, b, y, second);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above), all that `avx2` requires.
+        return unsafe { avx2(w, x, b, y, second) };
+    }
+    both::<false>(w, x, b, y, second);
+}
+
+/// Lanes of partial sums in [`matvec`].
+const L: usize = 32;
+
+/// A convolution's window of its last `k` input frames (zeros before the stream's start).
+#[derive(Debug, Clone)]
+struct Window(Vec<f32>);
+
+impl Window {
+    fn new(conv: &Conv) -> Self {
+        Self(vec![0.0; conv.k * conv.c_in])
+    }
+
+    /// Shifts in frame `x` (`c_in` values) and returns the window.
+    fn push(&mut self, x: &[f32]) -> &[f32] {
+        let c = x.len();
+        self.0.copy_within(c.., 0);
+        let n = self.0.len();
+        self.0[n - c..].copy_from_slice(x);
+        &self.0
+    }
+
+    fn reset(&mut self) {
+        self.0.fill(0.0);
+    }
+}
+
+/// A causal instance norm's running statistics per channel, as [`crate::layers::causal_norm_continue`]
+/// keeps them: the stream's first frame (the shift), the frame count, the sums of `x − shift`
+/// and of its square.
+#[derive(Debug, Clone)]
+struct Norm {
+    count: usize,
+    shift: Vec<f32>,
+    sum: Vec<f32>,
+    sum_sq: Vec<f32>,
+}
+
+impl Norm {
+    fn new(c: usize) -> Self {
+        Self {
+            count: 0,
+            shift: vec![0.0; c],
+            sum: vec![0.0; c],
+            sum_sq: vec![0.0; c],
+        }
+    }
+
+    /// Normalises frame `x` in place with the statistics of the frames so far and it.
+    fn apply(&mut self, x: &mut [f32]) {
+        if self.count == 0 {
+            self.shift.copy_from_slice(x);
+        }
+        self.count += 1;
+        let inv_n = 1.0 / self.count as f32;
+        let eps = CAUSAL_NORM_EPS as f32;
+        for (((x, shift), sum), sum_sq) in x.iter_mut().zip(&self.shift).zip(&mut self.sum).zip(&mut self.sum_sq) {
+            let d = *x - shift;
+            *sum += d;
+            *sum_sq += d * d;
+            let m = *sum * inv_n;
+            let v = (*sum_sq * inv_n - m * m).max(0.0);
+            *x = (d - m) / (v + eps).sqrt();
+        }
+    }
+
+    fn reset(&mut self) {
+        self.count = 0;
+        self.sum.fill(0.0);
+        self.sum_sq.fill(0.0);
+    }
+}
+
+fn relu(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+/// Every layer's weights.
+#[derive(Debug, Clone)]
+struct Weights {
+    n_mels: usize,
+    c_h: usize,
+    bank: Vec<Conv>,
+    c_bank: usize,
+    in_conv: Conv,
+    /// Content encoder blocks: (first, second) convolutions.
+    blocks: Vec<(Conv, Conv)>,
+    mean: Conv,
+    dec_in: Conv,
+    dec_blocks: Vec<(Conv, Conv)>,
+    dec_out: Conv,
+    /// The decoder's AdaIN affine layers: `[2·c_h][c_cond]` and `[2·c_h]`.
+    affine: Vec<(Vec<f32>, Vec<f32>)>,
+    c_cond: usize,
+}
+
+/// One pass's state: every convolution's window and every norm's statistics, in the order the
+/// pass meets them.
+#[derive(Debug, Clone)]
+struct State {
+    bank: Vec<Window>,
+    norms: Vec<Norm>,
+    windows: Vec<Window>,
+}
+
+impl State {
+    fn new(w: &Weights) -> Self {
+        let blocks = w.blocks.iter().chain(&w.dec_blocks);
+        Self {
+            bank: w.bank.iter().map(Window::new).collect(),
+            norms: (0..2 + 2 * (w.blocks.len() + w.dec_blocks.len()))
+                .map(|_| Norm::new(w.c_h))
+                .collect(),
+            windows: blocks.flat_map(|(a, b)| [Window::new(a), Window::new(b)]).collect(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.bank.iter_mut().for_each(Window::reset);
+        self.norms.iter_mut().for_each(Norm::reset);
+        self.windows.iter_mut().for_each(Window::reset);
+    }
+}
+
+/// Buffers of one frame's pass.
+#[derive(Debug, Clone)]
+struct Scratch {
+    cat: Vec<f32>,
+    h: Vec<f32>,
+    y: Vec<f32>,
+    code: Vec<f32>,
+}
+
+/// The causal model frame by frame, allocation-free after it is built: the same conversion as
+/// [`crate::StreamingConverter`] (its refresh period, spectrum offset and warm-up gate
+/// included) up to float rounding, for causal presets without subsampling, upsampling or
+/// reference attention.
+#[derive(Debug, Clone)]
+pub struct FrameModel {
+    w: Weights,
+    /// Pass 0, and pass 1 with a refresh period (see [`crate::StreamingConverter`]).
+    passes: [State; 2],
+    refresh: Option<usize>,
+    scratch: [Scratch; 2],
+    /// Each AdaIN's shift and scale for the voice of the moment (`2·c_h` each).
+    cond: Vec<Vec<f32>>,
+    offset: Vec<f32>,
+    has_offset: bool,
+    gate: bool,
+    frames: usize,
+    out_b: Vec<f32>,
+    /// Buffers of [`Self::set_mix`].
+    mixed: Vec<f32>,
+    mixed_offset: Vec<f32>,
+}
+
+impl FrameModel {
+    /// The model's weights rearranged, converting to `speaker` (the global vector, `c_cond`
+    /// values).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a preset that is not causal or that subsamples, upsamples or
+    /// attends (use [`crate::StreamingConverter`]); [`Error::Input`] for a speaker vector of
+    /// the wrong width.
+    pub fn new(model: &AdaInVc, speaker: &[f32]) -> Result<Self> {
+        let cfg = model.config();
+        let unsupported = |why: &str| {
+            Err(Error::Config(format!(
+                "preset `{}` {why}: frame-by-frame conversion needs a causal preset without subsampling, upsampling or reference attention",
+                cfg.preset
+            )))
+        };
+        if cfg.temporal != Temporal::Causal {
+            return unsupported("is not causal");
+        }
+        let (enc, dec) = (&model.content, &model.decoder);
+        if enc.blocks.subsample.iter().any(|&s| s != 1) {
+            return unsupported("subsamples");
+        }
+        if dec.upsample.iter().any(|&u| u != 1) {
+            return unsupported("upsamples");
+        }
+        if !dec.attention.is_empty() {
+            return unsupported("attends to its references");
+        }
+        if enc.blocks.norm.is_none() {
+            return unsupported("has no norms in its content encoder");
+        }
+        let convs = |v: &[PadConv]| v.iter().map(Conv::new).collect::<Result<Vec<_>>>();
+        let pairs = |a: &[PadConv], b: &[PadConv]| -> Result<Vec<(Conv, Conv)>> {
+            convs(a)?.into_iter().zip(convs(b)?).map(Ok).collect()
+        };
+        let bank = convs(enc.bank.convs())?;
+        let affine = dec
+            .affine
+            .iter()
+            .map(|l| -> Result<(Vec<f32>, Vec<f32>)> {
+                let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
+                let b = match l.bias() {
+                    Some(b) => b.to_vec1::<f32>()?,
+                    None => vec![0.0; l.weight().dim(0)?],
+                };
+                Ok((w, b))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let in_conv = Conv::new(&enc.in_conv)?;
+        let c_h = in_conv.c_out;
+        let w = Weights {
+            n_mels: cfg.frontend.n_mels,
+            c_h,
+            c_bank: bank.first().map_or(0, |c| c.c_out),
+            bank,
+            in_conv,
+            blocks: pairs(&enc.blocks.first, &enc.blocks.second)?,
+            mean: Conv::new(&enc.mean)?,
+            dec_in: Conv::new(&dec.in_conv)?,
+            dec_blocks: pairs(&dec.first, &dec.second)?,
+            dec_out: Conv::new(&dec.out_conv)?,
+            affine,
+            c_cond: dec.c_cond,
+        };
+        let scratch = Scratch {
+            cat: vec![0.0; w.in_conv.c_in],
+            h: vec![0.0; c_h],
+            y: vec![0.0; c_h],
+            code: vec![0.0; w.mean.c_out],
+        };
+        let mut m = Self {
+            passes: [State::new(&w), State::new(&w)],
+            refresh: cfg.norm_refresh,
+            scratch: [scratch.clone(), scratch],
+            cond: vec![vec![0.0; 2 * c_h]; w.affine.len()],
+            offset: vec![0.0; w.n_mels],
+            has_offset: false,
+            gate: false,
+            frames: 0,
+            out_b: vec![0.0; w.n_mels],
+            mixed: Vec::with_capacity(w.c_cond),
+            mixed_offset: Vec::with_capacity(w.n_mels),
+            w,
+        };
+        m.set_voice(speaker, None)?;
+        Ok(m)
+    }
+
+    /// Mel bands in and out.
+    pub fn n_mels(&self) -> usize {
+        self.w.n_mels
+    }
+
+    /// Converts to `speaker` (`c_cond` values) with the log-mel correction `offset` (`n_mels`
+    /// values) added to every output frame, from the next frame on. No allocation.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a vector or an offset of the wrong width (the voice is then kept).
+    pub fn set_voice(&mut self, speaker: &[f32], offset: Option<&[f32]>) -> Result<()> {
+        if speaker.len() != self.w.c_cond {
+            return Err(Error::Input(format!(
+                "speaker embedding has {} values, the model uses {}",
+                speaker.len(),
+                self.w.c_cond
+            )));
+        }
+        if offset.is_some_and(|o| o.len() != self.w.n_mels || o.iter().any(|v| !v.is_finite())) {
+            return Err(Error::Input(format!(
+                "a spectrum correction needs {} finite values",
+                self.w.n_mels
+            )));
+        }
+        for ((w, b), cond) in self.w.affine.iter().zip(&mut self.cond) {
+            matvec(w, speaker, b, cond, None);
+        }
+        self.has_offset = offset.is_some();
+        if let Some(o) = offset {
+            self.offset.copy_from_slice(o);
+        }
+        Ok(())
+    }
+
+    /// Converts to the embedding `e` (its values and spectrum correction) from the next frame
+    /// on. No allocation.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an embedding of the wrong size (the voice is then kept).
+    pub fn set_embedding(&mut self, e: &SpeakerEmbedding) -> Result<()> {
+        self.set_voice(e.values(), e.spectrum())
+    }
+
+    /// Converts to the mix `(1 − w)·a + w·b` of two embeddings (as [`SpeakerEmbedding::mix`]:
+    /// the spectrum correction mixed when both have one, none otherwise) from the next frame
+    /// on, without making the mix: no allocation (a glide sets one every frame).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a weight outside 0..=1 or embeddings of the wrong sizes (the voice
+    /// is then kept).
+    pub fn set_mix(&mut self, a: &SpeakerEmbedding, b: &SpeakerEmbedding, w: f32) -> Result<()> {
+        if !(0.0..=1.0).contains(&w) {
+            return Err(Error::Input(format!("mix weight {w} is not within 0..=1")));
+        }
+        let (va, vb) = (a.values(), b.values());
+        if va.len() != vb.len() {
+            return Err(Error::Input(format!(
+                "embeddings of sizes {} and {} cannot mix",
+                va.len(),
+                vb.len()
+            )));
+        }
+        let mut mixed = std::mem::take(&mut self.mixed);
+        let mut offset = std::mem::take(&mut self.mixed_offset);
+        mixed.clear();
+        mixed.extend(va.iter().zip(vb).map(|(x, y)| (1.0 - w) * x + w * y));
+        let off = match (a.spectrum(), b.spectrum()) {
+            (Some(x), Some(y)) if x.len() == y.len() => {
+                offset.clear();
+                offset.extend(x.iter().zip(y).map(|(x, y)| (1.0 - w) * x + w * y));
+                Some(offset.as_slice())
+            }
+            _ => None,
+        };
+        let r = self.set_voice(&mixed, off);
+        self.mixed = mixed;
+        self.mixed_offset = offset;
+        r
+    }
+
+    /// Holds the level of the stream's first frames near their input's (as
+    /// [`crate::StreamingConverter::set_warmup_gate`]).
+    pub fn set_warmup_gate(&mut self, on: bool) {
+        self.gate = on;
+    }
+
+    /// Forgets the stream's past.
+    pub fn reset(&mut self) {
+        self.passes.iter_mut().for_each(State::reset);
+        self.frames = 0;
+    }
+
+    /// Converts the next frame `x` (`n_mels` log-mel values) into `out` (`n_mels`).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for slices of the wrong length.
+    pub fn step(&mut self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        let n = self.w.n_mels;
+        if x.len() != n || out.len() != n {
+            return Err(Error::Input(format!(
+                "a frame has {n} mel bands, got {} in and {} out",
+                x.len(),
+                out.len()
+            )));
+        }
+        let f = self.frames;
+        match self.refresh {
+            None => pass(&self.w, &mut self.passes, &mut self.scratch, &self.cond, x, out, None),
+            Some(r) => {
+                // Segment j = f / r starts afresh at frame j·r in pass j % 2 and runs 2r frames;
+                // frame f is w·S_j + (1 − w)·S_{j−1}, w = (f − j·r) / r (S_0 alone in block 0).
+                let j = f / r;
+                if f % r == 0 {
+                    self.passes[j % 2].reset();
+                }
+                if j == 0 {
+                    pass(&self.w, &mut self.passes, &mut self.scratch, &self.cond, x, out, None);
+                } else {
+                    let b = &mut self.out_b;
+                    pass(
+                        &self.w,
+                        &mut self.passes,
+                        &mut self.scratch,
+                        &self.cond,
+                        x,
+                        out,
+                        Some(b),
+                    );
+                    // `out` holds pass 0, `out_b` pass 1: fresh is pass j % 2.
+                    let wt = (f - j * r) as f32 / r as f32;
+                    let (w0, w1) = if j % 2 == 0 { (wt, 1.0 - wt) } else { (1.0 - wt, wt) };
+                    for (o, b) in out.iter_mut().zip(&self.out_b) {
+                        *o = *o * w0 + *b * w1;
+                    }
+                }
+            }
+        }
+        if self.has_offset {
+            out.iter_mut().zip(&self.offset).for_each(|(o, v)| *o += v);
+        }
+        if self.gate && f < WARMUP_FRAMES {
+            // ln Σ_b exp(2·v_b): the frame's power on the log-magnitude scale.
+            let log_power = |m: &[f32]| -> f32 {
+                let top = m.iter().map(|v| 2.0 * v).fold(f32::NEG_INFINITY, f32::max);
+                top + m.iter().map(|v| (2.0 * v - top).exp()).sum::<f32>().ln()
+            };
+            let margin = WARMUP_MARGIN_DB / 10.0 * std::f32::consts::LN_10;
+            let shift = (0.5 * (log_power(x) + margin - log_power(out))).min(0.0);
+            out.iter_mut().for_each(|o| *o += shift);
+        }
+        self.frames += 1;
+        Ok(())
+    }
+}
+
+/// One frame through pass 0 (into `out`) and, with `out2`, pass 1 (into `out2`) side by side,
+/// each weight row read once for both: the content encoder (bank, input layer, blocks, mean),
+/// then the decoder with the voice's AdaIN conditions.
+#[allow(clippy::too_many_arguments)]
+fn pass(
+    w: &Weights,
+    passes: &mut [State; 2],
+    sc: &mut [Scratch; 2],
+    cond: &[Vec<f32>],
+    x: &[f32],
+    out: &mut [f32],
+    out2: Option<&mut [f32]>,
+) {
+    let dual = out2.is_some();
+    let [s0, s1] = passes;
+    let [c0, c1] = sc;
+    // Runs `$body` for pass 0, then for pass 1 if it runs.
+    macro_rules! each {
+        (|$s:ident, $c:ident| $body:expr) => {{
+            {
+                let ($s, $c) = (&mut *s0, &mut *c0);
+                $body;
+            }
+            if dual {
+                let ($s, $c) = (&mut *s1, &mut *c1);
+                $body;
+            }
+        }};
+    }
+    let (cb, c_h) = (w.c_bank, w.c_h);
+    // The content encoder: the bank's ReLUs and the frame itself, concatenated.
+    for (i, conv) in w.bank.iter().enumerate() {
+        let r = i * cb..(i + 1) * cb;
+        let x0 = s0.bank[i].push(x);
+        let second = match dual {
+            true => Some((s1.bank[i].push(x), &mut c1.cat[r.clone()])),
+            false => None,
+        };
+        conv.apply(x0, &mut c0.cat[r.clone()], second);
+        each!(|_s, c| relu(&mut c.cat[r.clone()]));
+    }
+    let nb = w.bank.len() * cb;
+    each!(|_s, c| c.cat[nb..nb + x.len()].copy_from_slice(x));
+    w.in_conv
+        .apply(&c0.cat, &mut c0.h, dual.then_some((&c1.cat[..], &mut c1.h[..])));
+    let mut norm = 0;
+    let mut window = 0;
+    each!(|s, c| {
+        s.norms[norm].apply(&mut c.h);
+        relu(&mut c.h)
+    });
+    norm += 1;
+    // A windowed convolution from `$from` into `y` of both passes.
+    macro_rules! conv_y {
+        ($conv:expr, $from:ident) => {{
+            let x0 = s0.windows[window].push(&c0.$from);
+            let second = match dual {
+                true => Some((s1.windows[window].push(&c1.$from), &mut c1.y[..])),
+                false => None,
+            };
+            $conv.apply(x0, &mut c0.y, second);
+            window += 1;
+        }};
+    }
+    for (a, b) in &w.blocks {
+        conv_y!(a, h);
+        each!(|s, c| {
+            s.norms[norm].apply(&mut c.y);
+            relu(&mut c.y)
+        });
+        norm += 1;
+        conv_y!(b, y);
+        each!(|s, c| {
+            s.norms[norm].apply(&mut c.y);
+            relu(&mut c.y);
+            c.h.iter_mut().zip(&c.y).for_each(|(h, y)| *h += y)
+        });
+        norm += 1;
+    }
+    w.mean
+        .apply(&c0.h, &mut c0.code, dual.then_some((&c1.h[..], &mut c1.code[..])));
+    // The decoder.
+    w.dec_in
+        .apply(&c0.code, &mut c0.h, dual.then_some((&c1.code[..], &mut c1.h[..])));
+    each!(|s, c| {
+        s.norms[norm].apply(&mut c.h);
+        relu(&mut c.h)
+    });
+    norm += 1;
+    let adain = |y: &mut [f32], c: &[f32]| {
+        for (i, v) in y.iter_mut().enumerate() {
+            *v = (*v * c[c_h + i] + c[i]).max(0.0);
+        }
+    };
+    for (l, (a, b)) in w.dec_blocks.iter().enumerate() {
+        conv_y!(a, h);
+        each!(|s, c| {
+            s.norms[norm].apply(&mut c.y);
+            adain(&mut c.y, &cond[2 * l])
+        });
+        norm += 1;
+        conv_y!(b, y);
+        each!(|s, c| {
+            s.norms[norm].apply(&mut c.y);
+            adain(&mut c.y, &cond[2 * l + 1]);
+            c.h.iter_mut().zip(&c.y).for_each(|(h, y)| *h += y)
+        });
+        norm += 1;
+    }
+    w.dec_out.apply(&c0.h, out, out2.map(|o| (&c1.h[..], o)));
+}
+
+/// Runs `model` over a whole mel `[1, n_mels, T]` frame by frame (for tests and comparisons).
+///
+/// # Errors
+/// As [`FrameModel::new`] and [`FrameModel::step`].
+pub fn convert_frames(m: &mut FrameModel, mel: &Tensor) -> Result<Tensor> {
+    let (_, n, t) = mel.dims3()?;
+    let frames = mel.squeeze(0)?.t()?.contiguous()?.to_vec2::<f32>()?;
+    let mut out = vec![0f32; t * n];
+    for (i, f) in frames.iter().enumerate() {
+        m.step(f, &mut out[i * n..(i + 1) * n])?;
+    }
+    Ok(Tensor::from_vec(out, (1, t, n), mel.device())?
+        .transpose(1, 2)?
+        .contiguous()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{init, ModelConfig, StreamingConverter};
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+
+    fn model(cfg: &ModelConfig) -> AdaInVc {
+        let vars = VarMap::new();
+        let m = AdaInVc::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+        init::init_pytorch_like(&vars, 7).unwrap();
+        m
+    }
+
+    /// A speech-like log-mel: a level contour with moving bands and a silent start.
+    fn mel(t: usize) -> Tensor {
+        let v: Vec<f32> = (0..80 * t)
+            .map(|i| {
+                let (b, f) = (i / t, i % t);
+                if f < 3 {
+                    -11.5
+                } else {
+                    -4.0 + 3.0 * ((b as f32 * 0.3 + f as f32 * 0.17).sin()) - 0.02 * b as f32
+                }
+            })
+            .collect();
+        Tensor::from_vec(v, (1, 80, t), &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Frame by frame equals the tensor stream (in chunks of one frame and of the whole input)
+    /// to float rounding: without and with a refresh period, with a spectrum offset and the
+    /// warm-up gate, before and after a voice change and a reset.
+    #[test]
+    fn equals_the_streaming_converter() {
+        for refresh in [None, Some(5)] {
+            let mut cfg = ModelConfig::tiny_stream();
+            cfg.norm_refresh = refresh;
+            let m = model(&cfg);
+            let x = mel(23);
+            let spk = m.speaker.forward(&x).unwrap();
+            let spk2 = spk.affine(-0.5, 0.1).unwrap();
+            let offset: Vec<f32> = (0..80).map(|b| 0.01 * b as f32 - 0.3).collect();
+            let off_t = Tensor::from_slice(&offset, (1, 80, 1), &Device::Cpu).unwrap();
+            let mut fm = FrameModel::new(&m, &spk.flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap();
+            fm.set_warmup_gate(true);
+            fm.set_voice(&spk.flatten_all().unwrap().to_vec1::<f32>().unwrap(), Some(&offset))
+                .unwrap();
+            let mut sc = StreamingConverter::new(m.clone(), spk.clone()).unwrap();
+            sc.set_warmup_gate(true);
+            sc.set_offset(Some(off_t));
+            let whole = sc.step(&x).unwrap();
+            let frames = convert_frames(&mut fm, &x).unwrap();
+            let scale = whole.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(
+                max_diff(&whole, &frames) < 1e-4 * scale.max(1.0),
+                "{refresh:?}: {}",
+                max_diff(&whole, &frames)
+            );
+            // Another voice, a reset, then one frame at a time on both sides.
+            sc.reset();
+            fm.reset();
+            sc.set_speaker(spk2.clone()).unwrap();
+            sc.set_offset(None);
+            fm.set_voice(&spk2.flatten_all().unwrap().to_vec1::<f32>().unwrap(), None)
+                .unwrap();
+            let ones: Vec<Tensor> = (0..23).map(|t| sc.step(&x.narrow(2, t, 1).unwrap()).unwrap()).collect();
+            let ones = Tensor::cat(&ones, 2).unwrap();
+            let frames = convert_frames(&mut fm, &x).unwrap();
+            assert!(
+                max_diff(&ones, &frames) < 1e-4 * scale.max(1.0),
+                "{refresh:?}: {}",
+                max_diff(&ones, &frames)
+            );
+        }
+    }
+
+    /// Presets it cannot run, and wrong widths, are refused with a message.
+    #[test]
+    fn refuses_what_it_cannot_run() {
+        let m = model(&ModelConfig::tiny());
+        let err = FrameModel::new(&m, &[0.0; 8]).unwrap_err().to_string();
+        assert!(err.contains("not causal"), "{err}");
+        let m = model(&ModelConfig::tiny_attention());
+        let err = FrameModel::new(&m, &[0.0; 8]).unwrap_err().to_string();
+        assert!(err.contains("attends"), "{err}");
+        let m = model(&ModelConfig::tiny_stream());
+        let err = FrameModel::new(&m, &[0.0; 3]).unwrap_err().to_string();
+        assert!(err.contains("3 values"), "{err}");
+        let mut fm = FrameModel::new(&m, &[0.0; 8]).unwrap();
+        assert!(fm.set_voice(&[0.0; 8], Some(&[0.0; 79])).is_err());
+        assert!(fm.step(&[0.0; 80], &mut [0.0; 79]).is_err());
+    }
+}
