@@ -4,8 +4,9 @@
 //!     cargo run --release -p voxswap-stream --example frame_allocations -- [MODEL_DIR] [REF.wav] [SRC.wav]
 //!
 //! Defaults: pretrained/, examples/target_unseen.wav, tests/data/speech_m.wav. The source is
-//! pushed in 10 ms chunks at 16 kHz after a 2 s warm-up; prints allocations and bytes per
-//! chunk (mean and largest) and the engine's resident growth.
+//! pushed in 10 ms chunks at 16 kHz after a 2 s warm-up; prints the pushing thread's
+//! allocations and bytes per chunk (mean and largest), and those of the whole process (live
+//! adaptation measures on a worker thread of its own).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +19,25 @@ struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+static ALL: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Whether this thread pushes (`const`: reading it does not allocate).
+    static PUSHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn count(bytes: usize) {
+    ALL.fetch_add(1, Ordering::Relaxed);
+    if PUSHER.with(std::cell::Cell::get) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(layout.size());
         // SAFETY: the caller's layout, passed on.
         unsafe { System.alloc(layout) }
     }
@@ -32,8 +46,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        count(new_size);
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -75,18 +88,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .enumerate()
         {
             out.clear();
-            let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
+            let (a0, b0, p0) = (
+                ALLOCS.load(Ordering::Relaxed),
+                BYTES.load(Ordering::Relaxed),
+                ALL.load(Ordering::Relaxed),
+            );
+            PUSHER.with(|p| p.set(true));
             engine.push(c, &mut out)?;
+            PUSHER.with(|p| p.set(false));
             if i * chunk >= warm {
-                counts.push((ALLOCS.load(Ordering::Relaxed) - a0, BYTES.load(Ordering::Relaxed) - b0));
+                counts.push((
+                    ALLOCS.load(Ordering::Relaxed) - a0,
+                    BYTES.load(Ordering::Relaxed) - b0,
+                    ALL.load(Ordering::Relaxed) - p0,
+                ));
             }
         }
         let n = counts.len().max(1) as f64;
         let mean_a = counts.iter().map(|c| c.0).sum::<u64>() as f64 / n;
         let mean_b = counts.iter().map(|c| c.1).sum::<u64>() as f64 / n;
         let max_a = counts.iter().map(|c| c.0).max().unwrap_or(0);
+        let mean_all = counts.iter().map(|c| c.2).sum::<u64>() as f64 / n;
         println!(
-            "{name}: {} chunks of 10 ms after the warm-up: {mean_a:.0} allocations ({:.0} kB) per chunk on average, at most {max_a}",
+            "{name}: {} chunks of 10 ms after the warm-up: pushing thread {mean_a:.0} allocations ({:.0} kB) per chunk on average, at most {max_a}; whole process {mean_all:.0} per chunk",
             counts.len(),
             mean_b / 1024.0
         );

@@ -80,18 +80,32 @@ impl EngineConfig {
     }
 }
 
-/// A live adaptation under way: the frame it applies to, and its result when done.
+/// A live adaptation under way: the frame it applies to and the voice generation it measured
+/// for (its result comes from the worker, in order).
+#[derive(Debug, Clone, Copy)]
 struct AdaptJob {
     frame: u64,
     generation: u64,
-    result: mpsc::Receiver<Result<(Option<SpeakerEmbedding>, SpeakerEmbedding)>>,
 }
 
-/// Live adaptation's state (see [`EngineConfig::adaptation`]).
+/// What the engine asks of the adaptation worker.
+enum Request {
+    /// The voice chosen by the user (before adaptation) from now on.
+    Base(SpeakerEmbedding),
+    /// Measure the talker's last window of input, up to the `upto`-th sample written to the
+    /// ring, and adapt the base voice to it.
+    Measure { upto: u64 },
+}
+
+/// A measurement's result: the talker's voice (if the window held speech) and the adapted voice.
+type Measured = Result<(Option<SpeakerEmbedding>, SpeakerEmbedding)>;
+
+/// Live adaptation's state (see [`EngineConfig::adaptation`]). The measurements run on a worker
+/// thread of their own, started with the engine: the engine's thread only writes the input to a
+/// lock-free ring and sends small requests through a bounded channel (neither allocates), and
+/// the worker keeps the talker's history.
 struct LiveAdapt {
     how: Adaptation,
-    /// The talker's last [`ADAPT_WINDOW_S`] s at the model's rate.
-    history: VecDeque<f32>,
     /// Model-rate input sample at which the next measurement starts, and the step to the one
     /// after.
     next: u64,
@@ -102,6 +116,94 @@ struct LiveAdapt {
     generation: u64,
     /// The talker's own voice, from the latest measurement.
     source: Option<SpeakerEmbedding>,
+    audio: rtrb::Producer<f32>,
+    /// Samples written to the ring (fewer than came in only if the worker stalled).
+    written: u64,
+    requests: mpsc::SyncSender<Request>,
+    results: mpsc::Receiver<Measured>,
+}
+
+/// Requests the engine may have queued (one a second at most, after the first).
+const ADAPT_QUEUE: usize = 64;
+
+impl LiveAdapt {
+    /// Starts the worker measuring with `conv`, adapting `base` as `how` says.
+    fn start(conv: &VoiceConverter, base: &SpeakerEmbedding, how: Adaptation, sample_rate: u32) -> Result<Self> {
+        let second = u64::from(sample_rate);
+        let window = (ADAPT_WINDOW_S * second) as usize;
+        // The worker drains the ring at least every 100 ms; a second of room is plenty.
+        let (audio, mut ring) = rtrb::RingBuffer::new(window + sample_rate as usize);
+        let (requests, inbox) = mpsc::sync_channel::<Request>(ADAPT_QUEUE);
+        let (reply, results) = mpsc::channel::<Measured>();
+        requests
+            .try_send(Request::Base(base.clone()))
+            .map_err(|_| Error::Adaptation("its worker did not take the voice".into()))?;
+        let conv = conv.clone();
+        std::thread::Builder::new()
+            .name("voxswap-adapt".into())
+            .spawn(move || {
+                let mut history: VecDeque<f32> = VecDeque::with_capacity(window + 1);
+                let mut base: Option<SpeakerEmbedding> = None;
+                // Model-rate samples moved from the ring into `history` so far.
+                let mut taken = 0u64;
+                let take = |ring: &mut rtrb::Consumer<f32>, n: usize, history: &mut VecDeque<f32>| {
+                    let n = n.min(ring.slots());
+                    if let Ok(chunk) = ring.read_chunk(n) {
+                        history.extend(chunk);
+                    }
+                    let over = history.len().saturating_sub(window);
+                    history.drain(..over);
+                    n as u64
+                };
+                loop {
+                    match inbox.recv_timeout(std::time::Duration::from_millis(100)) {
+                        Ok(Request::Base(b)) => base = Some(b),
+                        Ok(Request::Measure { upto }) => {
+                            // The engine wrote the samples before it asked.
+                            while taken < upto {
+                                let got = take(&mut ring, (upto - taken) as usize, &mut history);
+                                if got == 0 {
+                                    break;
+                                }
+                                taken += got;
+                            }
+                            let audio: Vec<f32> = history.iter().copied().collect();
+                            let measured = match &base {
+                                Some(b) => measure_source(&conv, &audio).and_then(|src| {
+                                    let voice = adapt(&conv, b, src.as_ref(), how)?;
+                                    Ok((src.map(|s| s.voice), voice))
+                                }),
+                                None => Err(Error::Adaptation("no voice to adapt".into())),
+                            };
+                            if reply.send(measured).is_err() {
+                                return;
+                            }
+                        }
+                        // Keeps the ring from filling between measurements.
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            let n = ring.slots();
+                            taken += take(&mut ring, n, &mut history);
+                        }
+                        // The engine is gone.
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            })
+            .map_err(|e| Error::Adaptation(format!("cannot start its thread: {e}")))?;
+        Ok(Self {
+            how,
+            next: second,
+            interval: second,
+            window,
+            jobs: VecDeque::with_capacity(ADAPT_QUEUE),
+            generation: 0,
+            source: None,
+            audio,
+            written: 0,
+            requests,
+            results,
+        })
+    }
 }
 
 /// How long bypass fades between the converted voice and the input, seconds.
@@ -222,19 +324,10 @@ impl Engine {
         let limiter = Limiter::output(cfg.output_rate)?;
         let dry_resampler = ChunkResampler::with_chunk(cfg.input_rate, cfg.output_rate, chunk(cfg.input_rate))?;
         let logmel = StreamingLogMel::new(&fe)?;
-        let adapt = (cfg.adaptation.measures_source() && !cfg.resynthesis).then(|| {
-            let second = u64::from(fe.sample_rate);
-            LiveAdapt {
-                how: cfg.adaptation,
-                history: VecDeque::new(),
-                next: second,
-                interval: second,
-                window: (ADAPT_WINDOW_S * second) as usize,
-                jobs: VecDeque::new(),
-                generation: 0,
-                source: None,
-            }
-        });
+        let adapt = match cfg.adaptation.measures_source() && !cfg.resynthesis {
+            true => Some(LiveAdapt::start(conv, voice, cfg.adaptation, fe.sample_rate)?),
+            false => None,
+        };
         // Until the first measurement: the target with its references' correction, scaled.
         let start_voice = adapt_or_plain(conv, voice, None, cfg.adaptation)?;
         let model = match conv.frame_model(&start_voice)? {
@@ -382,6 +475,9 @@ impl Engine {
                 // waits for a measurement of this voice, started now.
                 a.generation += 1;
                 a.next = a.next.min(self.n16_in + 1);
+                a.requests
+                    .send(Request::Base(voice.clone()))
+                    .map_err(|_| Error::Adaptation("its thread has ended".into()))?;
                 let plain = voice.spectrum_strength(a.how.spectrum)?;
                 match &a.source {
                     Some(s) if a.how.contrast > 0.0 => plain.contrast(s, a.how.contrast)?,
@@ -394,14 +490,24 @@ impl Engine {
 
     /// Glides from the voice of the moment to `voice`.
     fn glide_to(&mut self, voice: &SpeakerEmbedding) -> Result<()> {
-        self.from = self.current_voice()?;
-        self.to = voice.clone();
+        self.glide_to_owned(voice.clone())
+    }
+
+    /// [`Self::glide_to`] taking the voice: between glides (a live adaptation's result on the
+    /// real-time thread) it only moves embeddings, without allocating.
+    fn glide_to_owned(&mut self, voice: SpeakerEmbedding) -> Result<()> {
+        let now = if self.glide_pos >= self.glide_frames {
+            None
+        } else {
+            Some(self.current_voice()?)
+        };
+        let old = std::mem::replace(&mut self.to, voice);
+        self.from = now.unwrap_or(old);
         let frame_ms = self.fe.hop_ms();
         self.glide_frames = (self.cfg.glide_ms / frame_ms).round() as usize;
         self.glide_pos = 0;
         if self.glide_frames == 0 {
-            self.from = voice.clone();
-            self.apply_voice(voice)?;
+            apply_to(&mut self.model, &self.conv, &self.to)?;
         }
         Ok(())
     }
@@ -502,28 +608,21 @@ impl Engine {
         let mut rest = &self.x16[..];
         while !rest.is_empty() {
             let take = rest.len().min((a.next - pos) as usize);
-            a.history.extend(&rest[..take]);
-            let over = a.history.len().saturating_sub(a.window);
-            a.history.drain(..over);
+            // Into the worker's ring (what does not fit, if it ever stalls, it never hears).
+            let room = take.min(a.audio.slots());
+            if let Ok(chunk) = a.audio.write_chunk_uninit(room) {
+                a.written += chunk.fill_from_iter(rest[..room].iter().copied()) as u64;
+            }
             rest = &rest[take..];
             pos += take as u64;
             if pos == a.next {
-                let (tx, rx) = mpsc::channel();
-                let (conv, base, how) = (self.conv.clone(), self.base.clone(), a.how);
-                let audio: Vec<f32> = a.history.iter().copied().collect();
-                std::thread::spawn(move || {
-                    let measured = measure_source(&conv, &audio).and_then(|src| {
-                        let voice = adapt(&conv, &base, src.as_ref(), how)?;
-                        Ok((src.map(|s| s.voice), voice))
+                // A full queue (the worker far behind) skips this measurement.
+                if a.requests.try_send(Request::Measure { upto: a.written }).is_ok() {
+                    a.jobs.push_back(AdaptJob {
+                        frame: pos / hop + ADAPT_DELAY_FRAMES,
+                        generation: a.generation,
                     });
-                    // The engine may be gone; then nobody needs the result.
-                    let _ = tx.send(measured);
-                });
-                a.jobs.push_back(AdaptJob {
-                    frame: pos / hop + ADAPT_DELAY_FRAMES,
-                    generation: a.generation,
-                    result: rx,
-                });
+                }
                 a.interval = (a.interval * 2).min(a.window as u64);
                 a.next = pos + a.interval;
             }
@@ -537,10 +636,18 @@ impl Engine {
         let mut voice = None;
         while a.jobs.front().is_some_and(|j| j.frame <= self.frames_done) {
             let Some(job) = a.jobs.pop_front() else { break };
-            let (source, adapted) = job
-                .result
-                .recv()
-                .map_err(|_| Error::Adaptation("its thread ended without a result".into()))??;
+            // Waits for it (a result applies at a fixed frame, so that the output does not
+            // depend on the machine's speed), polling: a blocking receive would allocate its
+            // waiting context on this thread.
+            let (source, adapted) = loop {
+                match a.results.try_recv() {
+                    Ok(r) => break r?,
+                    Err(mpsc::TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_micros(200)),
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        return Err(Error::Adaptation("its thread ended without a result".into()))
+                    }
+                }
+            };
             if job.generation == a.generation {
                 if source.is_some() {
                     a.source = source;
@@ -549,7 +656,7 @@ impl Engine {
             }
         }
         match voice {
-            Some(v) => self.glide_to(&v),
+            Some(v) => self.glide_to_owned(v),
             None => Ok(()),
         }
     }

@@ -2,7 +2,9 @@
 //! log-mel, the model frame by frame, the frame-by-frame neural vocoder or streaming
 //! Griffin-Lim, limiter, output queue), after warm-up, pushed 10 ms chunks of real speech under
 //! a global allocator that counts this thread's allocations, in resynthesis mode and converting
-//! through a voice glide. Its own test binary: the counting allocator is process-wide.
+//! through a voice glide and live adaptation (its measurements run on the engine's worker
+//! thread, whose allocations are not the real-time thread's). Its own test binary: the counting
+//! allocator is process-wide.
 #![allow(clippy::unwrap_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -82,8 +84,9 @@ fn resynthesis_path_does_not_allocate_after_warm_up() {
     check(true);
 }
 
-/// Converting, with a voice switch just before the counted pushes: the glide's mixes are made
-/// in place.
+/// Converting with live adaptation, with a voice switch just before the counted pushes: the
+/// glide's mixes are made in place, and measurements are asked for and applied in the counted
+/// pushes.
 #[test]
 fn conversion_path_does_not_allocate_after_warm_up() {
     check(false);
@@ -97,7 +100,8 @@ fn check(resynthesis: bool) {
     let x16 = resample(&a.samples, a.sample_rate, 16000).unwrap();
     let voice = conv.embed(&[LogMel::new(&fe).unwrap().compute(&x16)]).unwrap();
     // A live device at 48 kHz in, 44.1 kHz out: both resamplers at work.
-    let x = resample(&a.samples, a.sample_rate, 48000).unwrap();
+    // Twice the clip: live adaptation measures 1 s in and applies it 1 s later, then at 3 s.
+    let x = resample(&[a.samples.clone(), a.samples.clone()].concat(), a.sample_rate, 48000).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let vars = candle_nn::VarMap::new();
     let vcfg = VocoderConfig::tiny(&fe);
@@ -113,7 +117,11 @@ fn check(resynthesis: bool) {
     for (name, vocoder) in vocoders {
         let mut cfg = EngineConfig::live(48000, 44100);
         cfg.resynthesis = resynthesis;
-        cfg.adaptation = Adaptation::NONE;
+        cfg.adaptation = if resynthesis {
+            Adaptation::NONE
+        } else {
+            Adaptation::DEFAULT
+        };
         let mut e = Engine::new(&conv, &voice, vocoder, cfg).unwrap();
         let other = voxswap_model::SpeakerEmbedding::new(voice.values().iter().map(|v| -0.5 * v).collect());
         let mut out = Vec::with_capacity(x.len() * 2);
@@ -131,6 +139,14 @@ fn check(resynthesis: bool) {
             }
         });
         assert!(out.len() > made + rest.len() / 2, "{name}: too little output");
+        // Live adaptation measured the talker and moved the voice away from the one chosen.
+        let now = e.current_voice().unwrap();
+        assert_eq!(
+            now.values() != other.values(),
+            !resynthesis,
+            "{name}: adaptation applied {}",
+            now.values() != other.values()
+        );
         assert!(out[made..].iter().any(|v| *v != 0.0), "{name}: silent output");
         assert_eq!(
             n,
