@@ -49,8 +49,9 @@ pub struct EngineConfig {
     pub resynthesis: bool,
     /// The voice adapted to the talker's (`convert`'s `--contrast` and `--spectrum`), measured
     /// on the past only: on the input's first 1, 2, 4, 8 and 16 s, then on its last
-    /// [`ADAPT_WINDOW_S`] s every [`ADAPT_WINDOW_S`] s. Each measurement runs on the engine's adaptation thread
-    /// and takes effect [`ADAPT_DELAY_FRAMES`] frames after the input it measured, gliding;
+    /// [`ADAPT_WINDOW_S`] s every [`ADAPT_WINDOW_S`] s. Each measurement runs on the engine's
+    /// adaptation thread and takes effect [`ADAPT_DELAY_FRAMES`] frames after the input it
+    /// measured, gliding;
     /// until the first, the target's references' own spectrum correction applies.
     pub adaptation: Adaptation,
 }
