@@ -5,6 +5,8 @@
 #   voxswap ARGS...      the workspace's release binary, built on first use
 #   as_root CMD...       runs CMD as root (directly, or through sudo)
 #   run_common_stages CORPUS   stages 2 to 6, the same in every recipe
+#   write_phonemes SPLIT_DIR   SPLIT_DIR/transcripts.tsv (corpus-relative path TAB text) to
+#                        SPLIT_DIR/phonemes.tsv for the phonetic head (skipped without espeak-ng)
 #   apt_private_install PKG...   apt-get install with Debian's contrib and non-free components
 #                        enabled through private sources/lists/cache folders: the system's apt
 #                        configuration is not changed.
@@ -95,6 +97,18 @@ SRC
     -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o "APT::Sandbox::User=root")
   as_root apt-get "${opts[@]}" update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -qq --no-install-recommends "$@"
+}
+
+write_phonemes() {
+  local dir=$1
+  [[ -s $dir/transcripts.tsv ]] || { echo "no transcripts in $dir: no phoneme transcripts (train.lambda_phone needs them)"; return 0; }
+  if ! command -v espeak-ng >/dev/null; then
+    echo "espeak-ng missing: no phoneme transcripts for $dir (train.lambda_phone needs them; apt-get install espeak-ng)"
+    return 0
+  fi
+  "$REPO_ROOT/recipes/phonemize.sh" "$JOBS" <"$dir/transcripts.tsv" >"$dir/.phonemes.tmp"
+  mv "$dir/.phonemes.tmp" "$dir/phonemes.tsv"
+  echo "$(wc -l <"$dir/phonemes.tsv") of $(wc -l <"$dir/transcripts.tsv") transcripts in phonemes in $dir/phonemes.tsv"
 }
 
 # The file of speaker $2 under $1 for a name without the speaker prefix.

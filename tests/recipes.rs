@@ -75,7 +75,19 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
             "[prepare]\nroot = \"{}\"\nwork = \"data\"\nvalid_speakers = \"p225 p226 s5\"\n\n{}\n\
              [vocoder]\nsteps = 4\nbatch_size = 2\nsegment_frames = 16\nsize = \"tiny\"\nlog_every = 2\n",
             root.display(),
+            // With the phonetic head, on the transcripts stage 1 writes.
             train_sections(dir.path())
+                .replace(
+                    "valid_per_speaker = 1\n",
+                    &format!(
+                        "valid_per_speaker = 1\nphonemes = \"{}/data/corpus/train/phonemes.tsv\"\n",
+                        dir.path().display()
+                    )
+                )
+                .replace(
+                    "log_every = 3\n",
+                    "log_every = 3\nlambda_phone = 1.0\nphone_batch = 1\n"
+                )
         ),
     )
     .unwrap();
@@ -88,12 +100,36 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
         stdout(&o)
     );
     let corpus = dir.path().join("data/corpus");
-    assert_eq!(names(&corpus.join("train")), ["p300"].map(String::from).into());
-    assert_eq!(names(&corpus.join("valid")), ["p225", "p226"].map(String::from).into());
+    // Speakers' folders, and the transcripts as text and as phonemes.
+    assert_eq!(
+        names(&corpus.join("train")),
+        ["p300", "phonemes.tsv", "transcripts.tsv"].map(String::from).into()
+    );
+    assert_eq!(
+        names(&corpus.join("valid")),
+        ["p225", "p226", "phonemes.tsv", "transcripts.tsv"]
+            .map(String::from)
+            .into()
+    );
     let files = names(&corpus.join("train/p300"));
     assert_eq!(files, (1..=3).map(|u| format!("p300_{u:03}_mic1.flac")).collect());
     // Links, not copies.
     assert!(corpus.join("train/p300/p300_001_mic1.flac").is_symlink());
+    // The transcripts in espeak-ng's phonemes, by corpus-relative path, for the phonetic head.
+    let tsv = std::fs::read_to_string(corpus.join("train/phonemes.tsv")).unwrap();
+    let lines: Vec<&str> = tsv.lines().collect();
+    assert_eq!(lines.len(), 3, "{tsv}");
+    assert!(
+        lines[0].starts_with("p300/p300_001_mic1.flac\ts E n t @ n s w V n "),
+        "{tsv}"
+    );
+    assert!(
+        lines[1].starts_with("p300/p300_002_mic1.flac\ts E n t @ n s t u: "),
+        "{tsv}"
+    );
+    let valid = std::fs::read_to_string(corpus.join("valid/phonemes.tsv")).unwrap();
+    assert_eq!(valid.lines().count(), 6, "{valid}");
+    assert!(valid.contains("p226/p226_003_mic1.flac\t"), "{valid}");
 
     // Stage 1 again: the same corpus.
     assert_ok(&run_recipe("vctk", &config, &["--stage", "1", "--stop-stage", "1"]));
@@ -112,6 +148,9 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
     assert!(pairs.contains("p225_to_p226_002_mic1.wav"), "{pairs}");
     assert!(pairs.contains("p226/p226_001_mic1.flac"), "{pairs}");
     assert!(out.contains("finished at step 6"), "{out}");
+    // One of the three is held out for validation.
+    let all = format!("{out}{}", stderr(&o));
+    assert!(all.contains("2 training utterances transcribed, 0 not"), "{all}");
     assert!(out.contains("exported step-00000006"), "{out}");
     let model = dir.path().join("model");
     assert!(model.join("config.json").is_file() && model.join("model.safetensors").is_file());
@@ -208,12 +247,25 @@ fn libritts_prepares_speakers_of_train_and_valid_subsets() {
         "{out}"
     );
     let corpus = dir.path().join("data/corpus");
-    assert_eq!(names(&corpus.join("train")), ["19", "26"].map(String::from).into());
-    assert_eq!(names(&corpus.join("valid")), ["84"].map(String::from).into());
+    assert_eq!(
+        names(&corpus.join("train")),
+        ["19", "26", "phonemes.tsv", "transcripts.tsv"].map(String::from).into()
+    );
+    assert_eq!(
+        names(&corpus.join("valid")),
+        ["84", "phonemes.tsv", "transcripts.tsv"].map(String::from).into()
+    );
     // Speaker 26's two chapters are one speaker; the data check sees 24 kHz and 6 training files.
     assert!(out.contains("utterances  6"), "{out}");
     assert!(out.contains("24000 Hz: 6"), "{out}");
     assert!(out.contains("features of 6 utterances"), "{out}");
+    // The normalised transcripts in phonemes, by corpus-relative path.
+    let tsv = std::fs::read_to_string(corpus.join("train/phonemes.tsv")).unwrap();
+    assert_eq!(tsv.lines().count(), 6, "{tsv}");
+    assert!(
+        tsv.lines().next().unwrap() == "19/198/19_198_000000_000000.wav\ts V m t E k s t",
+        "{tsv}"
+    );
 
     // A subset that is not there is named.
     std::fs::write(

@@ -8,7 +8,9 @@
 #   0  check the download: [prepare] root holds the subsets named in [prepare] train_subsets and
 #      valid_subsets (e.g. train-clean-100/, dev-clean/), each <subset>/<speaker>/<chapter>/*.wav
 #   1  prepare data: <work>/corpus/{train,valid}/<speaker>/ linking to the speakers' folders;
-#      the valid subsets' speakers (disjoint from the training subsets' in LibriTTS) go to valid/
+#      the valid subsets' speakers (disjoint from the training subsets' in LibriTTS) go to valid/;
+#      the normalised transcripts in phonemes, <work>/corpus/{train,valid}/phonemes.tsv, for the
+#      phonetic head (train.lambda_phone; needs espeak-ng)
 #   2  extract features: check the corpus (voxswap data check), fill the log-mel cache
 #   3  train the model (voxswap train; resumes from the newest checkpoint)
 #   4  train the vocoder (voxswap train --vocoder) when the config has a [vocoder] section
@@ -51,9 +53,18 @@ if stage 1 "prepare data"; then
   }
   link_subsets train "${TRAIN_SUBSETS[@]}"
   link_subsets valid "${VALID_SUBSETS[@]}"
+  # The normalised transcript beside each utterance, for the phonetic head.
+  for split in train valid; do
+    find -L "$CORPUS.tmp/$split" -mindepth 3 -maxdepth 3 -name '*.normalized.txt' -printf '%P\n' | LC_ALL=C sort \
+      | while IFS= read -r t; do
+        wav=${t%.normalized.txt}.wav
+        [[ -e $CORPUS.tmp/$split/$wav ]] && printf '%s\t%s\n' "$wav" "$(tr -s '\n\t' '  ' <"$CORPUS.tmp/$split/$t")"
+      done >"$CORPUS.tmp/$split/transcripts.tsv" || true
+    write_phonemes "$CORPUS.tmp/$split"
+  done
   rm -rf "$CORPUS"
   mv "$CORPUS.tmp" "$CORPUS"
-  echo "$(ls "$CORPUS/train" | wc -l) training speakers (${TRAIN_SUBSETS[*]}), $(ls "$CORPUS/valid" | wc -l) validation speakers (${VALID_SUBSETS[*]})"
+  echo "$(find "$CORPUS/train" -mindepth 1 -maxdepth 1 -type l | wc -l) training speakers (${TRAIN_SUBSETS[*]}), $(find "$CORPUS/valid" -mindepth 1 -maxdepth 1 -type l | wc -l) validation speakers (${VALID_SUBSETS[*]})"
 fi
 
 run_common_stages "$CORPUS"

@@ -8,7 +8,9 @@
 #   0  check the download: [prepare] root holds wav48_silence_trimmed/ (VCTK 0.92, FLAC, mic1)
 #      or wav48/ (VCTK 0.80, WAV)
 #   1  prepare data: <work>/corpus/{train,valid}/<speaker>/ of links to the audio; the speakers in
-#      [prepare] valid_speakers go to valid/ (never trained on), the others to train/
+#      [prepare] valid_speakers go to valid/ (never trained on), the others to train/; the
+#      transcripts (txt/) in phonemes, <work>/corpus/{train,valid}/phonemes.tsv, for the phonetic
+#      head (train.lambda_phone; needs espeak-ng)
 #   2  extract features: check the corpus (voxswap data check), fill the log-mel cache
 #   3  train the model (voxswap train; resumes from the newest checkpoint)
 #   4  train the vocoder (voxswap train --vocoder) when the config has a [vocoder] section
@@ -53,15 +55,19 @@ if stage 1 "prepare data"; then
     mkdir -p "$CORPUS.tmp/$split/$spk"
     for f in "$dir"*"$suffix"; do
       [[ -e $f ]] || continue
-      ln -s "$(realpath "$f")" "$CORPUS.tmp/$split/$spk/$(basename "$f")"
+      name=$(basename "$f")
+      ln -s "$(realpath "$f")" "$CORPUS.tmp/$split/$spk/$name"
+      txt=$ROOT/txt/$spk/${name%"$suffix"}.txt
+      [[ -f $txt ]] && printf '%s/%s\t%s\n' "$spk" "$name" "$(tr -s '\n\t' '  ' <"$txt")" >>"$CORPUS.tmp/$split/transcripts.tsv"
       count=$((count + 1))
     done
     rmdir "$CORPUS.tmp/$split/$spk" 2>/dev/null || true
   done
   ((count > 0)) || { echo "no *$suffix files under $audio" >&2; exit 1; }
+  for split in train valid; do write_phonemes "$CORPUS.tmp/$split"; done
   rm -rf "$CORPUS"
   mv "$CORPUS.tmp" "$CORPUS"
-  echo "$count utterances: $(ls "$CORPUS/train" | wc -l) training speakers, $(ls "$CORPUS/valid" | wc -l) validation speakers"
+  echo "$count utterances: $(find "$CORPUS/train" -mindepth 1 -maxdepth 1 -type d | wc -l) training speakers, $(find "$CORPUS/valid" -mindepth 1 -maxdepth 1 -type d | wc -l) validation speakers"
 fi
 
 run_common_stages "$CORPUS"
