@@ -109,11 +109,17 @@ impl Observer for Bar {
                 mel,
                 stft,
                 steps_per_s,
+                adv,
+                disc,
                 ..
             } => {
                 self.bar.set_position(*step);
+                let gan = match (adv, disc) {
+                    (Some(a), Some(d)) => format!(", gan {a:.3}/{d:.3}"),
+                    _ => String::new(),
+                };
                 self.bar.set_message(format!(
-                    "loss {loss:.4} (mel {mel:.4}, stft {stft:.3}), {steps_per_s:.2} steps/s"
+                    "loss {loss:.4} (mel {mel:.4}, stft {stft:.3}{gan}), {steps_per_s:.2} steps/s"
                 ));
             }
             LogRecord::VocoderValid { step, mel, stft } => {

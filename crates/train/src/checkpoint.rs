@@ -27,7 +27,7 @@ const OPTIM_FILE: &str = "optim.safetensors";
 /// Weights of training-only layers (the speaker adversary, the phonetic head, the mel
 /// discriminator), never part of a
 /// model folder.
-const AUX_FILE: &str = "training_only.safetensors";
+pub(crate) const AUX_FILE: &str = "training_only.safetensors";
 /// [`AUX_FILE`]'s name in checkpoints written before the phonetic head existed.
 const OLD_AUX_FILE: &str = "adversary.safetensors";
 

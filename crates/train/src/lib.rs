@@ -27,6 +27,7 @@ pub mod selfcheck;
 pub mod step;
 pub mod store;
 pub mod trainer;
+pub mod vocoder_gan;
 pub mod vocoder_loss;
 pub mod vocoder_train;
 

@@ -247,6 +247,16 @@ pub struct VocoderSection {
     /// magnitude losses alone.
     #[serde(default)]
     pub lambda_phase: f64,
+    /// Weight of the adversarial loss (`crate::vocoder_gan`: multi-period and
+    /// multi-resolution discriminators, least squares): 0 (the default) trains without them.
+    #[serde(default)]
+    pub lambda_adv: f64,
+    /// Weight of the discriminators' feature matching (with `lambda_adv`).
+    #[serde(default = "default_lambda_fm")]
+    pub lambda_fm: f64,
+    /// The step from which the discriminators train and the vocoder answers to them.
+    #[serde(default)]
+    pub adv_start: u64,
     /// Learning rate (default: `[optim]`'s).
     #[serde(default)]
     pub lr: Option<f64>,
@@ -308,6 +318,9 @@ fn default_vocoder_size() -> String {
 }
 fn default_lambda_mel() -> f64 {
     45.0
+}
+fn default_lambda_fm() -> f64 {
+    2.0
 }
 
 impl Recipe {
@@ -452,6 +465,9 @@ impl Recipe {
             v.vocoder_config(&voxswap_audio::FrontendConfig::speech_16k())?;
             if !(v.lambda_mel >= 0.0 && v.lambda_mel.is_finite()) || v.lr.is_some_and(|l| !(l > 0.0 && l.is_finite())) {
                 return Err("vocoder.lambda_mel must be a non-negative number and vocoder.lr a positive one".into());
+            }
+            if !(v.lambda_adv >= 0.0 && v.lambda_adv.is_finite() && v.lambda_fm >= 0.0 && v.lambda_fm.is_finite()) {
+                return Err("vocoder.lambda_adv and vocoder.lambda_fm must be non-negative numbers".into());
             }
         }
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {

@@ -92,6 +92,16 @@ pub enum LogRecord {
         /// Phase loss (0 when the recipe has none).
         #[serde(default)]
         phase: f32,
+        /// The discriminators' least-squares loss for the vocoder (with `vocoder.lambda_adv`,
+        /// from `vocoder.adv_start`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adv: Option<f32>,
+        /// Feature matching against the discriminators' layers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fm: Option<f32>,
+        /// The discriminators' own loss.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disc: Option<f32>,
         /// Learning rate.
         lr: f64,
         /// Gradient norm before clipping.

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor, Var};
-use candle_nn::VarMap;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel};
 use voxswap_model::vocoder::{new_trainable, NeuralVocoder, VocoderConfig};
@@ -33,6 +33,7 @@ use crate::recipe::{Recipe, VocoderSection};
 use crate::step::sharded;
 use crate::store::FeatureStore;
 use crate::trainer::{run_loop, Log, LogRecord, Observer, Outcome, Schedule, Task};
+use crate::vocoder_gan::{discriminator_loss, generator_losses, WaveDiscriminators};
 use crate::vocoder_loss::VocoderLoss;
 use crate::{Error, Result};
 
@@ -85,13 +86,27 @@ pub fn train_vocoder(
     std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, format!("cannot create: {e}")))?;
     let vars = VarMap::new();
     let vocoder = new_trainable(&cfg, &vars, v.seed, device)?;
-    let params: Vec<(String, Var)> = vars
-        .data()
-        .lock()
-        .map_err(|_| file_err(&dir, "lock poisoned"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    // The discriminators (vocoder.lambda_adv): weights of their own, seeded apart, so that the
+    // vocoder starts as it would without them.
+    let disc_vars = (v.lambda_adv > 0.0).then(VarMap::new);
+    let disc = match &disc_vars {
+        Some(dv) => {
+            let d = WaveDiscriminators::new(VarBuilder::from_varmap(dv, DType::F32, device).pp("disc"))?;
+            voxswap_model::init::init_pytorch_like(dv, v.seed ^ 0xd15c_0000)?;
+            Some(d)
+        }
+        None => None,
+    };
+    let mut params: Vec<(String, Var)> = Vec::new();
+    for map in std::iter::once(&vars).chain(disc_vars.as_ref()) {
+        params.extend(
+            map.data()
+                .lock()
+                .map_err(|_| file_err(&dir, "lock poisoned"))?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
     let trained: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
     let mut optim = recipe.optim.clone();
     if let Some(lr) = v.lr {
@@ -109,6 +124,23 @@ pub fn train_vocoder(
             ));
         }
         set_weights(&path, &cfg, &vars, device, "")?;
+        let aux = path.join(checkpoint::AUX_FILE);
+        match (&disc_vars, aux.is_file()) {
+            (Some(dv), true) => set_disc_weights(&aux, dv, device)?,
+            (Some(_), false) => {
+                return Err(file_err(
+                    &path,
+                    "was trained without the discriminators (vocoder.lambda_adv): start a new run from it with vocoder.init_from",
+                ))
+            }
+            (None, true) => {
+                return Err(file_err(
+                    &path,
+                    "was trained with the discriminators (vocoder.lambda_adv), which the recipe leaves out",
+                ))
+            }
+            (None, false) => {}
+        }
         checkpoint::restore_optim(&path, &mut opt, &state, device)?;
         last_ckpt = Some((state.step, path));
     }
@@ -136,13 +168,15 @@ pub fn train_vocoder(
         vocoder,
         vars: &vars,
         trained,
+        disc: disc.as_ref().zip(disc_vars.as_ref()),
         loss: VocoderLoss::with_phase(&fe, v.lambda_mel, v.lambda_phase, cfg.n_fft, device)?,
         train,
         valid_set: valid_segments(&valid, &fe, v.segment_frames, recon.as_ref())?,
         recon,
         device: device.clone(),
         ckpt_dir,
-        last: [f32::NAN; 4],
+        last: [f32::NAN; 7],
+        adversarial: false,
     };
     if task.train.is_empty() {
         return Err(Error::Corpus {
@@ -166,6 +200,19 @@ pub fn train_vocoder(
         observer,
         last_ckpt,
     )
+}
+
+/// Sets the discriminators' weights `vars` to those saved in `path`.
+fn set_disc_weights(path: &Path, vars: &VarMap, device: &Device) -> Result<()> {
+    let saved = candle_core::safetensors::load(path, device)
+        .map_err(|e| file_err(path, format!("not a readable safetensors file: {e}")))?;
+    for (name, var) in vars.data().lock().map_err(|_| file_err(path, "lock poisoned"))?.iter() {
+        let t = saved
+            .get(name)
+            .ok_or_else(|| file_err(path, format!("the discriminators' tensor `{name}` is missing")))?;
+        var.set(t)?;
+    }
+    Ok(())
 }
 
 /// Sets `vars` to the weights of the vocoder folder `path`, whose configuration must be `cfg`;
@@ -301,6 +348,8 @@ struct VocoderTask<'a> {
     vocoder: NeuralVocoder,
     vars: &'a VarMap,
     trained: Vec<Var>,
+    /// The discriminators and their weights (vocoder.lambda_adv).
+    disc: Option<(&'a WaveDiscriminators, &'a VarMap)>,
     loss: VocoderLoss,
     train: Vec<PathBuf>,
     valid_set: Vec<Segment>,
@@ -308,8 +357,11 @@ struct VocoderTask<'a> {
     recon: Option<Recon>,
     device: Device,
     ckpt_dir: PathBuf,
-    /// The last step's loss, mel, STFT and phase parts.
-    last: [f32; 4],
+    /// The last step's loss, mel, STFT, phase, adversarial, feature-matching and
+    /// discriminator parts.
+    last: [f32; 7],
+    /// Whether the last step trained against the discriminators.
+    adversarial: bool,
 }
 
 impl VocoderTask<'_> {
@@ -325,18 +377,48 @@ impl VocoderTask<'_> {
         ))
     }
 
-    /// Loss parts (total, mel, stft, phase) of the batch, and the gradients of `params`.
-    fn forward_backward(&self, mel: &Tensor, audio: &Tensor) -> Result<(GradStore, Vec<f32>)> {
+    /// Loss parts (total, mel, stft, phase, adversarial, feature matching, discriminators) of
+    /// the batch, and the gradients of `params`; against the discriminators when `adversarial`
+    /// (their gradients from their own loss only).
+    fn forward_backward(&self, mel: &Tensor, audio: &Tensor, adversarial: bool) -> Result<(GradStore, Vec<f32>)> {
         let b = mel.dim(0)?;
-        sharded(b, &self.trained, 4, &|start, len| {
+        let v = self.section;
+        sharded(b, &self.trained, 7, &|start, len| {
             let (m, a) = (mel.narrow(0, start, len)?, audio.narrow(0, start, len)?);
             let target_mel = self.loss.log_mel().forward(&a)?;
             let (pred, phase) = self.vocoder.forward_with_phase(&m)?;
             let l = self.loss.forward_with_phase(&pred, Some(&phase), &a, &target_mel)?;
             let share = len as f64 / b as f64;
-            let total = l.total.affine(share, 0.0)?;
-            let grads = total.backward()?;
             let s = share as f32;
+            let gan = match (self.disc, adversarial) {
+                (Some((d, _)), true) => Some((d, d.forward(&a)?)),
+                _ => None,
+            };
+            let (total, adv, fm) = match &gan {
+                Some((d, real)) => {
+                    let (adv, fm) = generator_losses(real, &d.forward(&pred)?)?;
+                    let total = ((&l.total + adv.affine(v.lambda_adv, 0.0)?)? + fm.affine(v.lambda_fm, 0.0)?)?;
+                    (total, adv.to_scalar::<f32>()?, fm.to_scalar::<f32>()?)
+                }
+                None => (l.total.clone(), 0.0, 0.0),
+            };
+            let total = total.affine(share, 0.0)?;
+            let mut grads = total.backward()?;
+            let mut disc = 0.0;
+            if let Some((d, real)) = &gan {
+                let own = d.params();
+                for p in &own {
+                    grads.remove(p);
+                }
+                let dl = discriminator_loss(real, &d.forward(&pred.detach())?)?;
+                disc = dl.to_scalar::<f32>()?;
+                let mut g = dl.affine(share, 0.0)?.backward()?;
+                for p in &own {
+                    if let Some(t) = g.remove(p) {
+                        grads.insert(p, t);
+                    }
+                }
+            }
             Ok((
                 grads,
                 vec![
@@ -344,6 +426,9 @@ impl VocoderTask<'_> {
                     l.mel.to_scalar::<f32>()? * s,
                     l.stft.to_scalar::<f32>()? * s,
                     l.phase.to_scalar::<f32>()? * s,
+                    adv * s,
+                    fm * s,
+                    disc * s,
                 ],
             ))
         })
@@ -379,8 +464,9 @@ impl Task for VocoderTask<'_> {
             segs.push(cut(&mel, &audio, offset, v.segment_frames, hop));
         }
         let (mel, audio) = self.tensors(&segs)?;
-        let (grads, parts) = self.forward_backward(&mel, &audio)?;
-        self.last = [parts[0], parts[1], parts[2], parts[3]];
+        self.adversarial = self.disc.is_some() && step > v.adv_start;
+        let (grads, parts) = self.forward_backward(&mel, &audio, self.adversarial)?;
+        self.last.copy_from_slice(&parts);
         Ok((grads, parts[0]))
     }
 
@@ -391,6 +477,9 @@ impl Task for VocoderTask<'_> {
             mel: self.last[1],
             stft: self.last[2],
             phase: self.last[3],
+            adv: self.adversarial.then_some(self.last[4]),
+            fm: self.adversarial.then_some(self.last[5]),
+            disc: self.adversarial.then_some(self.last[6]),
             lr,
             grad_norm,
             steps_per_s,
@@ -419,13 +508,20 @@ impl Task for VocoderTask<'_> {
     }
 
     fn save(&mut self, opt: &Adam) -> Result<PathBuf> {
-        let (cfg, vars) = (&self.cfg, self.vars);
+        let (cfg, vars, disc) = (&self.cfg, self.vars, self.disc);
         checkpoint::save_with(
             &self.ckpt_dir,
             opt,
             self.section.seed,
             self.section.keep_checkpoints,
-            &|tmp: &Path| Ok(NeuralVocoder::save(tmp, cfg, vars)?),
+            &|tmp: &Path| {
+                NeuralVocoder::save(tmp, cfg, vars)?;
+                if let Some((_, dv)) = disc {
+                    let path = tmp.join(checkpoint::AUX_FILE);
+                    dv.save(&path).map_err(|e| file_err(&path, e))?;
+                }
+                Ok(())
+            },
         )
     }
 }

@@ -508,6 +508,89 @@ fn vocoder_trains_resumes_and_loads() {
     assert!(err.to_string().contains("[vocoder]"), "{err}");
 }
 
+/// The vocoder against discriminators (`vocoder.lambda_adv`, from `vocoder.adv_start`): their
+/// losses are logged from the start step on, the run learns something else than without them,
+/// an interrupted run resumes to the same weights (theirs included), their weights stay out of
+/// the vocoder's files, and a checkpoint is not resumed by a recipe that disagrees about them.
+#[test]
+fn vocoder_against_discriminators_trains_and_resumes() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    use voxswap_train::vocoder_train::train_vocoder;
+    let section = |adv: &str| {
+        format!(
+            "\n[vocoder]\nsteps = 24\nbatch_size = 2\nsegment_frames = 16\nsize = \"tiny\"\nlr = 0.003\ncheckpoint_every = 12\nvalid_every = 12\nlog_every = 4\n{adv}"
+        )
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let with = |i: usize, adv: &str| {
+        let dir = dirs[i].path();
+        recipe(dir, 10, "");
+        let path = dir.join("recipe.toml");
+        let text = std::fs::read_to_string(&path).unwrap() + &section(adv);
+        std::fs::write(&path, text).unwrap();
+        Recipe::load(&path).unwrap()
+    };
+    let gan = "lambda_adv = 1.0\nadv_start = 5\n";
+    let straight = with(0, gan);
+    train_vocoder(&straight, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    let resumed = with(1, gan);
+    let out = train_vocoder(&resumed, &Device::Cpu, &STOP, &mut StopAt(8, &STOP)).unwrap();
+    assert!(matches!(out, Outcome::Interrupted { step: 8, .. }), "{out:?}");
+    // A recipe without the discriminators refuses their checkpoint, and the other way round.
+    let mut without = resumed.clone();
+    without.vocoder.as_mut().unwrap().lambda_adv = 0.0;
+    let err = train_vocoder(&without, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("with the discriminators"), "{err}");
+    train_vocoder(&resumed, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    let plain = with(2, "");
+    train_vocoder(&plain, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    let mut late = plain.clone();
+    late.vocoder.as_mut().unwrap().lambda_adv = 1.0;
+    late.vocoder.as_mut().unwrap().steps = 30;
+    let err = train_vocoder(&late, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("without the discriminators"), "{err}");
+    let ckpt = |i: usize| dirs[i].path().join("run/vocoder/checkpoints/step-00000024");
+    let w = |i: usize, f: &str| std::fs::read(ckpt(i).join(f)).unwrap();
+    assert!(
+        w(0, "vocoder.safetensors") == w(1, "vocoder.safetensors"),
+        "resumed vocoder differs"
+    );
+    assert!(
+        w(0, "training_only.safetensors") == w(1, "training_only.safetensors"),
+        "resumed discriminators differ"
+    );
+    assert!(
+        w(0, "vocoder.safetensors") != w(2, "vocoder.safetensors"),
+        "the discriminators changed nothing"
+    );
+    assert!(!ckpt(2).join("training_only.safetensors").exists());
+    // Logged from the start step on.
+    let log = std::fs::read_to_string(dirs[0].path().join("run/vocoder/train.jsonl")).unwrap();
+    type Parts = (u64, Option<f32>, Option<f32>, Option<f32>);
+    let recs: Vec<Parts> = log
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
+            LogRecord::VocoderTrain {
+                step, adv, fm, disc, ..
+            } => Some((step, adv, fm, disc)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recs.len(), 6, "{recs:?}");
+    for (step, adv, fm, disc) in &recs {
+        if *step <= 5 {
+            assert!(adv.is_none() && fm.is_none() && disc.is_none(), "{recs:?}");
+        } else {
+            let all = [adv.unwrap(), fm.unwrap(), disc.unwrap()];
+            assert!(all.iter().all(|v| v.is_finite() && *v > 0.0), "{recs:?}");
+        }
+    }
+    // The vocoder folder loads.
+    assert!(voxswap_model::NeuralVocoder::load(&ckpt(0), &Device::Cpu)
+        .unwrap()
+        .is_some());
+}
+
 /// The denoising auto-encoder (`train.denoise_snr_db`, `train.denoise_reverb`): the corruption
 /// changes what is learnt, a resumed run equals a straight one (its draws derive from the
 /// step), and reverberation without noise is refused when the recipe loads.
