@@ -320,6 +320,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         contrast: a.contrast,
         spectrum: a.spectrum,
     };
+    // The DSP thread never waits for a measurement of the talker: a late one applies when ready.
+    cfg.adaptation_waits = false;
     let mut engine = Engine::new(&conv, &voices[0].1, vocoder, cfg)?;
     let algorithmic_ms = engine.latency_ms();
 

@@ -54,6 +54,10 @@ pub struct EngineConfig {
     /// measured, gliding;
     /// until the first, the target's references' own spectrum correction applies.
     pub adaptation: Adaptation,
+    /// Whether a live adaptation whose result is due but not ready holds the stream until it is
+    /// (files and tests: the output then does not depend on the machine's speed), or applies
+    /// when it is ready (`voxswap live`: the real-time thread never waits for another).
+    pub adaptation_waits: bool,
 }
 
 /// Longest stretch of the talker's past that live adaptation measures, seconds (the 30 s
@@ -77,6 +81,7 @@ impl EngineConfig {
             limiter: true,
             resynthesis: false,
             adaptation: Adaptation::DEFAULT,
+            adaptation_waits: true,
         }
     }
 }
@@ -636,19 +641,22 @@ impl Engine {
         let Some(a) = &mut self.adapt else { return Ok(()) };
         let mut voice = None;
         while a.jobs.front().is_some_and(|j| j.frame <= self.frames_done) {
-            let Some(job) = a.jobs.pop_front() else { break };
-            // Waits for it (a result applies at a fixed frame, so that the output does not
-            // depend on the machine's speed), polling: a blocking receive would allocate its
-            // waiting context on this thread.
-            let (source, adapted) = loop {
-                match a.results.try_recv() {
-                    Ok(r) => break r?,
-                    Err(mpsc::TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_micros(200)),
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        return Err(Error::Adaptation("its thread ended without a result".into()))
-                    }
+            // Results come in the order asked. A late one is waited for (it then applies at a
+            // fixed frame, and the output does not depend on the machine's speed), polling: a
+            // blocking receive would allocate its waiting context on this thread; or, live,
+            // applied at the first frame it is ready.
+            let (source, adapted) = match a.results.try_recv() {
+                Ok(r) => r?,
+                Err(mpsc::TryRecvError::Empty) if self.cfg.adaptation_waits => {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(Error::Adaptation("its thread ended without a result".into()))
                 }
             };
+            let Some(job) = a.jobs.pop_front() else { break };
             if job.generation == a.generation {
                 if source.is_some() {
                     a.source = source;
