@@ -124,15 +124,8 @@ mod tests {
         let made_var = candle_core::Var::from_tensor(&made).unwrap();
         let g = d.generator_loss(made_var.as_tensor()).unwrap().backward().unwrap();
         assert!(g.get(made_var.as_tensor()).is_some());
-        let params: Vec<(String, candle_core::Var)> = vars
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let mut opt = Adam::new(
-            params,
+            crate::optim::named_vars(&[&vars]),
             AdamConfig {
                 lr: 1e-3,
                 ..AdamConfig::default()

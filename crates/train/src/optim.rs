@@ -325,6 +325,21 @@ impl Adam {
     }
 }
 
+/// The variables of `maps`, named, in each map's order, for [`Adam::new`] (a poisoned lock's
+/// map is read as it is: its variables are still whole).
+pub fn named_vars(maps: &[&candle_nn::VarMap]) -> Vec<(String, Var)> {
+    maps.iter()
+        .flat_map(|m| {
+            m.data()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

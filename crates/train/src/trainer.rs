@@ -289,16 +289,8 @@ pub fn train_on(
         }
         None => (None, None, None),
     };
-    let mut params: Vec<(String, Var)> = Vec::new();
-    for map in std::iter::once(&vars).chain(aux.as_ref()) {
-        params.extend(
-            map.data()
-                .lock()
-                .map_err(|_| file_err(&recipe.output.dir, "lock poisoned"))?
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-    }
+    let maps: Vec<&VarMap> = std::iter::once(&vars).chain(aux.as_ref()).collect();
+    let params = crate::optim::named_vars(&maps);
     let trained: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
     let mut opt = Adam::new(params, recipe.optim.clone())?;
     let ckpt_dir = checkpoints_dir(recipe);

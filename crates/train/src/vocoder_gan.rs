@@ -250,15 +250,8 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap()
             > 0.0));
-        let params: Vec<(String, Var)> = vars
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let mut opt = Adam::new(
-            params,
+            crate::optim::named_vars(&[&vars]),
             AdamConfig {
                 lr: 1e-3,
                 ..AdamConfig::default()

@@ -97,16 +97,8 @@ pub fn train_vocoder(
         }
         None => None,
     };
-    let mut params: Vec<(String, Var)> = Vec::new();
-    for map in std::iter::once(&vars).chain(disc_vars.as_ref()) {
-        params.extend(
-            map.data()
-                .lock()
-                .map_err(|_| file_err(&dir, "lock poisoned"))?
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-    }
+    let maps: Vec<&VarMap> = std::iter::once(&vars).chain(disc_vars.as_ref()).collect();
+    let params = crate::optim::named_vars(&maps);
     let trained: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
     let mut optim = recipe.optim.clone();
     if let Some(lr) = v.lr {
