@@ -24,6 +24,7 @@ mod error;
 pub mod frame;
 pub mod init;
 pub mod io;
+mod kernels;
 pub mod layers;
 pub mod par;
 pub mod stream;

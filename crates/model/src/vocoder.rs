@@ -550,36 +550,9 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// `Σ a[i] · b[i]` with 32 independent sums (so that the compiler keeps several vector
-/// accumulators busy).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 32;
-    let mut s = [0f32; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..L {
-            s[k] += x[k] * y[k];
-        }
-    }
-    let r: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for k in 0..w {
-            s[k] += s[k + w];
-        }
-    }
-    r + s[0]
-}
-
 /// `out[o] = b[o] + W[o] · x` for `W` of `[out][in]`.
 fn affine(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
-    let n = x.len();
-    for (o, v) in out.iter_mut().enumerate() {
-        *v = b[o] + dot(&w[o * n..(o + 1) * n], x);
-    }
+    crate::kernels::matvec(w, x, b, out, None);
 }
 
 fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
@@ -590,14 +563,6 @@ fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     for ((v, w), b) in x.iter_mut().zip(w).zip(b) {
         *v = (*v - mean) * inv * w + b;
     }
-}
-
-/// Drops the oldest frame of a `[K · n]` history and appends `frame`.
-fn push_hist(hist: &mut [f32], frame: &[f32]) {
-    let n = frame.len();
-    hist.copy_within(n.., 0);
-    let k = hist.len();
-    hist[k - n..].copy_from_slice(frame);
 }
 
 impl FrameVocoder {
@@ -691,10 +656,10 @@ impl FrameVocoder {
                 mel.len()
             )));
         }
-        push_hist(&mut self.mel_hist, mel);
+        crate::kernels::push_frame(&mut self.mel_hist, mel);
         affine(&self.pre_w, &self.pre_b, &self.mel_hist, &mut self.x);
         for b in &mut self.blocks {
-            push_hist(&mut b.hist, &self.x);
+            crate::kernels::push_frame(&mut b.hist, &self.x);
             for ch in 0..c {
                 let mut s = b.dw_b[ch];
                 for j in 0..k {
