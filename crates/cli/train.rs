@@ -88,12 +88,16 @@ impl Observer for Bar {
                 phone,
                 gen,
                 disc,
+                vq,
                 ..
             } => {
                 self.bar.set_position(*step);
                 let mut phone = phone.map_or(String::new(), |p| format!(", phonemes {p:.3}"));
                 if let (Some(g), Some(d)) = (gen, disc) {
                     phone.push_str(&format!(", gan {g:.3}/{d:.3}"));
+                }
+                if let Some(v) = vq {
+                    phone.push_str(&format!(", vq {v:.3}"));
                 }
                 self.bar.set_message(format!(
                     "loss {loss:.4} (rec {rec:.4}, kl {kl:.3}{phone}), {steps_per_s:.2} steps/s"

@@ -151,6 +151,25 @@ class ContentEncoder(nn.Module):
         self.norm_layer = Norm(c_h)
         self.mean_layer = nn.Conv1d(c_h, cfg["c_out"], 1)
         self.std_layer = nn.Conv1d(c_h, cfg["c_out"], 1)
+        k = cfg.get("vq_codes")
+        if k:
+            bound = 1.0 / cfg["c_out"] ** 0.5
+            self.codebook = nn.Parameter(torch.empty(k, cfg["c_out"]).uniform_(-bound, bound))
+        else:
+            self.codebook = None
+
+    def quantize(self, mu):
+        """Each frame of mu and each entry scaled to length 1; the entry of largest dot product,
+        straight-through; VQ loss mean((sg(z) - q)^2) + 0.25 * mean((z - sg(q))^2)."""
+        b, c, t = mu.shape
+        z = mu.transpose(1, 2).reshape(b * t, c)
+        z = z / (z.pow(2).sum(1, keepdim=True).sqrt() + 1e-6)
+        book = self.codebook / (self.codebook.pow(2).sum(1, keepdim=True).sqrt() + 1e-6)
+        idx = (z @ book.t()).detach().argmax(1)
+        q = book[idx]
+        vq = ((z.detach() - q) ** 2).mean() + 0.25 * ((z - q.detach()) ** 2).mean()
+        code = z + (q - z).detach()
+        return code.reshape(b, t, c).transpose(1, 2), vq
 
     def forward(self, x):
         out = conv_bank(x, self.conv_bank, F.relu)
@@ -217,14 +236,23 @@ class AE(nn.Module):
                                cfg["speaker"].get("attention"))
 
     def forward(self, x, noise):
+        """mu, log_sigma, emb, dec and the VQ loss (None without a codebook: the code is then
+        sampled with the noise)."""
         emb = self.speaker_encoder(x)
         mu, log_sigma = self.content_encoder(x)
-        dec = self.decoder(mu + torch.exp(log_sigma / 2) * noise, emb)
-        return mu, log_sigma, emb, dec
+        if self.content_encoder.codebook is not None:
+            z, vq = self.content_encoder.quantize(mu)
+        else:
+            z, vq = mu + torch.exp(log_sigma / 2) * noise, None
+        dec = self.decoder(z, emb)
+        return mu, log_sigma, emb, dec, vq
 
 
-def loss_fn(x, mu, log_sigma, dec, lambda_rec, lambda_kl):
-    """The reference trainer's loss: λ_rec · L1 + λ_kl · KL."""
+def loss_fn(x, mu, log_sigma, dec, lambda_rec, lambda_kl, vq=None):
+    """The reference trainer's loss: λ_rec · L1 + λ_kl · KL (+ the VQ loss)."""
     rec = torch.mean(torch.abs(dec - x))
     kl = 0.5 * torch.mean(torch.exp(log_sigma) + mu ** 2 - 1 - log_sigma)
-    return lambda_rec * rec + lambda_kl * kl, rec, kl
+    total = lambda_rec * rec + lambda_kl * kl
+    if vq is not None:
+        total = total + vq
+    return total, rec, kl

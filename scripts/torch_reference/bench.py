@@ -31,7 +31,7 @@ for preset in sys.argv[2:]:
 
     def step():
         opt.zero_grad()
-        mu, ls, emb, dec = model(x, noise)
+        mu, ls, emb, dec, _ = model(x, noise)
         loss, _, _ = loss_fn(x, mu, ls, dec, 10.0, 1.0)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

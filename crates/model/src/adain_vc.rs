@@ -284,7 +284,14 @@ pub struct ContentEncoder {
     pub(crate) mean: PadConv,
     log_var: PadConv,
     padding: Padding,
+    /// The vector quantiser's entries `[K, c_out]` (`content.vq_codes`).
+    pub(crate) codebook: Option<Tensor>,
 }
+
+/// Weight of the commitment term in the VQ loss (VQ-VAE's β).
+pub const VQ_COMMITMENT: f64 = 0.25;
+/// Added to lengths before the vector quantiser scales by them.
+pub const VQ_EPS: f64 = 1e-6;
 
 impl ContentEncoder {
     /// Builds the encoder.
@@ -297,12 +304,43 @@ impl ContentEncoder {
             mean: PadConv::new(s.c_h, cfg.c_out, 1, 1, padding, vb.pp("mean_layer"))?,
             log_var: PadConv::new(s.c_h, cfg.c_out, 1, 1, padding, vb.pp("std_layer"))?,
             padding,
+            codebook: cfg.vq_codes.map(|k| vb.get((k, cfg.c_out), "codebook")).transpose()?,
         })
     }
 
     /// `[B, n_mels, T]` → (mean, log-variance) of the content code, each `[B, c_out, T / s]`.
     pub fn forward(&self, mel: &Tensor) -> Result<(Tensor, Tensor)> {
         self.forward_ctx(mel, &mut Ctx::Offline)
+    }
+
+    /// The code the decoder reads for the code mean `mu` (`[B, c_out, T]`): `mu` itself, or
+    /// with a codebook each frame's nearest entry on the unit sphere (frames and entries
+    /// scaled to length 1, as improved VQGAN does: the encoder cannot run away from the entries
+    /// by growing), passed through with the scaled frame's gradient (straight-through), and the
+    /// VQ loss: `mean((sg(z) − q)²)` (moves the entries) plus [`VQ_COMMITMENT`] ·
+    /// `mean((z − sg(q))²)` (keeps the encoder near them), `z` the scaled frames.
+    ///
+    /// # Errors
+    /// A wrongly shaped code.
+    pub fn quantize(&self, mu: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let Some(book) = &self.codebook else {
+            return Ok((mu.clone(), None));
+        };
+        let (b, c, t) = mu.dims3()?;
+        let unit = |x: &Tensor, dim: usize| -> Result<Tensor> {
+            Ok(x.broadcast_div(&(x.sqr()?.sum_keepdim(dim)?.sqrt()? + VQ_EPS)?)?)
+        };
+        let z = unit(&mu.transpose(1, 2)?.reshape((b * t, c))?, 1)?;
+        let book = unit(book, 1)?;
+        // On the sphere the nearest entry is the one of largest dot product.
+        let idx = z.matmul(&book.t()?)?.detach().argmax(1)?;
+        let q = book.index_select(&idx, 0)?;
+        let entries = (z.detach() - &q)?.sqr()?.mean_all()?;
+        let commit = (&z - q.detach())?.sqr()?.mean_all()?;
+        let loss = (entries + commit.affine(VQ_COMMITMENT, 0.0)?)?;
+        let code = (&z + (q - &z)?.detach())?;
+        let code = code.reshape((b, t, c))?.transpose(1, 2)?.contiguous()?;
+        Ok((code, Some(loss)))
     }
 
     fn forward_ctx(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
@@ -503,6 +541,11 @@ pub struct AeOutput {
     pub speaker: Tensor,
     /// Reconstructed mel.
     pub mel: Tensor,
+    /// What the decoder read as the code's mean: `mu`, or its quantised form
+    /// ([`ContentEncoder::quantize`]); conversions decode this.
+    pub code: Tensor,
+    /// The VQ loss (with a codebook).
+    pub vq: Option<Tensor>,
 }
 
 impl AdaInVc {
@@ -583,13 +626,20 @@ impl AdaInVc {
         }
         let speaker = self.speaker.forward(speaker_mel)?;
         let (mu, log_var) = self.content.forward(content_mel)?;
-        let code = (&mu + (&log_var / 2.0)?.exp()?.mul(noise)?)?;
-        let out = self.decoder.forward(&code, &speaker)?;
+        // A quantised code is not sampled: its entries are the bottleneck.
+        let (code, vq) = self.content.quantize(&mu)?;
+        let sampled = match vq {
+            Some(_) => code.clone(),
+            None => (&mu + (&log_var / 2.0)?.exp()?.mul(noise)?)?,
+        };
+        let out = self.decoder.forward(&sampled, &speaker)?;
         Ok(AeOutput {
             mu,
             log_var,
             speaker,
             mel: out,
+            code,
+            vq,
         })
     }
 
@@ -601,7 +651,7 @@ impl AdaInVc {
     pub fn convert(&self, source: &Tensor, speaker: &Tensor) -> Result<Tensor> {
         check_mel(source, self.cfg.frontend.n_mels, self.cfg.frame_multiple())?;
         let (mu, _) = self.content.forward(source)?;
-        self.decoder.forward(&mu, speaker)
+        self.decoder.forward(&self.content.quantize(&mu)?.0, speaker)
     }
 }
 
@@ -760,7 +810,9 @@ impl StreamingConverter {
         state.begin();
         let mut ctx = Ctx::Stream(state);
         let (mu, _) = model.content.forward_ctx(x, &mut ctx)?;
-        model.decoder.forward_prepared_ctx(&mu, voice, &mut ctx)
+        model
+            .decoder
+            .forward_prepared_ctx(&model.content.quantize(&mu)?.0, voice, &mut ctx)
     }
 
     /// Two passes refreshed every `2n` frames, `n` apart, crossfaded (see the type's docs).

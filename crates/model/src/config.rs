@@ -127,6 +127,11 @@ pub struct ContentEncoderConfig {
     pub stack: ConvStackConfig,
     /// Channels of the content code.
     pub c_out: usize,
+    /// A vector-quantised content code (VQ-VAE, as VQVC uses it): each frame of the code mean
+    /// is replaced by the nearest of this many learnt vectors, so that the code can only name
+    /// one of a few sounds a frame, not carry a voice's nuance. `None`: the VAE code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vq_codes: Option<usize>,
 }
 
 /// The decoder: convolution, instance norm, AdaIN from the speaker vector, upsampling.
@@ -190,7 +195,11 @@ impl ModelConfig {
                 c_out: 128,
                 attention: None,
             },
-            content: ContentEncoderConfig { stack, c_out: 128 },
+            content: ContentEncoderConfig {
+                stack,
+                c_out: 128,
+                vq_codes: None,
+            },
             decoder: DecoderConfig {
                 c_h: 128,
                 kernel_size: 5,
@@ -239,6 +248,14 @@ impl ModelConfig {
         cfg
     }
 
+    /// [`tiny_stream`](Self::tiny_stream) with a vector-quantised content code of 8 entries.
+    pub fn tiny_vq() -> Self {
+        let mut cfg = Self::tiny_stream();
+        cfg.preset = "tiny-vq".into();
+        cfg.content.vq_codes = Some(8);
+        cfg
+    }
+
     /// A small model of the same shape for tests (a few thousand parameters).
     pub fn tiny() -> Self {
         let stack = ConvStackConfig {
@@ -260,7 +277,11 @@ impl ModelConfig {
                 c_out: 8,
                 attention: None,
             },
-            content: ContentEncoderConfig { stack, c_out: 8 },
+            content: ContentEncoderConfig {
+                stack,
+                c_out: 8,
+                vq_codes: None,
+            },
             decoder: DecoderConfig {
                 c_h: 16,
                 kernel_size: 5,
@@ -281,9 +302,10 @@ impl ModelConfig {
             "tiny" => Ok(Self::tiny()),
             "tiny-stream" => Ok(Self::tiny_stream()),
             "stream-attn" => Ok(Self::stream_attention()),
+            "tiny-vq" => Ok(Self::tiny_vq()),
             "tiny-attn" => Ok(Self::tiny_attention()),
             other => Err(Error::Config(format!(
-                "unknown preset `{other}` (known: paper, stream, stream-attn, tiny, tiny-stream, tiny-attn)"
+                "unknown preset `{other}` (known: paper, stream, stream-attn, tiny, tiny-stream, tiny-attn, tiny-vq)"
             ))),
         }
     }
@@ -301,6 +323,9 @@ impl ModelConfig {
         self.frontend.validate().map_err(|e| Error::Config(e.to_string()))?;
         self.speaker.stack.validate("speaker")?;
         self.content.stack.validate("content")?;
+        if self.content.vq_codes.is_some_and(|k| k < 2) {
+            return Err(Error::Config("content.vq_codes must be at least 2".into()));
+        }
         for (what, c_in) in [
             ("speaker", self.speaker.stack.c_in),
             ("content", self.content.stack.c_in),

@@ -145,6 +145,8 @@ struct Weights {
     /// Content encoder blocks: (first, second) convolutions.
     blocks: Vec<(Conv, Conv)>,
     mean: Conv,
+    /// The vector quantiser's entries `[K][c_out]`, scaled to length 1, if any.
+    codebook: Option<Vec<f32>>,
     dec_in: Conv,
     dec_blocks: Vec<(Conv, Conv)>,
     dec_out: Conv,
@@ -272,6 +274,16 @@ impl FrameModel {
             in_conv,
             blocks: pairs(&enc.blocks.first, &enc.blocks.second)?,
             mean: Conv::new(&enc.mean)?,
+            // Entries scaled to length 1, as the quantiser compares them.
+            codebook: enc
+                .codebook
+                .as_ref()
+                .map(|b| -> Result<Vec<f32>> {
+                    let b = b.to_dtype(candle_core::DType::F32)?;
+                    let n = (b.sqr()?.sum_keepdim(1)?.sqrt()? + crate::adain_vc::VQ_EPS)?;
+                    Ok(b.broadcast_div(&n)?.flatten_all()?.to_vec1::<f32>()?)
+                })
+                .transpose()?,
             dec_in: Conv::new(&dec.in_conv)?,
             dec_blocks: pairs(&dec.first, &dec.second)?,
             dec_out: Conv::new(&dec.out_conv)?,
@@ -538,6 +550,9 @@ fn pass(
     }
     w.mean
         .apply(&c0.h, &mut c0.code, dual.then_some((&c1.h[..], &mut c1.code[..])));
+    if let Some(book) = &w.codebook {
+        each!(|_s, c| quantize(book, &mut c.code));
+    }
     // The decoder.
     w.dec_in
         .apply(&c0.code, &mut c0.h, dual.then_some((&c1.code[..], &mut c1.h[..])));
@@ -567,6 +582,21 @@ fn pass(
         norm += 1;
     }
     w.dec_out.apply(&c0.h, out, out2.map(|o| (&c1.h[..], o)));
+}
+
+/// Replaces `code` by its nearest entry of `book` on the unit sphere (`[K][code.len()]`, each
+/// entry already scaled to length 1), as [`crate::adain_vc::ContentEncoder::quantize`] does
+/// (the first of equally near ones).
+fn quantize(book: &[f32], code: &mut [f32]) {
+    let c = code.len();
+    let mut best = (f32::NEG_INFINITY, 0);
+    for (k, e) in book.chunks_exact(c).enumerate() {
+        let dot: f32 = code.iter().zip(e).map(|(a, b)| a * b).sum();
+        if dot > best.0 {
+            best = (dot, k);
+        }
+    }
+    code.copy_from_slice(&book[best.1 * c..(best.1 + 1) * c]);
 }
 
 /// Runs `model` over a whole mel `[1, n_mels, T]` frame by frame (for tests and comparisons).
@@ -626,12 +656,16 @@ mod tests {
     }
 
     /// Frame by frame equals the tensor stream (in chunks of one frame and of the whole input)
-    /// to float rounding: without and with a refresh period, with a spectrum offset and the
-    /// warm-up gate, before and after a voice change and a reset.
+    /// to float rounding: without and with a refresh period, with a vector-quantised code, with
+    /// a spectrum offset and the warm-up gate, before and after a voice change and a reset.
     #[test]
     fn equals_the_streaming_converter() {
-        for refresh in [None, Some(5)] {
-            let mut cfg = ModelConfig::tiny_stream();
+        for (refresh, vq) in [(None, false), (Some(5), false), (Some(5), true)] {
+            let mut cfg = if vq {
+                ModelConfig::tiny_vq()
+            } else {
+                ModelConfig::tiny_stream()
+            };
             cfg.norm_refresh = refresh;
             let m = model(&cfg);
             let x = mel(23);

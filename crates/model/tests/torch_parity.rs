@@ -49,7 +49,7 @@ fn setup(preset: &str) -> (AdaInVc, VarMap, HashMap<String, Tensor>) {
     (model, vars, fix)
 }
 
-/// The reference trainer's loss: 10 · L1 + 0.5 · KL (λ_kl as in the fixture).
+/// The reference trainer's loss: 10 · L1 + 0.5 · KL (λ_kl as in the fixture), + the VQ loss.
 fn loss(x: &Tensor, out: &voxswap_model::AeOutput) -> (Tensor, Tensor, Tensor) {
     let rec = (&out.mel - x).unwrap().abs().unwrap().mean_all().unwrap();
     let kl = ((out.log_var.exp().unwrap() + out.mu.sqr().unwrap()).unwrap() - 1.0)
@@ -60,13 +60,16 @@ fn loss(x: &Tensor, out: &voxswap_model::AeOutput) -> (Tensor, Tensor, Tensor) {
         .unwrap()
         .affine(0.5, 0.0)
         .unwrap();
-    let total = (rec.affine(10.0, 0.0).unwrap() + kl.affine(0.5, 0.0).unwrap()).unwrap();
+    let mut total = (rec.affine(10.0, 0.0).unwrap() + kl.affine(0.5, 0.0).unwrap()).unwrap();
+    if let Some(vq) = &out.vq {
+        total = (total + vq).unwrap();
+    }
     (total, rec, kl)
 }
 
-/// The paper's model, the causal streaming model and the causal model with reference attention,
-/// each against its reference.
-const PRESETS: [&str; 3] = ["tiny", "tiny-stream", "tiny-attn"];
+/// The paper's model, the causal streaming model, the causal model with reference attention and
+/// the one with a vector-quantised code, each against its reference.
+const PRESETS: [&str; 4] = ["tiny", "tiny-stream", "tiny-attn", "tiny-vq"];
 
 #[test]
 fn forward_matches_pytorch() {
@@ -90,7 +93,13 @@ fn forward_matches(preset: &str) {
         assert!(err <= 1e-4, "{preset} {name}: max difference {err}");
     }
     let (total, rec, kl) = loss(&fix["input"], &out);
-    for (name, got) in [("out.loss", &total), ("out.rec", &rec), ("out.kl", &kl)] {
+    assert_eq!(out.vq.is_some(), fix.contains_key("out.vq"), "{preset}: VQ loss");
+    let vq = out.vq.clone().unwrap_or_else(|| total.zeros_like().unwrap());
+    let mut parts = vec![("out.loss", &total), ("out.rec", &rec), ("out.kl", &kl)];
+    if fix.contains_key("out.vq") {
+        parts.push(("out.vq", &vq));
+    }
+    for (name, got) in parts {
         let want = fix[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
         let got = got.to_scalar::<f32>().unwrap();
         assert!(

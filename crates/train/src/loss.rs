@@ -1,5 +1,5 @@
 //! The AdaIN-VC training loss: λ_rec · L1 reconstruction + λ_kl · KL of the content code
-//! against a standard normal.
+//! against a standard normal (+ the VQ loss of a vector-quantised code).
 
 use candle_core::Tensor;
 use voxswap_model::AeOutput;
@@ -17,13 +17,17 @@ pub struct Loss {
     pub kl: Tensor,
 }
 
-/// The loss of `out` against the input `x`.
+/// The loss of `out` against the input `x` (with a vector-quantised code, its VQ loss added
+/// with weight 1, as VQ-VAE's).
 pub fn ae_loss(x: &Tensor, out: &AeOutput, lambda_rec: f64, lambda_kl: f64) -> Result<Loss> {
     let rec = (&out.mel - x)?.abs()?.mean_all()?;
     let kl = ((out.log_var.exp()? + out.mu.sqr()?)? - 1.0)?
         .sub(&out.log_var)?
         .mean_all()?
         .affine(0.5, 0.0)?;
-    let total = (rec.affine(lambda_rec, 0.0)? + kl.affine(lambda_kl, 0.0)?)?;
+    let mut total = (rec.affine(lambda_rec, 0.0)? + kl.affine(lambda_kl, 0.0)?)?;
+    if let Some(vq) = &out.vq {
+        total = (total + vq)?;
+    }
     Ok(Loss { total, rec, kl })
 }

@@ -84,6 +84,11 @@ pub struct ModelSection {
     /// much besides the content (the speaker, above all) the code can carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_channels: Option<usize>,
+    /// A vector-quantised content code of this many entries (VQVC's bottleneck), overriding
+    /// the preset's; the VQ loss joins the training loss and the code is not sampled (set
+    /// `train.lambda_kl = 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vq_codes: Option<usize>,
 }
 
 /// Where the speaker encoder's input comes from in training (`train.speaker_reference`).
@@ -381,6 +386,9 @@ impl Recipe {
         if let Some(c) = self.model.content_channels {
             cfg.content.c_out = c;
         }
+        if let Some(k) = self.model.vq_codes {
+            cfg.content.vq_codes = Some(k);
+        }
         if cfg.temporal == voxswap_model::config::Temporal::Causal {
             let m = cfg.frame_multiple().max(1);
             let half = self.data.segment_frames / 2 / m * m;
@@ -421,6 +429,12 @@ impl Recipe {
             return Err(format!(
                 "train.lambda_adv {} must be a non-negative number",
                 self.train.lambda_adv
+            ));
+        }
+        if self.model.vq_codes.is_some() && self.train.lambda_kl != 0.0 {
+            return Err(format!(
+                "train.lambda_kl {} must be 0 with model.vq_codes: a quantised code is not sampled, and the KL term would pull its mean to 0",
+                self.train.lambda_kl
             ));
         }
         if !(self.train.lambda_gan >= 0.0 && self.train.lambda_gan.is_finite()) {

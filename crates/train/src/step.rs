@@ -38,6 +38,8 @@ pub struct StepGrads {
     pub gen: f32,
     /// The mel discriminator's own loss (0 without one).
     pub disc: f32,
+    /// The VQ loss of a vector-quantised code (0 without one).
+    pub vq: f32,
 }
 
 /// What one training step reads: the segments to reconstruct and what each encoder sees of them.
@@ -93,9 +95,10 @@ pub fn forward_backward(
     forward_backward_with(model, params, batch, lambda_rec, lambda_kl, Extras::default())
 }
 
-/// Each segment's content code (its mean, as at conversion) decoded in the voice of the next
-/// segment of the shard (the batch rolled by one, mostly another speaker): the global vectors
-/// used (held fixed) and the conversions. `None` for a shard of one segment.
+/// Each segment's content code (its mean, quantised if the model quantises, as at conversion)
+/// decoded in the voice of the next segment of the shard (the batch rolled by one, mostly
+/// another speaker): the global vectors used (held fixed) and the conversions. `None` for a
+/// shard of one segment.
 ///
 /// # Errors
 /// Shape errors from the tensors.
@@ -105,7 +108,7 @@ pub fn conversions(model: &AdaInVc, out: &voxswap_model::AeOutput) -> Result<Opt
         return Ok(None);
     }
     let rolled = Tensor::cat(&[out.speaker.narrow(0, 1, n - 1)?, out.speaker.narrow(0, 0, 1)?], 0)?.detach();
-    let converted = model.decoder.forward(&out.mu, &rolled)?;
+    let converted = model.decoder.forward(&out.code, &rolled)?;
     Ok(Some((rolled, converted)))
 }
 
@@ -171,7 +174,7 @@ pub fn forward_backward_with(
     extras: Extras,
 ) -> Result<StepGrads> {
     let b = batch.target.dim(0)?;
-    let (grads, sums) = sharded(b, params, 7, &|start, len| {
+    let (grads, sums) = sharded(b, params, 8, &|start, len| {
         let part = if len == b {
             batch.clone()
         } else {
@@ -247,6 +250,10 @@ pub fn forward_backward_with(
                 cons * s,
                 gen * s,
                 disc * s,
+                match &out.vq {
+                    Some(v) => v.to_scalar::<f32>()? * s,
+                    None => 0.0,
+                },
             ],
         ))
     })?;
@@ -259,6 +266,7 @@ pub fn forward_backward_with(
         cons: sums[4],
         gen: sums[5],
         disc: sums[6],
+        vq: sums[7],
     })
 }
 

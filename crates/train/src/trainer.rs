@@ -60,6 +60,9 @@ pub enum LogRecord {
         /// The mel discriminator's own loss (real towards 1, made towards 0).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disc: Option<f32>,
+        /// The VQ loss (with `model.vq_codes`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vq: Option<f32>,
         /// Learning rate.
         lr: f64,
         /// Gradient norm before clipping.
@@ -587,11 +590,11 @@ impl Task for ModelTask<'_> {
     }
 
     fn record(&self, step: u64, lr: f64, grad_norm: f64, steps_per_s: f64) -> LogRecord {
-        let (loss, rec, kl, adv, cons, gen, disc) = self
+        let (loss, rec, kl, adv, cons, gen, disc, vq) = self
             .last
             .as_ref()
-            .map_or((f32::NAN, f32::NAN, f32::NAN, 0.0, 0.0, 0.0, 0.0), |s| {
-                (s.total, s.rec, s.kl, s.adv, s.cons, s.gen, s.disc)
+            .map_or((f32::NAN, f32::NAN, f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0), |s| {
+                (s.total, s.rec, s.kl, s.adv, s.cons, s.gen, s.disc, s.vq)
             });
         let gan = self.critic.is_some() && step > self.recipe.train.gan_start;
         LogRecord::Train {
@@ -605,6 +608,7 @@ impl Task for ModelTask<'_> {
             cons: (self.recipe.train.lambda_cons > 0.0).then_some(cons),
             gen: gan.then_some(gen),
             disc: gan.then_some(disc),
+            vq: self.cfg.content.vq_codes.is_some().then_some(vq),
             lr,
             grad_norm,
             steps_per_s,

@@ -447,6 +447,65 @@ fn mel_discriminator_trains_resumes_and_stays_out_of_the_model() {
     assert!(err.contains("lambda_gan"), "{err}");
 }
 
+fn vq_recipe(dir: &Path, steps: u64, kl: &str) -> Recipe {
+    recipe_text(dir, steps, kl);
+    let path = dir.join("recipe.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("preset = \"tiny\"\n", "preset = \"tiny\"\nvq_codes = 8\n");
+    std::fs::write(&path, text).unwrap();
+    Recipe::load(&path).unwrap()
+}
+
+/// A vector-quantised content code (`model.vq_codes`): its VQ loss is logged and falls, a
+/// resumed run equals a straight one, the checkpoint is a model folder whose configuration
+/// keeps the codebook and that converts offline and frame by frame alike, and a recipe that
+/// keeps the KL term with it is refused.
+#[test]
+fn vector_quantised_code_trains_and_converts() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let straight = vq_recipe(a.path(), 40, "lambda_kl = 0.0");
+    trainer::train(&straight, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let resumed = vq_recipe(b.path(), 40, "lambda_kl = 0.0");
+    let out = trainer::train(&resumed, &Device::Cpu, &STOP, &mut StopAt(20, &STOP), &|_, _| {}).unwrap();
+    assert!(matches!(out, Outcome::Interrupted { step: 20, .. }), "{out:?}");
+    trainer::train(&resumed, &Device::Cpu, &AtomicBool::new(false), &mut Quiet, &|_, _| {}).unwrap();
+    let ckpt = |d: &Path| d.join("run/checkpoints/step-00000040");
+    let w = |d: &Path| std::fs::read(ckpt(d).join("model.safetensors")).unwrap();
+    assert!(
+        w(a.path()) == w(b.path()),
+        "resumed weights differ from the straight run's"
+    );
+    let log = std::fs::read_to_string(a.path().join("run/train.jsonl")).unwrap();
+    let vq: Vec<f32> = log
+        .lines()
+        .filter_map(|l| match serde_json::from_str::<LogRecord>(l).unwrap() {
+            LogRecord::Train { vq, .. } => vq,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(vq.len(), 8, "{vq:?}");
+    assert!(vq.iter().all(|v| v.is_finite() && *v >= 0.0), "{vq:?}");
+    assert!(vq[7] < vq[0], "VQ loss did not fall: {vq:?}");
+    let vc = voxswap_model::VoiceConverter::load(&ckpt(a.path()), &Device::Cpu).unwrap();
+    assert_eq!(vc.config().content.vq_codes, Some(8));
+    let mel = voxswap_train::data::compute_mel(&clips().join("speech_m.wav"), &vc.config().frontend).unwrap();
+    let spk = vc.embed(std::slice::from_ref(&mel)).unwrap();
+    let y = vc.convert(&mel, &spk).unwrap();
+    assert!(y.data.iter().all(|v| v.is_finite()));
+    let path = a.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(a.path().join("recipe.toml"))
+            .unwrap()
+            .replace("lambda_kl = 0.0", "lambda_kl = 1.0"),
+    )
+    .unwrap();
+    let err = Recipe::load(&path).unwrap_err().to_string();
+    assert!(err.contains("must be 0 with model.vq_codes"), "{err}");
+}
+
 fn vocoder_records(dir: &Path) -> Vec<(u64, f32)> {
     std::fs::read_to_string(dir.join("run/vocoder/train.jsonl"))
         .unwrap()
