@@ -68,11 +68,13 @@ impl Corruption {
     }
 
     /// `x` (`[B, n_mels, T]` log-mels) with each item corrupted: reverberation with probability
-    /// `reverb`, then noise at a signal-to-noise ratio from `snr_db .. snr_db + 20` dB.
+    /// `reverb`, then noise at a signal-to-noise ratio from `snr_db .. snr_db + 20` dB; each item
+    /// is left clean with probability `clean` (drawn first, and only when `clean` > 0, so that
+    /// runs without clean items draw as before).
     ///
     /// # Errors
     /// A batch of another band count than the frontend's, or longer than the noise.
-    pub fn apply(&self, x: &Tensor, rng: &mut impl Rng, snr_db: f64, reverb: f64) -> Result<Tensor> {
+    pub fn apply(&self, x: &Tensor, rng: &mut impl Rng, snr_db: f64, reverb: f64, clean: f64) -> Result<Tensor> {
         let (b, n_mels, t) = x.dims3()?;
         let noise0 = &self.noise[0];
         if n_mels != noise0.n_mels || t > noise0.frames {
@@ -85,6 +87,9 @@ impl Corruption {
         let mut data = x.flatten_all()?.to_vec1::<f32>()?;
         let per = n_mels * t;
         for item in data.chunks_mut(per) {
+            if clean > 0.0 && rng.random_bool(clean.clamp(0.0, 1.0)) {
+                continue;
+            }
             // Powers of the frontend's magnitudes.
             let mut p: Vec<f64> = item.iter().map(|&v| (2.0 * f64::from(v)).exp()).collect();
             if rng.random_bool(reverb.clamp(0.0, 1.0)) {
@@ -162,11 +167,11 @@ mod tests {
         let x = speech(&fe, 128);
         for seed in 0..5 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let y = c.apply(&x, &mut rng, 10.0, 0.0).unwrap();
+            let y = c.apply(&x, &mut rng, 10.0, 0.0, 0.0).unwrap();
             let mut rng2 = rand::rngs::StdRng::seed_from_u64(seed);
             assert_eq!(
                 y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                c.apply(&x, &mut rng2, 10.0, 0.0)
+                c.apply(&x, &mut rng2, 10.0, 0.0, 0.0)
                     .unwrap()
                     .flatten_all()
                     .unwrap()
@@ -194,7 +199,11 @@ mod tests {
         let x = Tensor::from_vec(d, (1, n, t), &Device::Cpu).unwrap();
         // No noise to speak of: an SNR far above anything measurable.
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let y = c.apply(&x, &mut rng, 200.0, 1.0).unwrap().to_vec3::<f32>().unwrap();
+        let y = c
+            .apply(&x, &mut rng, 200.0, 1.0, 0.0)
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
         for band in &y[0] {
             assert!((band[5] - 0.0).abs() < 0.5, "the burst itself: {}", band[5]);
             assert!(band[22] > floor + 5.0, "no tail right after the burst");
@@ -202,7 +211,44 @@ mod tests {
         }
         // Without reverberation the burst ends at once.
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let y = c.apply(&x, &mut rng, 200.0, 0.0).unwrap().to_vec3::<f32>().unwrap();
+        let y = c
+            .apply(&x, &mut rng, 200.0, 0.0, 0.0)
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
         assert!(y[0][0][22] < floor + 1.0);
+    }
+
+    /// A share of clean items: with `clean` = 1 nothing changes, with 0.5 some items come out
+    /// untouched and the others corrupted.
+    #[test]
+    fn clean_items_pass_untouched() {
+        let fe = FrontendConfig::speech_16k();
+        let c = Corruption::new(&fe, 1).unwrap();
+        let x = speech(&fe, 32).repeat((16, 1, 1)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let y = c.apply(&x, &mut rng, 10.0, 0.5, 1.0).unwrap();
+        assert_eq!(y.to_vec3::<f32>().unwrap(), x.to_vec3::<f32>().unwrap());
+        let y = c.apply(&x, &mut rng, 10.0, 0.5, 0.5).unwrap();
+        let same = (0..16)
+            .filter(|&i| {
+                let a = x
+                    .narrow(0, i, 1)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let b = y
+                    .narrow(0, i, 1)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                a == b
+            })
+            .count();
+        assert!((3..=13).contains(&same), "{same} of 16 items untouched");
     }
 }

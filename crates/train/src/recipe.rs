@@ -180,6 +180,10 @@ pub struct TrainSection {
     /// (RT60 0.2–0.8 s), 0 to 1.
     #[serde(default)]
     pub denoise_reverb: f64,
+    /// With the denoising auto-encoder: the share of segments left clean, 0 to 1 (a model that
+    /// never reads a clean segment handles clean speech worst).
+    #[serde(default)]
+    pub denoise_clean: f64,
     /// Steps between checkpoints.
     #[serde(default = "default_ckpt")]
     pub checkpoint_every: u64,
@@ -461,8 +465,14 @@ impl Recipe {
         if !(self.train.denoise_snr_db.is_finite() && (0.0..=1.0).contains(&self.train.denoise_reverb)) {
             return Err("train.denoise_snr_db must be a number (0: off) and train.denoise_reverb from 0 to 1".into());
         }
-        if self.train.denoise_reverb > 0.0 && self.train.denoise_snr_db == 0.0 {
-            return Err("train.denoise_reverb needs train.denoise_snr_db (the denoising auto-encoder) on".into());
+        if !(0.0..=1.0).contains(&self.train.denoise_clean) {
+            return Err("train.denoise_clean must be from 0 to 1".into());
+        }
+        if (self.train.denoise_reverb > 0.0 || self.train.denoise_clean > 0.0) && self.train.denoise_snr_db == 0.0 {
+            return Err(
+                "train.denoise_reverb and denoise_clean need train.denoise_snr_db (the denoising auto-encoder) on"
+                    .into(),
+            );
         }
         if self.train.keep_checkpoints == 0 {
             return Err("train.keep_checkpoints must be at least 1".into());

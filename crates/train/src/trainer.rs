@@ -524,6 +524,7 @@ impl Task for ModelTask<'_> {
                 &mut rng,
                 recipe.train.denoise_snr_db,
                 recipe.train.denoise_reverb,
+                recipe.train.denoise_clean,
             )?,
             None => content,
         };
