@@ -8,8 +8,6 @@
 //! Weights are rearranged once so that each output channel of a convolution is one dot product
 //! of its taps with the layer's window of the last `k` input frames (frame-major, oldest first).
 
-use candle_core::Tensor;
-
 use crate::adain_vc::{AdaInVc, WARMUP_FRAMES, WARMUP_MARGIN_DB};
 use crate::config::Temporal;
 use crate::kernels::{matvec, push_frame};
@@ -599,27 +597,11 @@ fn quantize(book: &[f32], code: &mut [f32]) {
     code.copy_from_slice(&book[best.1 * c..(best.1 + 1) * c]);
 }
 
-/// Runs `model` over a whole mel `[1, n_mels, T]` frame by frame (for tests and comparisons).
-///
-/// # Errors
-/// As [`FrameModel::new`] and [`FrameModel::step`].
-pub fn convert_frames(m: &mut FrameModel, mel: &Tensor) -> Result<Tensor> {
-    let (_, n, t) = mel.dims3()?;
-    let frames = mel.squeeze(0)?.t()?.contiguous()?.to_vec2::<f32>()?;
-    let mut out = vec![0f32; t * n];
-    for (i, f) in frames.iter().enumerate() {
-        m.step(f, &mut out[i * n..(i + 1) * n])?;
-    }
-    Ok(Tensor::from_vec(out, (1, t, n), mel.device())?
-        .transpose(1, 2)?
-        .contiguous()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{init, ModelConfig, StreamingConverter};
-    use candle_core::{DType, Device};
+    use candle_core::{DType, Device, Tensor};
     use candle_nn::{VarBuilder, VarMap};
 
     fn model(cfg: &ModelConfig) -> AdaInVc {
@@ -642,6 +624,19 @@ mod tests {
             })
             .collect();
         Tensor::from_vec(v, (1, 80, t), &Device::Cpu).unwrap()
+    }
+
+    /// Runs `m` over a whole mel `[1, n_mels, T]` frame by frame.
+    fn convert_frames(m: &mut FrameModel, mel: &Tensor) -> Result<Tensor> {
+        let (_, n, t) = mel.dims3()?;
+        let frames = mel.squeeze(0)?.t()?.contiguous()?.to_vec2::<f32>()?;
+        let mut out = vec![0f32; t * n];
+        for (i, f) in frames.iter().enumerate() {
+            m.step(f, &mut out[i * n..(i + 1) * n])?;
+        }
+        Ok(Tensor::from_vec(out, (1, t, n), mel.device())?
+            .transpose(1, 2)?
+            .contiguous()?)
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {

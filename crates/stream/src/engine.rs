@@ -173,9 +173,9 @@ impl LiveAdapt {
                                 }
                                 taken += got;
                             }
-                            let audio: Vec<f32> = history.iter().copied().collect();
+                            let audio = history.make_contiguous();
                             let measured = match &base {
-                                Some(b) => measure_source(&conv, &audio).and_then(|src| {
+                                Some(b) => measure_source(&conv, audio).and_then(|src| {
                                     let voice = adapt(&conv, b, src.as_ref(), how)?;
                                     Ok((src.map(|s| s.voice), voice))
                                 }),
