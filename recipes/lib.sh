@@ -190,19 +190,19 @@ run_common_stages() {
     dest=$(toml_path export dir)
     last=$(find "$run/checkpoints" -maxdepth 1 -type d -name 'step-*' 2>/dev/null | sort | tail -n 1)
     [[ -n $last ]] || { echo "stage 6: no checkpoint in $run/checkpoints (run stage 3)" >&2; exit 1; }
-    mkdir -p "$dest"
-    cp "$last/config.json" "$last/model.safetensors" "$dest/"
-    echo "exported $(basename "$last") to $dest"
+    # [export] half = true writes the weights in half precision (voxswap export --half).
+    local args=("$last" "$dest")
+    [[ $(toml_get export half false) == true ]] && args+=(--half)
     if grep -q '^[[:space:]]*\[vocoder\]' "$CONFIG"; then
       local vdir vlast
       vdir=$(toml_path vocoder dir "$run/vocoder")
       vlast=$(find "$vdir/checkpoints" -maxdepth 1 -type d -name 'step-*' 2>/dev/null | sort | tail -n 1)
       if [[ -n $vlast ]]; then
-        cp "$vlast/vocoder.json" "$vlast/vocoder.safetensors" "$dest/"
-        echo "exported the vocoder's $(basename "$vlast") to $dest"
+        args+=(--vocoder "$vlast")
       else
         echo "no vocoder checkpoint in $vdir/checkpoints (run stage 4): the model folder has no vocoder"
       fi
     fi
+    voxswap export "${args[@]}"
   fi
 }

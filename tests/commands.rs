@@ -84,3 +84,76 @@ fn help_explains_each_command() {
     let o = voxswap(&[&"resynth", &"--help"]);
     assert!(stdout(&o).contains("Griffin-Lim iterations"));
 }
+
+/// `export` writes a checkpoint and a vocoder into a model folder, in half precision with
+/// --half (half the bytes), keeping a bank already there; `convert` runs on it with the neural
+/// vocoder, close to the full-precision folder's result; a checkpoint that is not one is a
+/// clean error.
+#[test]
+fn export_writes_a_model_folder_in_half_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = tiny_model(dir.path());
+    add_tiny_vocoder(&ckpt);
+    let (full, half) = (dir.path().join("full"), dir.path().join("half"));
+    std::fs::create_dir_all(half.join("speakers")).unwrap();
+    std::fs::write(half.join("speakers/keep.json"), "{}").unwrap();
+    ok(&voxswap(&[&"export", &ckpt, &full, &"--vocoder", &ckpt]));
+    let text = ok(&voxswap(&[&"export", &ckpt, &half, &"--vocoder", &ckpt, &"--half"]));
+    assert!(text.contains("half precision") && text.contains("vocoder"), "{text}");
+    assert!(
+        half.join("speakers/keep.json").is_file(),
+        "a file already there was removed"
+    );
+    {
+        // As readable as any file the user creates (not a temporary file's private mode).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, "").unwrap();
+        for f in [
+            "model.safetensors",
+            "vocoder.safetensors",
+            "config.json",
+            "vocoder.json",
+        ] {
+            assert_eq!(mode(&half.join(f)), mode(&probe), "{f}");
+        }
+    }
+    for f in ["model.safetensors", "vocoder.safetensors"] {
+        let (a, b) = (
+            std::fs::metadata(full.join(f)).unwrap().len(),
+            std::fs::metadata(half.join(f)).unwrap().len(),
+        );
+        assert!(b * 10 < a * 6, "{f}: {b} bytes in half against {a}");
+    }
+    let mut outs = Vec::new();
+    for m in [&full, &half] {
+        let out = dir
+            .path()
+            .join(format!("{}.wav", m.file_name().unwrap().to_string_lossy()));
+        ok(&voxswap(&[
+            &"convert",
+            &data("speech_m.wav"),
+            &"-t",
+            &data("speech_f.wav"),
+            &"-o",
+            &out,
+            &"--model",
+            m,
+            &"--vocoder",
+            &"neural",
+        ]));
+        outs.push(read_mono(&out, ChannelMix::Downmix).unwrap().samples);
+    }
+    assert_eq!(outs[0].len(), outs[1].len());
+    let energy = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>();
+    let diff: Vec<f32> = outs[0].iter().zip(&outs[1]).map(|(a, b)| a - b).collect();
+    assert!(energy(&outs[0]) > 0.0);
+    assert!(
+        energy(&diff) < 0.01 * energy(&outs[0]),
+        "half precision changed the conversion by {} of its energy",
+        energy(&diff) / energy(&outs[0])
+    );
+    let missing = dir.path().join("no_such_checkpoint");
+    assert_clean_error(&voxswap(&[&"export", &missing, &half]), &missing, "config.json");
+}

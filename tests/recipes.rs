@@ -37,7 +37,7 @@ fn train_sections(work: &Path) -> String {
         "[data]\ncorpus = \"{w}/data/corpus/train\"\ncache = \"{w}/data/cache\"\nsegment_frames = 32\nvalid_per_speaker = 1\n\n\
          [model]\npreset = \"tiny-stream\"\n\n\
          [train]\nsteps = 6\nbatch_size = 2\ncheckpoint_every = 3\nvalid_every = 3\nlog_every = 3\n\n\
-         [output]\ndir = \"{w}/exp\"\n\n[export]\ndir = \"{w}/model\"\n",
+         [output]\ndir = \"{w}/exp\"\n\n[export]\ndir = \"{w}/model\"\nhalf = true\n",
         w = work.display()
     )
 }
@@ -151,13 +151,18 @@ fn vctk_092_prepares_links_mic1_and_splits_speakers_then_trains_and_exports() {
     // One of the three is held out for validation.
     let all = format!("{out}{}", stderr(&o));
     assert!(all.contains("2 training utterances transcribed, 0 not"), "{all}");
-    assert!(out.contains("exported step-00000006"), "{out}");
+    assert!(out.contains("step-00000006 → "), "{out}");
     let model = dir.path().join("model");
     assert!(model.join("config.json").is_file() && model.join("model.safetensors").is_file());
-    // Stage 4 trained the [vocoder] section; stage 6 put it beside the model.
+    // Stage 4 trained the [vocoder] section; stage 6 put it beside the model, both in half
+    // precision as [export] half asks.
     assert!(out.contains("finished at step 4; vocoder:"), "{out}");
-    assert!(out.contains("exported the vocoder's step-00000004"), "{out}");
+    assert!(out.contains("step-00000004 → "), "{out}");
     assert!(model.join("vocoder.json").is_file() && model.join("vocoder.safetensors").is_file());
+    for f in ["model.safetensors", "vocoder.safetensors"] {
+        let t = candle_core::safetensors::load(model.join(f), &candle_core::Device::Cpu).unwrap();
+        assert!(t.values().all(|t| t.dtype() == candle_core::DType::F16), "{f}");
+    }
 }
 
 #[test]

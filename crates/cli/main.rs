@@ -6,6 +6,7 @@
 mod convert;
 mod data;
 mod eval;
+mod export;
 mod info;
 mod io;
 mod live;
@@ -62,6 +63,9 @@ enum Command {
     /// Train a model from a recipe (TOML). Resumes from the newest checkpoint; Ctrl-C writes a
     /// checkpoint and stops; progress, a JSONL log and a PNG of the loss curves as it goes.
     Train(train::Args),
+    /// Export a training checkpoint (and a vocoder's) into a model folder, optionally in half
+    /// precision (half the size, a faster live path).
+    Export(export::Args),
     /// Inspect a corpus before training on it.
     #[command(subcommand)]
     Data(data::Command),
@@ -83,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spectrogram(a) => spectrogram::run(a),
         Command::Resynth(a) => resynth::run(a),
         Command::Train(a) => train::run(a),
+        Command::Export(a) => export::run(a),
         Command::Data(c) => data::run(c),
     }
 }

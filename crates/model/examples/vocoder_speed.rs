@@ -3,7 +3,8 @@
 //!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny]
 //!
 //! Prints the real-time factor offline (10 s of mels at once) and streaming (one 10 ms frame a
-//! step, with tensors and with `FrameVocoder`'s plain loops), best of three.
+//! step, with tensors and with `FrameVocoder`'s plain loops, its weights in single and in half
+//! precision), best of three.
 
 use std::time::Instant;
 
@@ -45,22 +46,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })? / (frames as f64 * 0.01);
-    // The frame-by-frame form (plain loops), as the live engine runs it.
-    let mut f = voxswap_model::FrameVocoder::new(&v)?;
+    // The frame-by-frame form (plain loops), as the live engine runs it, with the weights in
+    // single precision, then rounded to half precision (as `voxswap export --half` writes them),
+    // which it then reads as halves.
     let cols: Vec<Vec<f32>> = (0..frames)
         .map(|t| Ok(mel.narrow(2, t, 1)?.flatten_all()?.to_vec1::<f32>()?))
         .collect::<Result<_, Box<dyn std::error::Error>>>()?;
-    let fr = best(&mut || {
-        f.reset();
-        out.clear();
-        for c in &cols {
-            f.step(c, &mut out)?;
-        }
-        Ok(())
-    })? / (frames as f64 * 0.01);
+    let mut frame_rtf = |f: &mut voxswap_model::FrameVocoder| -> Result<f64, Box<dyn std::error::Error>> {
+        Ok(best(&mut || {
+            f.reset();
+            out.clear();
+            for c in &cols {
+                f.step(c, &mut out)?;
+            }
+            Ok(())
+        })? / (frames as f64 * 0.01))
+    };
+    let fr = frame_rtf(&mut voxswap_model::FrameVocoder::new(&v)?)?;
+    for var in vars.all_vars() {
+        var.set(
+            &var.as_tensor()
+                .to_dtype(candle_core::DType::F16)?
+                .to_dtype(candle_core::DType::F32)?,
+        )?;
+    }
+    let fr_half = frame_rtf(&mut voxswap_model::FrameVocoder::new(&v)?)?;
     println!(
         "vocoder {} channels × {} blocks ({params} parameters): RTF offline {off:.4}, streaming {st:.4} \
-         (tensors), {fr:.4} (frame by frame)",
+         (tensors), {fr:.4} (frame by frame), {fr_half:.4} (frame by frame, half-precision weights)",
         cfg.channels, cfg.blocks
     );
     Ok(())

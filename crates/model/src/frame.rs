@@ -10,7 +10,7 @@
 
 use crate::adain_vc::{AdaInVc, WARMUP_FRAMES, WARMUP_MARGIN_DB};
 use crate::config::Temporal;
-use crate::kernels::{matvec, push_frame};
+use crate::kernels::{matvec, push_frame, Matrix};
 use crate::layers::{PadConv, CAUSAL_NORM_EPS};
 use crate::{Error, Result, SpeakerEmbedding};
 
@@ -21,7 +21,7 @@ struct Conv {
     k: usize,
     c_in: usize,
     c_out: usize,
-    w: Vec<f32>,
+    w: Matrix,
     b: Vec<f32>,
 }
 
@@ -43,7 +43,7 @@ impl Conv {
             k,
             c_in,
             c_out,
-            w: flat,
+            w: Matrix::new(flat),
             b,
         })
     }
@@ -149,7 +149,7 @@ struct Weights {
     dec_blocks: Vec<(Conv, Conv)>,
     dec_out: Conv,
     /// The decoder's AdaIN affine layers: `[2·c_h][c_cond]` and `[2·c_h]`.
-    affine: Vec<(Vec<f32>, Vec<f32>)>,
+    affine: Vec<(Matrix, Vec<f32>)>,
     c_cond: usize,
 }
 
@@ -253,13 +253,13 @@ impl FrameModel {
         let affine = dec
             .affine
             .iter()
-            .map(|l| -> Result<(Vec<f32>, Vec<f32>)> {
+            .map(|l| -> Result<(Matrix, Vec<f32>)> {
                 let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
                 let b = match l.bias() {
                     Some(b) => b.to_vec1::<f32>()?,
                     None => vec![0.0; l.weight().dim(0)?],
                 };
-                Ok((w, b))
+                Ok((Matrix::new(w), b))
             })
             .collect::<Result<Vec<_>>>()?;
         let in_conv = Conv::new(&enc.in_conv)?;
@@ -315,6 +315,21 @@ impl FrameModel {
     /// Mel bands in and out.
     pub fn n_mels(&self) -> usize {
         self.w.n_mels
+    }
+
+    /// Whether every weight matrix is read in half precision (the weights are exactly halves, as
+    /// `voxswap export --half` writes them).
+    pub fn half_precision(&self) -> bool {
+        let w = &self.w;
+        let pairs = w
+            .blocks
+            .iter()
+            .chain(&w.dec_blocks)
+            .all(|(a, b)| a.w.is_half() && b.w.is_half());
+        let convs = [&w.in_conv, &w.mean, &w.dec_in, &w.dec_out]
+            .iter()
+            .all(|c| c.w.is_half());
+        pairs && convs && w.bank.iter().all(|c| c.w.is_half()) && w.affine.iter().all(|(m, _)| m.is_half())
     }
 
     /// Converts to `speaker` (`c_cond` values) with the log-mel correction `offset` (`n_mels`
@@ -605,9 +620,26 @@ mod tests {
     use candle_nn::{VarBuilder, VarMap};
 
     fn model(cfg: &ModelConfig) -> AdaInVc {
+        model_in(cfg, false)
+    }
+
+    /// With `half`, every weight rounded to half precision (as `voxswap export --half` does).
+    fn model_in(cfg: &ModelConfig, half: bool) -> AdaInVc {
         let vars = VarMap::new();
         let m = AdaInVc::new(cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
         init::init_pytorch_like(&vars, 7).unwrap();
+        if half {
+            for v in vars.all_vars() {
+                v.set(
+                    &v.as_tensor()
+                        .to_dtype(DType::F16)
+                        .unwrap()
+                        .to_dtype(DType::F32)
+                        .unwrap(),
+                )
+                .unwrap();
+            }
+        }
         m
     }
 
@@ -652,23 +684,31 @@ mod tests {
 
     /// Frame by frame equals the tensor stream (in chunks of one frame and of the whole input)
     /// to float rounding: without and with a refresh period, with a vector-quantised code, with
-    /// a spectrum offset and the warm-up gate, before and after a voice change and a reset.
+    /// a spectrum offset and the warm-up gate, before and after a voice change and a reset; and
+    /// with weights in half precision, which it then reads as halves.
     #[test]
     fn equals_the_streaming_converter() {
-        for (refresh, vq) in [(None, false), (Some(5), false), (Some(5), true)] {
+        let cases = [
+            (None, false, false),
+            (Some(5), false, false),
+            (Some(5), true, false),
+            (Some(5), false, true),
+        ];
+        for (refresh, vq, half) in cases {
             let mut cfg = if vq {
                 ModelConfig::tiny_vq()
             } else {
                 ModelConfig::tiny_stream()
             };
             cfg.norm_refresh = refresh;
-            let m = model(&cfg);
+            let m = model_in(&cfg, half);
             let x = mel(23);
             let spk = m.speaker.forward(&x).unwrap();
             let spk2 = spk.affine(-0.5, 0.1).unwrap();
             let offset: Vec<f32> = (0..80).map(|b| 0.01 * b as f32 - 0.3).collect();
             let off_t = Tensor::from_slice(&offset, (1, 80, 1), &Device::Cpu).unwrap();
             let mut fm = FrameModel::new(&m, &spk.flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap();
+            assert_eq!(fm.half_precision(), half);
             fm.set_warmup_gate(true);
             fm.set_voice(&spk.flatten_all().unwrap().to_vec1::<f32>().unwrap(), Some(&offset))
                 .unwrap();

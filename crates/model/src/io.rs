@@ -14,7 +14,7 @@ pub const CONFIG_FILE: &str = "config.json";
 /// File name of the weights in a model folder.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
-fn file_err(path: &Path, detail: impl std::fmt::Display) -> Error {
+pub(crate) fn file_err(path: &Path, detail: impl std::fmt::Display) -> Error {
     Error::File {
         path: path.to_path_buf(),
         detail: detail.to_string(),
@@ -35,14 +35,22 @@ pub fn read_config(dir: &Path) -> Result<ModelConfig> {
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
+    // The permissions of a file created here (the user's umask applied). safetensors writes
+    // through a private temporary file of its own (mode 0600) renamed onto `tmp`; the result
+    // gets these back, so that a model folder is as readable as any other file the user makes.
+    let mode = std::fs::File::create(&tmp)
+        .and_then(|f| f.metadata())
+        .map(|m| m.permissions())
+        .map_err(|e| file_err(&tmp, format!("cannot write: {e}")))?;
     let result = write(&tmp)
+        .and_then(|()| std::fs::set_permissions(&tmp, mode).map_err(|e| file_err(&tmp, format!("cannot write: {e}"))))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| file_err(path, format!("cannot write: {e}"))));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -134,4 +142,61 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<AdaInVc> {
 /// The folder's weights path.
 pub fn weights_path(dir: &Path) -> PathBuf {
     dir.join(WEIGHTS_FILE)
+}
+
+/// Writes `tensors` to `path` (safetensors, atomically), in half precision when `half`. Every
+/// weight must fit half precision's range: one that does not is an error naming it, not an
+/// infinity in the file.
+///
+/// Half precision halves the file and what a frame reads from memory in the frame-by-frame
+/// paths ([`crate::FrameModel`], [`crate::FrameVocoder`] read weights that are exactly halves
+/// as halves); every weight moves by at most 2⁻¹¹ of itself.
+///
+/// # Errors
+/// A weight out of half precision's range; a file that cannot be written.
+pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>, half: bool) -> Result<()> {
+    let mut out = HashMap::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = if half {
+            let h = t.to_dtype(DType::F16)?;
+            let finite = h
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite {
+                return Err(Error::Tensor {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    detail: "has a value beyond half precision's range (±65504): export it in full precision".into(),
+                });
+            }
+            h
+        } else {
+            t.to_dtype(DType::F32)?
+        };
+        out.insert(name.clone(), t);
+    }
+    write_atomic(path, |tmp| {
+        candle_core::safetensors::save(&out, tmp).map_err(|e| file_err(tmp, e))
+    })
+}
+
+/// Copies the model of folder or checkpoint `src` (`config.json`, `model.safetensors`) into
+/// model folder `dst` (created if missing; other files there are kept), checked tensor by
+/// tensor as [`read_weights`] checks them, in half precision when `half` (see
+/// [`save_tensors`]). Files are replaced atomically.
+///
+/// # Errors
+/// See [`read_config`], [`read_weights`] and [`save_tensors`]; a folder that cannot be created.
+pub fn export_model(src: &Path, dst: &Path, half: bool) -> Result<()> {
+    let cfg = read_config(src)?;
+    let tensors = read_weights(&src.join(WEIGHTS_FILE), &cfg, &Device::Cpu)?;
+    std::fs::create_dir_all(dst).map_err(|e| file_err(dst, format!("cannot create folder: {e}")))?;
+    save_tensors(&dst.join(WEIGHTS_FILE), &tensors, half)?;
+    let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Config(e.to_string()))?;
+    write_atomic(&dst.join(CONFIG_FILE), |tmp| {
+        std::fs::write(tmp, json.as_bytes()).map_err(|e| file_err(tmp, format!("cannot write: {e}")))
+    })
 }

@@ -13,6 +13,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use voxswap_audio::FrontendConfig;
 
+use crate::kernels::Matrix;
 use crate::layers::{PadConv, Padding};
 use crate::stream::{Ctx, Stream};
 use crate::{Error, Result};
@@ -452,6 +453,31 @@ impl NeuralVocoder {
     }
 }
 
+/// Copies the vocoder of folder or checkpoint `src` (`vocoder.json`, `vocoder.safetensors`)
+/// into model folder `dst`, after loading it as [`NeuralVocoder::load`] does, in half precision
+/// when `half` (see [`crate::io::save_tensors`]). Files are replaced atomically.
+///
+/// # Errors
+/// `src` without a vocoder, or one that does not load; a weight out of half precision's range;
+/// a file that cannot be written.
+pub fn export_vocoder(src: &std::path::Path, dst: &std::path::Path, half: bool) -> Result<()> {
+    if NeuralVocoder::load(src, &Device::Cpu)?.is_none() {
+        return Err(Error::Config(format!(
+            "{}: no vocoder here ({CONFIG_FILE})",
+            src.display()
+        )));
+    }
+    let weights = src.join(WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+        .map_err(|e| Error::Config(format!("{}: {e}", weights.display())))?;
+    std::fs::create_dir_all(dst).map_err(|e| crate::io::file_err(dst, format!("cannot create folder: {e}")))?;
+    crate::io::save_tensors(&dst.join(WEIGHTS_FILE), &tensors, half)?;
+    let text = std::fs::read(src.join(CONFIG_FILE)).map_err(|e| crate::io::file_err(&src.join(CONFIG_FILE), e))?;
+    crate::io::write_atomic(&dst.join(CONFIG_FILE), |tmp| {
+        std::fs::write(tmp, &text).map_err(|e| crate::io::file_err(tmp, format!("cannot write: {e}")))
+    })
+}
+
 /// Sets every parameter of a vocoder's `vars` as its training starts: convolutions and linear
 /// layers as PyTorch initialises them (uniform in ±1/√fan_in, seeded), layer norms to the
 /// identity, and each block's layer scale to `1 / blocks` (so that the blocks start near the
@@ -502,13 +528,13 @@ pub fn new_trainable(cfg: &VocoderConfig, vars: &VarMap, seed: u64, device: &Dev
 pub struct FrameVocoder {
     cfg: VocoderConfig,
     /// Input convolution `[C][K · n_mels]` (tap `j` of the kernel, then band) and its bias.
-    pre_w: Vec<f32>,
+    pre_w: Matrix,
     pre_b: Vec<f32>,
     blocks: Vec<FrameBlock>,
     norm_w: Vec<f32>,
     norm_b: Vec<f32>,
     /// Head `[2 · bins][C]` and its bias.
-    head_w: Vec<f32>,
+    head_w: Matrix,
     head_b: Vec<f32>,
     /// Inverse DFT rows `[bins][n_fft]`.
     basis_re: Vec<f32>,
@@ -537,9 +563,9 @@ struct FrameBlock {
     norm_w: Vec<f32>,
     norm_b: Vec<f32>,
     /// `[mult · C][C]`, `[C][mult · C]`.
-    p1_w: Vec<f32>,
+    p1_w: Matrix,
     p1_b: Vec<f32>,
-    p2_w: Vec<f32>,
+    p2_w: Matrix,
     p2_b: Vec<f32>,
     gamma: Vec<f32>,
     /// The block's last `K` inputs, oldest first, `[K · C]`.
@@ -551,7 +577,7 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// `out[o] = b[o] + W[o] · x` for `W` of `[out][in]`.
-fn affine(w: &[f32], b: &[f32], x: &[f32], out: &mut [f32]) {
+fn affine(w: &Matrix, b: &[f32], x: &[f32], out: &mut [f32]) {
     crate::kernels::matvec(w, x, b, out, None);
 }
 
@@ -603,9 +629,9 @@ impl FrameVocoder {
                     dw_b: flat(&b.dw_bias)?,
                     norm_w: flat(&b.norm.weight)?,
                     norm_b: flat(&b.norm.bias)?,
-                    p1_w: flat(b.p1.weight())?,
+                    p1_w: Matrix::new(flat(b.p1.weight())?),
                     p1_b: b.p1.bias().map_or(Ok(vec![0.0; cfg.mult * c]), flat)?,
-                    p2_w: flat(b.p2.weight())?,
+                    p2_w: Matrix::new(flat(b.p2.weight())?),
                     p2_b: b.p2.bias().map_or(Ok(vec![0.0; c]), flat)?,
                     gamma: flat(&b.gamma)?,
                     hist: vec![0.0; k * c],
@@ -614,12 +640,12 @@ impl FrameVocoder {
             .collect::<Result<Vec<_>>>()?;
         let f = cfg.n_bins();
         Ok(Self {
-            pre_w,
+            pre_w: Matrix::new(pre_w),
             pre_b,
             blocks,
             norm_w: flat(&v.norm.weight)?,
             norm_b: flat(&v.norm.bias)?,
-            head_w: flat(v.head.weight())?,
+            head_w: Matrix::new(flat(v.head.weight())?),
             head_b: v.head.bias().map_or(Ok(vec![0.0; 2 * f]), flat)?,
             basis_re: flat(&v.basis_re)?,
             basis_im: flat(&v.basis_im)?,
@@ -640,6 +666,13 @@ impl FrameVocoder {
     /// The configuration.
     pub fn config(&self) -> &VocoderConfig {
         &self.cfg
+    }
+
+    /// Whether every weight matrix is read in half precision (the weights are exactly halves, as
+    /// `voxswap export --half` writes them).
+    pub fn half_precision(&self) -> bool {
+        let blocks = self.blocks.iter().all(|b| b.p1_w.is_half() && b.p2_w.is_half());
+        blocks && self.pre_w.is_half() && self.head_w.is_half()
     }
 
     /// Adds one frame of `n_mels` log-mel values; the audio it completes (a hop, less at the

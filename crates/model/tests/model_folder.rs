@@ -338,3 +338,82 @@ fn reference_attention_voices_embed_mix_and_convert() {
     // An embedding of the plain model's width is refused.
     assert!(vc.convert(&src, &SpeakerEmbedding::new(vec![0.0; 8])).is_err());
 }
+
+/// `export_model` copies a checkpoint into a model folder: in full precision the very weights;
+/// in half precision a file of halves that loads, converts real speech as the original does up
+/// to the rounding, and runs frame by frame on halves; a weight beyond half precision's range is
+/// an error naming it, with no file written.
+#[test]
+fn export_in_half_precision() {
+    use voxswap_model::io::export_model;
+    let src = tempfile::tempdir().unwrap();
+    let cfg = ModelConfig::tiny_stream();
+    let vars = VarMap::new();
+    AdaInVc::new(&cfg, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+    init::init_pytorch_like(&vars, 3).unwrap();
+    save_model(src.path(), &cfg, &vars).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (full, half) = (out.path().join("full"), out.path().join("half"));
+    export_model(src.path(), &full, false).unwrap();
+    export_model(src.path(), &half, true).unwrap();
+    let read = |d: &Path| candle_core::safetensors::load(d.join(WEIGHTS_FILE), &Device::Cpu).unwrap();
+    let (orig, f, h) = (read(src.path()), read(&full), read(&half));
+    assert_eq!(orig.len(), h.len());
+    for (name, t) in &orig {
+        let flat = |t: &candle_core::Tensor| {
+            t.to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(flat(t), flat(&f[name]), "{name}: full precision changed a weight");
+        assert_eq!(h[name].dtype(), DType::F16, "{name}");
+        for (a, b) in flat(t).iter().zip(flat(&h[name])) {
+            assert!(
+                (a - b).abs() <= a.abs() * 2f32.powi(-11) + 1e-7,
+                "{name}: {a} became {b}"
+            );
+        }
+    }
+    let len = |d: &Path| std::fs::metadata(d.join(WEIGHTS_FILE)).unwrap().len();
+    assert!(
+        len(&half) * 10 < len(&full) * 6,
+        "{} vs {} bytes",
+        len(&half),
+        len(&full)
+    );
+    // Both convert real speech, nearly alike; the half folder runs frame by frame on halves.
+    let (vf, vh) = (
+        VoiceConverter::load(&full, &Device::Cpu).unwrap(),
+        VoiceConverter::load(&half, &Device::Cpu).unwrap(),
+    );
+    let src_mel = clip_mel("speech_m.wav");
+    let voice = vf.embed(&[clip_mel("speech_f.wav")]).unwrap();
+    let (yf, yh) = (
+        vf.convert(&src_mel, &voice).unwrap(),
+        vh.convert(&src_mel, &voice).unwrap(),
+    );
+    let worst = yf
+        .data
+        .iter()
+        .zip(&yh.data)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst > 0.0 && worst < 0.05,
+        "half precision moved the output by {worst}"
+    );
+    assert!(vh.frame_model(&voice).unwrap().unwrap().half_precision());
+    assert!(!vf.frame_model(&voice).unwrap().unwrap().half_precision());
+    // A weight half precision cannot hold.
+    let name = orig.keys().min().unwrap().clone();
+    let big = vars.data().lock().unwrap()[&name].clone();
+    big.set(&big.as_tensor().affine(0.0, 1e6).unwrap()).unwrap();
+    save_model(src.path(), &cfg, &vars).unwrap();
+    let bad = out.path().join("bad");
+    let err = export_model(src.path(), &bad, true).unwrap_err().to_string();
+    assert!(err.contains(&name) && err.contains("half precision"), "{err}");
+    assert!(!bad.join(WEIGHTS_FILE).exists() && !bad.join(CONFIG_FILE).exists());
+    export_model(src.path(), &bad, false).unwrap();
+}

@@ -183,11 +183,34 @@ fn configurations_are_checked() {
 /// shipped size with initial weights, on the log-mel of real speech; and again after a reset.
 #[test]
 fn frame_vocoder_equals_the_stream() {
+    frame_vocoder_equals_the_stream_in(false);
+}
+
+/// The same with every weight rounded to half precision (as `voxswap export --half` writes
+/// them), which the frame-by-frame vocoder then reads as halves.
+#[test]
+fn frame_vocoder_with_half_precision_weights_equals_the_stream() {
+    frame_vocoder_equals_the_stream_in(true);
+}
+
+fn frame_vocoder_equals_the_stream_in(half: bool) {
     use voxswap_model::FrameVocoder;
     let fe = voxswap_audio::FrontendConfig::speech_16k();
     let cfg = VocoderConfig::small(&fe);
     let vars = VarMap::new();
     let v = new_trainable(&cfg, &vars, 11, &Device::Cpu).unwrap();
+    if half {
+        for var in vars.all_vars() {
+            var.set(
+                &var.as_tensor()
+                    .to_dtype(DType::F16)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+    }
     let clip = voxswap_audio::read_mono(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/speech_f.wav"),
         voxswap_audio::ChannelMix::Downmix,
@@ -206,6 +229,7 @@ fn frame_vocoder_equals_the_stream() {
     .unwrap();
     s.finish(&mut want);
     let mut f = FrameVocoder::new(&v).unwrap();
+    assert_eq!(f.half_precision(), half);
     for round in 0..2 {
         let mut got = Vec::new();
         for t in 0..mel.frames {
@@ -279,4 +303,44 @@ fn integrated_phases_stream_as_offline() {
     let mut bad = cfg.clone();
     bad.n_fft = 4 * fe.hop_length;
     assert!(bad.validate().is_err());
+}
+
+/// `export_vocoder` writes a vocoder folder's weights in half precision: it loads, sounds as the
+/// original up to the rounding, and runs frame by frame on halves; a folder without a vocoder is
+/// refused.
+#[test]
+fn exported_in_half_precision() {
+    use voxswap_model::vocoder::{export_vocoder, WEIGHTS_FILE};
+    use voxswap_model::FrameVocoder;
+    let fe = voxswap_audio::FrontendConfig::speech_16k();
+    let cfg = VocoderConfig::tiny(&fe);
+    let vars = VarMap::new();
+    let v = new_trainable(&cfg, &vars, 5, &Device::Cpu).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    NeuralVocoder::save(src.path(), &cfg, &vars).unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    export_vocoder(src.path(), dst.path(), true).unwrap();
+    let t = candle_core::safetensors::load(dst.path().join(WEIGHTS_FILE), &Device::Cpu).unwrap();
+    assert!(t.values().all(|t| t.dtype() == DType::F16));
+    let h = NeuralVocoder::load(dst.path(), &Device::Cpu).unwrap().unwrap();
+    assert!(FrameVocoder::new(&h).unwrap().half_precision());
+    assert!(!FrameVocoder::new(&v).unwrap().half_precision());
+    let mel = Tensor::randn(0f32, 1.0, (1, 80, 50), &Device::Cpu)
+        .unwrap()
+        .affine(1.0, -4.0)
+        .unwrap();
+    let (a, b) = (v.forward(&mel).unwrap(), h.forward(&mel).unwrap());
+    let peak = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(peak > 1e-3 && diff > 0.0 && diff < 0.01 * peak, "{diff} of {peak}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = export_vocoder(empty.path(), dst.path(), true).unwrap_err().to_string();
+    assert!(err.contains("no vocoder"), "{err}");
 }

@@ -1,0 +1,58 @@
+//! `voxswap export`: a training checkpoint (and a vocoder's) into a model folder that `convert`
+//! and `live` load, optionally in half precision.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::io::say;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Checkpoint (or model folder) to export: a folder with config.json and model.safetensors,
+    /// e.g. exp/run/checkpoints/step-00065000.
+    checkpoint: PathBuf,
+    /// Model folder to write (created if missing). Its config.json, model.safetensors and, with
+    /// --vocoder, vocoder.json and vocoder.safetensors are replaced; other files (a speaker bank)
+    /// are kept.
+    out: PathBuf,
+    /// A vocoder checkpoint (a folder with vocoder.json and vocoder.safetensors) to put beside
+    /// the model, e.g. exp/run/vocoder/checkpoints/step-00030000.
+    #[arg(long, value_name = "DIR")]
+    vocoder: Option<PathBuf>,
+    /// Write the weights in half precision: files half the size, and the frame-by-frame live
+    /// path reads half the memory per frame (about 1.6× faster). Each weight moves by at most
+    /// 2^-11 of itself; the conversion changes accordingly little but does change.
+    #[arg(long)]
+    half: bool,
+}
+
+fn size(path: &Path) -> String {
+    std::fs::metadata(path).map_or_else(|_| "?".into(), |m| format!("{:.1} MB", m.len() as f64 / 1e6))
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let precision = if a.half { "half" } else { "single" };
+    voxswap_model::io::export_model(&a.checkpoint, &a.out, a.half)
+        .with_context(|| format!("exporting the model of {}", a.checkpoint.display()))?;
+    let weights = voxswap_model::io::weights_path(&a.out);
+    say(format!(
+        "model of {} → {} ({}, {precision} precision)",
+        a.checkpoint.display(),
+        weights.display(),
+        size(&weights)
+    ))?;
+    if let Some(v) = &a.vocoder {
+        voxswap_model::vocoder::export_vocoder(v, &a.out, a.half)
+            .with_context(|| format!("exporting the vocoder of {}", v.display()))?;
+        let weights = a.out.join(voxswap_model::vocoder::WEIGHTS_FILE);
+        say(format!(
+            "vocoder of {} → {} ({}, {precision} precision)",
+            v.display(),
+            weights.display(),
+            size(&weights)
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
