@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Copies a checkpoint into pretrained/ and builds its speaker bank (pretrained/speakers/): every
-# training voice of the synthetic corpus, embedded from 5 of its utterances.
+# Exports a checkpoint into pretrained/ (in half precision; HALF=0 for single) and builds its
+# speaker bank (pretrained/speakers/): every training voice of the synthetic corpus, embedded
+# from 5 of its utterances.
 #   bash scripts/export_pretrained.sh CHECKPOINT_DIR [TRAIN_CORPUS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,8 +10,9 @@ corpus=${2:-$root/recipes/synth/data/corpus/train}
 bin=${VOXSWAP_BIN:-$root/target/release/voxswap}
 dest=$root/pretrained
 mkdir -p "$dest"
-cp "$ckpt/config.json" "$ckpt/model.safetensors" "$dest/"
-chmod 644 "$dest/config.json" "$dest/model.safetensors"
+half=()
+[[ ${HALF:-1} == 1 ]] && half=(--half)
+"$bin" export "$ckpt" "$dest" "${half[@]}" > /dev/null
 # Checkpoints written before voxswap had `norm_refresh` (the synth run's up to step 65,000)
 # lack it; the synth recipe's model configuration sets it to half its 128-frame segments.
 if ! grep -q '"norm_refresh"' "$dest/config.json"; then

@@ -22,8 +22,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     vocoder: Option<PathBuf>,
     /// Write the weights in half precision: files half the size, and the frame-by-frame live
-    /// path reads half the memory per frame (about 1.6× faster). Each weight moves by at most
-    /// 2^-11 of itself; the conversion changes accordingly little but does change.
+    /// path reads half the memory per frame (the model's step about 1.8×, the vocoder's 1.6×
+    /// faster; BENCHMARKS.md). Each weight moves by at most 2^-11 of itself; the conversion
+    /// changes accordingly little, but it does change.
     #[arg(long)]
     half: bool,
 }
