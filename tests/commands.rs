@@ -95,15 +95,29 @@ fn export_writes_a_model_folder_in_half_precision() {
     let ckpt = tiny_model(dir.path());
     add_tiny_vocoder(&ckpt);
     let (full, half) = (dir.path().join("full"), dir.path().join("half"));
-    std::fs::create_dir_all(half.join("speakers")).unwrap();
-    std::fs::write(half.join("speakers/keep.json"), "{}").unwrap();
-    ok(&voxswap(&[&"export", &ckpt, &full, &"--vocoder", &ckpt]));
-    let text = ok(&voxswap(&[&"export", &ckpt, &half, &"--vocoder", &ckpt, &"--half"]));
+    // A bank embedded with the checkpoint's weights, in the folder the half export goes to.
+    ok(&voxswap(&[
+        &"embed",
+        &data("speech_f.wav"),
+        &"--name",
+        &"keep",
+        &"--bank",
+        &half.join("speakers"),
+        &"--model",
+        &ckpt,
+    ]));
+    let o = voxswap(&[&"export", &ckpt, &full, &"--vocoder", &ckpt]);
+    assert!(!stderr(&o).contains("note"), "{}", stderr(&o));
+    let o = voxswap(&[&"export", &ckpt, &half, &"--vocoder", &ckpt, &"--half"]);
+    let text = ok(&o);
     assert!(text.contains("half precision") && text.contains("vocoder"), "{text}");
     assert!(
         half.join("speakers/keep.json").is_file(),
         "a file already there was removed"
     );
+    // The bank's embedding belongs to the single-precision weights: export says so.
+    let err = stderr(&o);
+    assert!(err.contains("1 speaker(s)") && err.contains("embedded again"), "{err}");
     {
         // As readable as any file the user creates (not a temporary file's private mode).
         use std::os::unix::fs::PermissionsExt;

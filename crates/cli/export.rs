@@ -44,6 +44,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         weights.display(),
         size(&weights)
     ))?;
+    // A bank already in the folder belongs to the weights it was embedded with.
+    let bank = a.out.join("speakers");
+    if bank.is_dir() {
+        let now = voxswap_model::bank::fingerprint(&weights)?;
+        // The export is done: a bank that cannot be read is reported, not an error.
+        let stale = match voxswap_model::bank::SpeakerBank::open(&bank).and_then(|b| b.list()) {
+            Ok(entries) => entries.iter().filter(|e| e.model != now).count(),
+            Err(e) => {
+                eprintln!("note: the speaker bank beside the model cannot be checked: {e}");
+                0
+            }
+        };
+        if stale > 0 {
+            eprintln!(
+                "note: {stale} speaker(s) in {} were embedded with other weights; `convert --speaker` \
+                 refuses them until they are embedded again (voxswap embed … --bank {} --force)",
+                bank.display(),
+                bank.display()
+            );
+        }
+    }
     if let Some(v) = &a.vocoder {
         voxswap_model::vocoder::export_vocoder(v, &a.out, a.half)
             .with_context(|| format!("exporting the vocoder of {}", v.display()))?;
