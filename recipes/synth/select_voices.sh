@@ -12,12 +12,7 @@ judge=$here/../../../shared/judge/judge.py
 mkdir -p "$probe"
 "$here/candidates.sh" >"$probe/candidates.tsv"
 "$here/sentences.sh" 1200 | head -n 12 >"$probe/sentences.txt"
-mapfile -t text <"$probe/sentences.txt"
-while IFS=$'\t' read -r name engine voice; do
-  for k in "${!text[@]}"; do
-    printf '%s\0%s\0%s\0%s\0' "$engine" "$voice" "${text[k]}" "$probe/$name/s$(printf %04d $((k + 1))).wav"
-  done
-done <"$probe/candidates.tsv" | xargs -0 -n4 -P "$(nproc)" "$here/synth_one.sh" || true
+"$here/probe_synth.sh" "$probe"
 "$py" "$judge" spk "$probe" | tee "$probe/spk.txt"
 "$py" "$here/select_voices.py" "$probe/candidates.tsv" "$probe" >"$here/voices.tsv"
 head -n 1 "$here/voices.tsv"

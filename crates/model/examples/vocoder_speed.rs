@@ -63,13 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })? / (frames as f64 * 0.01))
     };
     let fr = frame_rtf(&mut voxswap_model::FrameVocoder::new(&v)?)?;
-    for var in vars.all_vars() {
-        var.set(
-            &var.as_tensor()
-                .to_dtype(candle_core::DType::F16)?
-                .to_dtype(candle_core::DType::F32)?,
-        )?;
-    }
+    voxswap_model::io::round_to_half(&vars)?;
     let fr_half = frame_rtf(&mut voxswap_model::FrameVocoder::new(&v)?)?;
     println!(
         "vocoder {} channels × {} blocks ({params} parameters): RTF offline {off:.4}, streaming {st:.4} \

@@ -200,3 +200,16 @@ pub fn export_model(src: &Path, dst: &Path, half: bool) -> Result<()> {
         std::fs::write(tmp, json.as_bytes()).map_err(|e| file_err(tmp, format!("cannot write: {e}")))
     })
 }
+
+/// Rounds every variable of `vars` to the nearest half-precision number, in place: the weights
+/// `voxswap export --half` writes, for training-side code and tests that want them without a
+/// file.
+///
+/// # Errors
+/// A variable that cannot be set.
+pub fn round_to_half(vars: &VarMap) -> Result<()> {
+    for v in vars.all_vars() {
+        v.set(&v.as_tensor().to_dtype(DType::F16)?.to_dtype(DType::F32)?)?;
+    }
+    Ok(())
+}
