@@ -5,7 +5,18 @@
 #                          espeak-ng has one, else the language's own voice reading English text)
 #   fe_<name>              festival's English voices
 # select_voices.sh turns this list into voices.tsv (the voices the judge can tell apart).
+#
+#   candidates.sh --pitch   instead: every espeak-ng and mbrola candidate above at a low and a
+#                           high base pitch (espeak-ng -p 20 and -p 80; 50 is the default), named
+#                           <name>_p20 and <name>_p80: more voices for more_voices.sh
 set -euo pipefail
+if [[ ${1-} == --pitch ]]; then
+  "$0" | while IFS=$'\t' read -r name engine voice; do
+    [[ $engine == espeak ]] || continue
+    for p in 20 80; do printf '%s_p%s\tespeak\t%s -p %s\n' "$name" "$p" "$voice" "$p"; done
+  done
+  exit 0
+fi
 accents=(en-us en-gb en-gb-scotland en-gb-x-rp en-029 en-us-nyc en-gb-x-gbclan en-gb-x-gbcwmd)
 for a in "${accents[@]}"; do printf 'es_%s_base\tespeak\t%s\n' "$a" "$a"; done
 i=0

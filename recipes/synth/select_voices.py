@@ -13,6 +13,13 @@ THRESHOLD (0.85; the judge's same-voice mean on these voices is 0.89 and its equ
 threshold 0.81). Voices that do not read the text are dropped first: more than MAX_SILENCE of
 silence (missing diphones replaced by silence) or MAX_DURATION times the median duration
 (spelling words out). Every VALID_EVERY-th kept voice, in name order, becomes a validation speaker.
+
+    select_voices.py --keep voices.tsv candidates.tsv PROBE > voices_more.tsv
+
+adds voices to an existing list instead (more_voices.sh): every voice of voices.tsv stays, with its
+split and in its place (the probe must hold it too), and a candidate is added, as a training
+voice, only if its centroid's cosine to every voice kept so far, validation voices included, is
+below THRESHOLD. The validation voices stay what they were, and unseen.
 """
 import os
 import sys
@@ -24,7 +31,11 @@ VALID_EVERY = 7
 MAX_DURATION = 2.0  # times the median voice's duration for the same sentences
 MAX_SILENCE = 0.45  # share of 20 ms windows below -50 dBFS
 
-cand_path, probe = sys.argv[1], sys.argv[2]
+args = sys.argv[1:]
+keep_path = None
+if args[0] == "--keep":
+    keep_path, args = args[1], args[2:]
+cand_path, probe = args[0], args[1]
 cands = [l.rstrip("\n").split("\t") for l in open(cand_path) if l.strip()]
 voices = sorted(d for d in os.listdir(probe) if os.path.isdir(os.path.join(probe, d))
                 and any(f.endswith(".wav") for f in os.listdir(os.path.join(probe, d))))
@@ -56,6 +67,30 @@ bad = {v: f"{dur[v] / med:.1f}x the median duration, {100 * sil[v]:.0f}% silence
        if dur[v] > MAX_DURATION * med or sil[v] > MAX_SILENCE}
 for v, why in sorted(bad.items()):
     print(f"dropped {v}: {why}", file=sys.stderr)
+if keep_path is not None:
+    keep_lines = [l.rstrip("\n") for l in open(keep_path) if l.strip()]
+    keep = [l.split("\t") for l in keep_lines if not l.startswith("#")]
+    missing = [r[0] for r in keep if r[0] not in idx]
+    assert not missing, f"the probe lacks voices of {keep_path}: {missing[:5]}"
+    kept = [voices.index(r[0]) for r in keep]
+    added = []
+    for k in sorted(range(len(voices)), key=lambda k: -intra[voices[k]]):
+        if voices[k] in bad or k in kept:
+            continue
+        if all(C[k] @ C[r] < THRESHOLD for r in kept):
+            kept.append(k)
+            added.append(voices[k])
+    by_name = {c[0]: c for c in cands}
+    n_new = len([v for v in voices if v not in {r[0] for r in keep}])
+    for l in keep_lines:
+        print(l)
+    print(f"# {len(added)} of {n_new} more candidate voices added as training voices (more_voices.sh): centroid "
+          f"cosine < {THRESHOLD} to every voice above and every one added before, {len([v for v in bad])} "
+          f"dropped for not reading the text")
+    for v in sorted(added):
+        _, engine, voice = by_name[v][:3]
+        print(f"{v}\t{engine}\t{voice}\ttrain")
+    sys.exit(0)
 kept = []
 for k in sorted(range(len(voices)), key=lambda k: -intra[voices[k]]):
     if voices[k] in bad:
