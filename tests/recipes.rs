@@ -428,7 +428,12 @@ fn every_committed_recipe_config_loads() {
     fn tomls(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() && !matches!(p.file_name().and_then(|n| n.to_str()), Some("data" | "data_more" | "exp")) {
+            if p.is_dir()
+                && !matches!(
+                    p.file_name().and_then(|n| n.to_str()),
+                    Some("data" | "data_more" | "exp")
+                )
+            {
                 tomls(&p, out);
             } else if p.extension().is_some_and(|x| x == "toml") {
                 out.push(p);
