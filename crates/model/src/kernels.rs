@@ -58,10 +58,10 @@ fn fold(mut acc: [f32; L]) -> f32 {
     acc[0]
 }
 
-/// The row loop of [`matvec`] for weights of type `W`: `widen` turns `L` of them into `f32`s,
-/// `scalar` one.
+/// The portable row loop of [`matvec`] (the AVX2 one is in `mod avx2`) for weights of type `W`:
+/// `widen` turns `L` of them into `f32`s, `scalar` one.
 #[inline(always)]
-fn rows<W: Copy, const FMA: bool>(
+fn rows<W: Copy>(
     w: &[W],
     x: &[f32],
     b: &[f32],
@@ -81,11 +81,7 @@ fn rows<W: Copy, const FMA: bool>(
                 for (a, c) in ws.chunks_exact(L).zip(xs.chunks_exact(L)) {
                     let a = widen(a);
                     for l in 0..L {
-                        acc[l] = if FMA {
-                            a[l].mul_add(c[l], acc[l])
-                        } else {
-                            acc[l] + a[l] * c[l]
-                        };
+                        acc[l] += a[l] * c[l];
                     }
                 }
                 let mut s = 0f32;
@@ -103,13 +99,8 @@ fn rows<W: Copy, const FMA: bool>(
                 for ((a, c), c2) in ws.chunks_exact(L).zip(xs.chunks_exact(L)).zip(xs2.chunks_exact(L)) {
                     let a = widen(a);
                     for l in 0..L {
-                        if FMA {
-                            acc[l] = a[l].mul_add(c[l], acc[l]);
-                            acc2[l] = a[l].mul_add(c2[l], acc2[l]);
-                        } else {
-                            acc[l] += a[l] * c[l];
-                            acc2[l] += a[l] * c2[l];
-                        }
+                        acc[l] += a[l] * c[l];
+                        acc2[l] += a[l] * c2[l];
                     }
                 }
                 let (mut s, mut s2) = (0f32, 0f32);
@@ -131,7 +122,7 @@ fn matvec_f32(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32], second: Option<(&[
         // SAFETY: the CPU has AVX2 and FMA (checked just above), all that `rows_f32` requires.
         return unsafe { avx2::rows_f32(w, x, b, y, second) };
     }
-    rows::<f32, false>(
+    rows::<f32>(
         w,
         x,
         b,
@@ -152,7 +143,7 @@ fn matvec_f16(w: &[f16], x: &[f32], b: &[f32], y: &mut [f32], second: Option<(&[
         // requires.
         return unsafe { avx2::rows_f16(w, x, b, y, second) };
     }
-    rows::<f16, false>(
+    rows::<f16>(
         w,
         x,
         b,
