@@ -130,9 +130,23 @@ fn parity(name: &str) {
 #[test]
 fn stream_equals_offline() {
     let fe = voxswap_audio::FrontendConfig::speech_16k();
-    let cfg = VocoderConfig::tiny(&fe);
+    stream_equals_offline_at(&VocoderConfig::tiny(&fe));
+}
+
+/// The same with synthesis frames of 4 hops: the stream stays one hop further behind.
+#[test]
+fn stream_equals_offline_with_wider_frames() {
+    let fe = voxswap_audio::FrontendConfig::speech_16k();
+    let mut cfg = VocoderConfig::tiny(&fe);
+    cfg.n_fft = 4 * fe.hop_length;
+    assert_eq!(cfg.latency_samples(), fe.hop_length);
+    stream_equals_offline_at(&cfg);
+}
+
+fn stream_equals_offline_at(cfg: &VocoderConfig) {
+    let fe = cfg.frontend.clone();
     let vars = VarMap::new();
-    let v = new_trainable(&cfg, &vars, 5, &Device::Cpu).unwrap();
+    let v = new_trainable(cfg, &vars, 5, &Device::Cpu).unwrap();
     let fix = candle_core::safetensors::load(data("vocoder_tiny.safetensors"), &Device::Cpu).unwrap();
     let mel = fix["input"].narrow(0, 0, 1).unwrap();
     let frames = mel.dim(2).unwrap();
@@ -149,7 +163,7 @@ fn stream_equals_offline() {
                 let n = chunk.min(frames - pos);
                 s.step(&mel.narrow(2, pos, n).unwrap(), &mut out).unwrap();
                 // Everything before the newest frame's centre is out.
-                assert!(out.len() >= (pos + n - 1) * fe.hop_length - cfg.latency_samples());
+                assert!(out.len() >= ((pos + n - 1) * fe.hop_length).saturating_sub(cfg.latency_samples()));
                 pos += n;
             }
             s.finish(&mut out);
@@ -183,20 +197,27 @@ fn configurations_are_checked() {
 /// shipped size with initial weights, on the log-mel of real speech; and again after a reset.
 #[test]
 fn frame_vocoder_equals_the_stream() {
-    frame_vocoder_equals_the_stream_in(false);
+    frame_vocoder_equals_the_stream_in(false, 2);
 }
 
 /// The same with every weight rounded to half precision (as `voxswap export --half` writes
 /// them), which the frame-by-frame vocoder then reads as halves.
 #[test]
 fn frame_vocoder_with_half_precision_weights_equals_the_stream() {
-    frame_vocoder_equals_the_stream_in(true);
+    frame_vocoder_equals_the_stream_in(true, 2);
 }
 
-fn frame_vocoder_equals_the_stream_in(half: bool) {
+/// Synthesis frames of 4 hops (`[vocoder] synthesis_hops`) frame by frame.
+#[test]
+fn frame_vocoder_with_wider_frames_equals_the_stream() {
+    frame_vocoder_equals_the_stream_in(false, 4);
+}
+
+fn frame_vocoder_equals_the_stream_in(half: bool, hops: usize) {
     use voxswap_model::FrameVocoder;
     let fe = voxswap_audio::FrontendConfig::speech_16k();
-    let cfg = VocoderConfig::small(&fe);
+    let mut cfg = VocoderConfig::small(&fe);
+    cfg.n_fft = hops * fe.hop_length;
     let vars = VarMap::new();
     let v = new_trainable(&cfg, &vars, 11, &Device::Cpu).unwrap();
     if half {

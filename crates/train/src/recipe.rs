@@ -248,6 +248,11 @@ pub struct VocoderSection {
     /// phase advance, summed over frames: see `voxswap_model::vocoder::PhaseMode`).
     #[serde(default)]
     pub phase: voxswap_model::vocoder::PhaseMode,
+    /// Hops each synthesis frame spans (its FFT has this × hop points; default 2, no latency
+    /// beyond the frontend's window). Each hop more gives finer frequency bins (the harmonics of
+    /// low voices resolved) for half a hop (5 ms at 16 kHz) more latency. `absolute` phases only.
+    #[serde(default)]
+    pub synthesis_hops: Option<usize>,
     /// Weight of the log-mel L1 term (the multi-resolution STFT loss has weight 1).
     #[serde(default = "default_lambda_mel")]
     pub lambda_mel: f64,
@@ -315,6 +320,10 @@ impl VocoderSection {
             other => return Err(format!("vocoder.size `{other}`: known sizes are small and tiny")),
         };
         cfg.phase = self.phase;
+        if let Some(h) = self.synthesis_hops {
+            cfg.n_fft = h * fe.hop_length;
+        }
+        cfg.validate().map_err(|e| format!("[vocoder]: {e}"))?;
         Ok(cfg)
     }
 }

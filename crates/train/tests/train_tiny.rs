@@ -567,6 +567,35 @@ fn vocoder_trains_resumes_and_loads() {
     assert!(err.to_string().contains("[vocoder]"), "{err}");
 }
 
+/// `[vocoder] synthesis_hops`: a wider synthesis frame reaches the trained vocoder's
+/// configuration (and its latency); a width the vocoder cannot use is refused when the recipe
+/// loads, naming the section.
+#[test]
+fn vocoder_synthesis_hops() {
+    use voxswap_train::vocoder_train::train_vocoder;
+    let section = |extra: &str| {
+        format!("\n[vocoder]\nsteps = 4\nbatch_size = 2\nsegment_frames = 16\nsize = \"tiny\"\ncheckpoint_every = 4\nvalid_every = 4\nlog_every = 2\n{extra}")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    recipe_text(dir.path(), 10, "");
+    let path = dir.path().join("recipe.toml");
+    let base = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, base.clone() + &section("synthesis_hops = 4\n")).unwrap();
+    let r = Recipe::load(&path).unwrap();
+    let out = train_vocoder(&r, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
+    assert!(matches!(out, Outcome::Finished { step: 4, .. }), "{out:?}");
+    let v = voxswap_model::NeuralVocoder::load(&dir.path().join("run/vocoder/checkpoints/step-00000004"), &Device::Cpu)
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.config().n_fft, 4 * v.config().frontend.hop_length);
+    assert_eq!(v.config().latency_samples(), v.config().frontend.hop_length);
+    for bad in ["synthesis_hops = 0\n", "synthesis_hops = 4\nphase = \"integrated\"\n"] {
+        std::fs::write(&path, base.clone() + &section(bad)).unwrap();
+        let err = Recipe::load(&path).unwrap_err().to_string();
+        assert!(err.contains("[vocoder]") && err.contains("n_fft"), "{bad}: {err}");
+    }
+}
+
 /// The vocoder against discriminators (`vocoder.lambda_adv`, from `vocoder.adv_start`): their
 /// losses are logged from the start step on, the run learns something else than without them,
 /// an interrupted run resumes to the same weights (theirs included), their weights stay out of
