@@ -1,6 +1,8 @@
 //! Speed of the neural vocoder (fresh weights: only the cost is measured), one thread:
 //!
-//!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny]
+//!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny] [HOPS]
+//!
+//! HOPS: the synthesis frame's width in hops (`[vocoder] synthesis_hops`, default 2).
 //!
 //! Prints the real-time factor offline (10 s of mels at once) and streaming (one 10 ms frame a
 //! step, with tensors and with `FrameVocoder`'s plain loops, its weights in single and in half
@@ -13,10 +15,14 @@ use voxswap_model::vocoder::{new_trainable, VocoderConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fe = voxswap_audio::FrontendConfig::speech_16k();
-    let cfg = match std::env::args().nth(1).as_deref() {
+    let mut cfg = match std::env::args().nth(1).as_deref() {
         Some("tiny") => VocoderConfig::tiny(&fe),
         _ => VocoderConfig::small(&fe),
     };
+    if let Some(h) = std::env::args().nth(2) {
+        cfg.n_fft = h.parse::<usize>()? * fe.hop_length;
+        cfg.validate()?;
+    }
     let vars = candle_nn::VarMap::new();
     let v = new_trainable(&cfg, &vars, 1, &Device::Cpu)?;
     let params: usize = vars.all_vars().iter().map(|v| v.elem_count()).sum();
@@ -66,9 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     voxswap_model::io::round_to_half(&vars)?;
     let fr_half = frame_rtf(&mut voxswap_model::FrameVocoder::new(&v)?)?;
     println!(
-        "vocoder {} channels × {} blocks ({params} parameters): RTF offline {off:.4}, streaming {st:.4} \
+        "vocoder {} channels × {} blocks, n_fft {} ({params} parameters): RTF offline {off:.4}, streaming {st:.4} \
          (tensors), {fr:.4} (frame by frame), {fr_half:.4} (frame by frame, half-precision weights)",
-        cfg.channels, cfg.blocks
+        cfg.channels, cfg.blocks, cfg.n_fft
     );
     Ok(())
 }
