@@ -536,9 +536,12 @@ pub struct FrameVocoder {
     /// Head `[2 · bins][C]` and its bias.
     head_w: Matrix,
     head_b: Vec<f32>,
-    /// Inverse DFT rows `[bins][n_fft]`.
-    basis_re: Vec<f32>,
-    basis_im: Vec<f32>,
+    /// The synthesis frame's inverse real FFT (its plan, spectrum and scratch) and window (the
+    /// offline basis' √Hann, divided by `n_fft`).
+    ifft: Ifft,
+    spec: Vec<realfft::num_complex::Complex<f32>>,
+    scratch: Vec<realfft::num_complex::Complex<f32>>,
+    window: Vec<f32>,
     /// The last `K` input frames, oldest first, `[K · n_mels]`.
     mel_hist: Vec<f32>,
     // Scratch of one frame.
@@ -570,6 +573,16 @@ struct FrameBlock {
     gamma: Vec<f32>,
     /// The block's last `K` inputs, oldest first, `[K · C]`.
     hist: Vec<f32>,
+}
+
+/// A planned inverse real FFT (the plan has no `Debug` of its own).
+#[derive(Clone)]
+struct Ifft(std::sync::Arc<dyn realfft::ComplexToReal<f32>>);
+
+impl std::fmt::Debug for Ifft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ifft({})", self.0.len())
+    }
 }
 
 fn flat(t: &Tensor) -> Result<Vec<f32>> {
@@ -639,6 +652,12 @@ impl FrameVocoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let f = cfg.n_bins();
+        let n = cfg.n_fft;
+        let ifft = realfft::RealFftPlanner::<f32>::new().plan_fft_inverse(n);
+        // The offline basis' window (sin(πj/N), the √ of a periodic Hann) and its 1/N.
+        let window = (0..n)
+            .map(|j| ((std::f64::consts::PI * j as f64 / n as f64).sin() / n as f64) as f32)
+            .collect();
         Ok(Self {
             pre_w: Matrix::new(pre_w),
             pre_b,
@@ -647,8 +666,10 @@ impl FrameVocoder {
             norm_b: flat(&v.norm.bias)?,
             head_w: Matrix::new(flat(v.head.weight())?),
             head_b: v.head.bias().map_or(Ok(vec![0.0; 2 * f]), flat)?,
-            basis_re: flat(&v.basis_re)?,
-            basis_im: flat(&v.basis_im)?,
+            spec: ifft.make_input_vec(),
+            scratch: ifft.make_scratch_vec(),
+            ifft: Ifft(ifft),
+            window,
             mel_hist: vec![0.0; k * m],
             x: vec![0.0; c],
             y: vec![0.0; c],
@@ -713,8 +734,7 @@ impl FrameVocoder {
         self.y.copy_from_slice(&self.x);
         layer_norm(&mut self.y, &self.norm_w, &self.norm_b, 1e-6);
         affine(&self.head_w, &self.head_b, &self.y, &mut self.h);
-        let (f, n) = (self.cfg.n_bins(), self.cfg.n_fft);
-        self.frame.iter_mut().for_each(|v| *v = 0.0);
+        let f = self.cfg.n_bins();
         let integrated = self.cfg.phase == PhaseMode::Integrated;
         for bin in 0..f {
             let mag = self.h[bin].min(10.0).exp();
@@ -732,14 +752,18 @@ impl FrameVocoder {
                 self.h[f + bin]
             };
             let (s, co) = phase.sin_cos();
-            let (re, im) = (mag * co, mag * s);
-            let (br, bi) = (
-                &self.basis_re[bin * n..(bin + 1) * n],
-                &self.basis_im[bin * n..(bin + 1) * n],
-            );
-            for ((v, r), i) in self.frame.iter_mut().zip(br).zip(bi) {
-                *v += re * r + im * i;
-            }
+            self.spec[bin] = realfft::num_complex::Complex::new(mag * co, mag * s);
+        }
+        // A real signal's DC and Nyquist bins are real: the offline basis drops their imaginary
+        // parts (its sines are zero there), and so does this.
+        self.spec[0].im = 0.0;
+        self.spec[f - 1].im = 0.0;
+        self.ifft
+            .0
+            .process_with_scratch(&mut self.spec, &mut self.frame, &mut self.scratch)
+            .map_err(|e| Error::Config(format!("vocoder inverse FFT: {e}")))?;
+        for (v, w) in self.frame.iter_mut().zip(&self.window) {
+            *v *= w;
         }
         for (a, v) in self.acc.iter_mut().zip(&self.frame) {
             *a += v;
