@@ -98,9 +98,13 @@ fn anti_wrap(x: &Tensor) -> Result<Tensor> {
 /// and instantaneous angular frequency (differences along time), each averaged, summed. The
 /// first and last frames are left out (their target is cut by the segment's edges).
 ///
+/// With `frequency_only`, the instantaneous frequency term alone: for integrated phases
+/// (`PhaseMode::Integrated`), whose running sums start from an arbitrary point of the audio, so
+/// that only their advance from frame to frame (the head's output) can match the target's.
+///
 /// # Errors
 /// Differently shaped inputs, or fewer than 4 frames.
-pub fn phase_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+pub fn phase_loss(pred: &Tensor, target: &Tensor, frequency_only: bool) -> Result<Tensor> {
     let t = pred.dim(1)?;
     if t < 4 || pred.dims() != target.dims() {
         return Err(candle_core::Error::Msg(format!(
@@ -112,10 +116,13 @@ pub fn phase_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     }
     let (p, q) = (pred.narrow(1, 1, t - 2)?, target.narrow(1, 1, t - 2)?);
     let d = (&p - &q)?;
+    let iaf = anti_wrap(&(d.narrow(1, 1, t - 3)? - d.narrow(1, 0, t - 3)?)?)?.mean_all()?;
+    if frequency_only {
+        return Ok(iaf);
+    }
     let ip = anti_wrap(&d)?.mean_all()?;
     let f = d.dim(2)?;
     let gd = anti_wrap(&(d.narrow(2, 1, f - 1)? - d.narrow(2, 0, f - 1)?)?)?.mean_all()?;
-    let iaf = anti_wrap(&(d.narrow(1, 1, t - 3)? - d.narrow(1, 0, t - 3)?)?)?.mean_all()?;
     Ok(((ip + gd)? + iaf)?)
 }
 
@@ -178,6 +185,8 @@ pub struct VocoderLoss {
     pub lambda_mel: f64,
     /// Weight of the phase loss ([`phase_loss`]; 0: none).
     pub lambda_phase: f64,
+    /// The phase loss's instantaneous frequency term alone (for integrated phases).
+    pub phase_frequency_only: bool,
     /// The STFT whose phases the vocoder's synthesis frames are compared with (its `n_fft`,
     /// the frontend's hop, a Hann window of `n_fft`).
     phase_stft: DiffStft,
@@ -218,6 +227,7 @@ impl VocoderLoss {
     ) -> Result<Self> {
         Ok(Self {
             lambda_phase,
+            phase_frequency_only: false,
             phase_stft: DiffStft::new(n_fft, fe.hop_length, n_fft, device)?,
             mel: DiffLogMel::new(fe, device)?,
             stfts: STFT_RESOLUTIONS
@@ -275,7 +285,7 @@ impl VocoderLoss {
         let phase = match pred_phase {
             Some(p) if self.lambda_phase != 0.0 => {
                 let want = self.phase_stft.phase(target)?.narrow(1, 0, p.dim(1)?)?;
-                let l = phase_loss(p, &want)?;
+                let l = phase_loss(p, &want, self.phase_frequency_only)?;
                 total = (total + l.affine(self.lambda_phase, 0.0)?)?;
                 l
             }
@@ -369,7 +379,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 6.0)
             .collect();
         let target = Tensor::from_vec(want.clone(), (1, t, f), &dev).unwrap();
-        let zero = phase_loss(&target, &target).unwrap().to_scalar::<f32>().unwrap();
+        let zero = phase_loss(&target, &target, false).unwrap().to_scalar::<f32>().unwrap();
         assert!(zero.abs() < 1e-6, "{zero}");
         let turns: Vec<f32> = want
             .iter()
@@ -377,16 +387,39 @@ mod tests {
             .map(|(i, v)| v + (i % 3) as f32 * 2.0 * std::f32::consts::PI)
             .collect();
         let wrapped = Tensor::from_vec(turns, (1, t, f), &dev).unwrap();
-        let l = phase_loss(&wrapped, &target).unwrap().to_scalar::<f32>().unwrap();
+        let l = phase_loss(&wrapped, &target, false)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(l < 1e-4, "whole turns cost {l}");
         // A constant shift of 0.3 rad: 0.3 of instantaneous phase, nothing in the differences.
         let shifted = candle_core::Var::from_tensor(&target.affine(1.0, 0.3).unwrap()).unwrap();
-        let l = phase_loss(shifted.as_tensor(), &target).unwrap();
+        let l = phase_loss(shifted.as_tensor(), &target, false).unwrap();
         assert!((l.to_scalar::<f32>().unwrap() - 0.3).abs() < 1e-4);
         let g = l.backward().unwrap();
         let g = g.get(shifted.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap();
         assert!(g.to_scalar::<f32>().unwrap() > 0.0);
-        assert!(phase_loss(&target.narrow(1, 0, 3).unwrap(), &target.narrow(1, 0, 3).unwrap()).is_err());
+        assert!(phase_loss(
+            &target.narrow(1, 0, 3).unwrap(),
+            &target.narrow(1, 0, 3).unwrap(),
+            false
+        )
+        .is_err());
+
+        // The instantaneous frequency alone: a different start for every bin (integrated phases)
+        // costs nothing, which the whole loss charges for; a faster advance costs its excess.
+        let starts: Vec<f32> = (0..t * f).map(|i| (i % f) as f32 * 0.7).collect();
+        let started = (&target + Tensor::from_vec(starts, (1, t, f), &dev).unwrap()).unwrap();
+        let free = phase_loss(&started, &target, true).unwrap().to_scalar::<f32>().unwrap();
+        let full = phase_loss(&started, &target, false)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(free < 1e-4 && full > 0.5, "frequency only {free}, whole {full}");
+        let ramp: Vec<f32> = (0..t * f).map(|i| (i / f) as f32 * 0.2).collect();
+        let faster = (&target + Tensor::from_vec(ramp, (1, t, f), &dev).unwrap()).unwrap();
+        let l = phase_loss(&faster, &target, true).unwrap().to_scalar::<f32>().unwrap();
+        assert!((l - 0.2).abs() < 1e-4, "{l}");
     }
 
     /// The target phases follow the vocoder's convention: speech's own STFT (magnitudes and

@@ -152,6 +152,9 @@ pub fn train_vocoder(
         v.steps,
         last_ckpt.as_ref().map(|(_, p): &(u64, PathBuf)| p.as_path()),
     );
+    let mut loss = VocoderLoss::with_phase(&fe, v.lambda_mel, v.lambda_phase, cfg.n_fft, device)?;
+    // Integrated phases start anywhere: only their advance is compared.
+    loss.phase_frequency_only = cfg.phase == voxswap_model::vocoder::PhaseMode::Integrated;
     let mut task = VocoderTask {
         section: v,
         fe: fe.clone(),
@@ -161,7 +164,7 @@ pub fn train_vocoder(
         vars: &vars,
         trained,
         disc: disc.as_ref().zip(disc_vars.as_ref()),
-        loss: VocoderLoss::with_phase(&fe, v.lambda_mel, v.lambda_phase, cfg.n_fft, device)?,
+        loss,
         train,
         valid_set: valid_segments(&valid, &fe, v.segment_frames, recon.as_ref())?,
         recon,
