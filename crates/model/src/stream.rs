@@ -89,10 +89,10 @@ impl Ctx<'_> {
     }
 
     /// Integrated phases: the cumulative sum over time (dimension 1) of the increments `x`
-    /// (`[B, T, F]`), continuing the stream's sum, plus each bin's carrier advance of half a turn
-    /// per frame and bin (`π · k` a frame: a hop of half the synthesis FFT). The stream keeps its
-    /// sum reduced to one turn.
-    pub fn integrate_phase(&mut self, x: &Tensor) -> Result<Tensor> {
+    /// (`[B, T, F]`), continuing the stream's sum, plus each bin's carrier advance: `2π · k / m`
+    /// a frame for bin `k` when the synthesis FFT spans `m` hops (half a turn per bin at 2
+    /// hops). The stream keeps its sum reduced to one turn.
+    pub fn integrate_phase(&mut self, x: &Tensor, m: usize) -> Result<Tensor> {
         let (_, t, f) = x.dims3()?;
         let turn = 2.0 * std::f64::consts::PI;
         let (start, before) = match self {
@@ -106,18 +106,10 @@ impl Ctx<'_> {
         if let Some(acc) = &before {
             sum = sum.broadcast_add(acc)?;
         }
-        // Carrier: bin k advances by π·k a frame; after frame `start + i` (counted from 0) it
-        // stands at π·k·(start + i + 1), i.e. π when k·(start + i + 1) is odd, else 0.
+        // Carrier: bin k advances by 2π·k/m a frame; after frame `start + i` (counted from 0)
+        // it stands at 2π·(k·(start + i + 1) mod m)/m.
         let carrier: Vec<f32> = (0..t)
-            .flat_map(|i| {
-                (0..f).map(move |k| {
-                    if (k * (start + i + 1)) % 2 == 1 {
-                        std::f32::consts::PI
-                    } else {
-                        0.0
-                    }
-                })
-            })
+            .flat_map(|i| (0..f).map(move |k| carrier(k, start + i, m)))
             .collect();
         let carrier = Tensor::from_vec(carrier, (1, t, f), x.device())?.to_dtype(x.dtype())?;
         if let Ctx::Stream(s) = self {
@@ -145,5 +137,35 @@ impl Ctx<'_> {
         let (y, after) = causal_norm_continue(x, before)?;
         *slot = Slot::Norm(after);
         Ok(y)
+    }
+}
+
+/// The carrier phase of bin `k` after frame `frame` (counted from 0) of integrated phases whose
+/// synthesis FFT spans `m` hops: `2π · (k · (frame + 1) mod m) / m` (bin `k` is centred on `k / m`
+/// turns a hop), exactly, whatever the frame count.
+pub fn carrier(k: usize, frame: usize, m: usize) -> f32 {
+    let r = ((k % m) * ((frame + 1) % m)) % m;
+    (2.0 * std::f64::consts::PI * r as f64 / m as f64) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    /// The carrier is `2π·k·(frame + 1)/m` reduced to one turn, exactly even after a billion
+    /// frames (where a running product in floats would have drifted).
+    #[test]
+    fn carrier_turns_by_k_over_m_a_frame() {
+        let turn = 2.0 * std::f64::consts::PI;
+        for m in [2usize, 3, 4] {
+            for k in 0..9 {
+                for frame in [0usize, 1, 2, 5, 1_000_000_007] {
+                    let want = (turn * ((k * (frame + 1)) % m) as f64 / m as f64) as f32;
+                    assert_eq!(super::carrier(k, frame, m), want, "k {k}, frame {frame}, m {m}");
+                }
+            }
+            // One frame later, bin k has turned by k/m of a turn.
+            let a = f64::from(super::carrier(1, 10, m)) - f64::from(super::carrier(1, 9, m));
+            assert!(((a / turn).rem_euclid(1.0) - 1.0 / m as f64).abs() < 1e-6);
+        }
+        assert_eq!(super::carrier(1, 0, 2), std::f32::consts::PI);
     }
 }

@@ -48,7 +48,9 @@ pub enum PhaseMode {
     Absolute,
     /// Each bin's advance since the previous frame, beyond its centre frequency's; the phases
     /// are their running sum (a phase vocoder's synthesis), so that a partial whose frequency
-    /// the head gets right stays coherent from frame to frame. Needs `n_fft` = 2 hops.
+    /// the head gets right stays coherent from frame to frame. Their advances are unambiguous
+    /// only with synthesis frames of 4 hops or more (a partial's neighbour bins then turn by
+    /// less than half a turn beyond their centres).
     Integrated,
 }
 
@@ -99,13 +101,6 @@ impl VocoderConfig {
         if self.n_fft == 0 || self.n_fft % hop != 0 || self.n_fft % 2 != 0 {
             return Err(Error::Config(format!(
                 "vocoder n_fft {} must be an even multiple of the hop ({hop})",
-                self.n_fft
-            )));
-        }
-        if self.phase == PhaseMode::Integrated && self.n_fft != 2 * hop {
-            return Err(Error::Config(format!(
-                "integrated phases need n_fft = 2 hops ({}), not {}",
-                2 * hop,
                 self.n_fft
             )));
         }
@@ -277,7 +272,9 @@ impl NeuralVocoder {
         let phase = h.narrow(D::Minus1, f, f)?;
         let phase = match self.cfg.phase {
             PhaseMode::Absolute => phase,
-            PhaseMode::Integrated => ctx.integrate_phase(&phase.contiguous()?)?,
+            PhaseMode::Integrated => {
+                ctx.integrate_phase(&phase.contiguous()?, self.cfg.n_fft / self.cfg.frontend.hop_length)?
+            }
         };
         Ok((log_mag, phase))
     }
@@ -742,12 +739,7 @@ impl FrameVocoder {
                 let turn = 2.0 * std::f32::consts::PI;
                 let sum = self.phase_sum[bin] + self.h[f + bin];
                 self.phase_sum[bin] = sum - (sum / turn).floor() * turn;
-                let carrier = if (bin * (self.frames + 1)) % 2 == 1 {
-                    std::f32::consts::PI
-                } else {
-                    0.0
-                };
-                sum + carrier
+                sum + crate::stream::carrier(bin, self.frames, self.cfg.n_fft / self.cfg.frontend.hop_length)
             } else {
                 self.h[f + bin]
             };
