@@ -48,9 +48,8 @@ pub enum PhaseMode {
     Absolute,
     /// Each bin's advance since the previous frame, beyond its centre frequency's; the phases
     /// are their running sum (a phase vocoder's synthesis), so that a partial whose frequency
-    /// the head gets right stays coherent from frame to frame. Their advances are unambiguous
-    /// only with synthesis frames of 4 hops or more (a partial's neighbour bins then turn by
-    /// less than half a turn beyond their centres).
+    /// the head gets right stays coherent from frame to frame. Any synthesis width: bin `k`'s
+    /// carrier turns `k / hops` of a turn a frame.
     Integrated,
 }
 
@@ -79,6 +78,11 @@ impl VocoderConfig {
             n_fft: 2 * frontend.hop_length,
             phase: PhaseMode::Absolute,
         }
+    }
+
+    /// Hops each synthesis frame spans (`n_fft / hop`).
+    pub fn hops(&self) -> usize {
+        self.n_fft / self.frontend.hop_length
     }
 
     /// Frequency bins of the synthesis spectrum.
@@ -220,16 +224,16 @@ impl NeuralVocoder {
             .collect::<Result<Vec<_>>>()?;
         let (n, f) = (cfg.n_fft, cfg.n_bins());
         // x[n] = (1/N) Σ_k w_k (Re X_k cos(2πkn/N) − Im X_k sin(2πkn/N)), w_k = 1 at DC and
-        // Nyquist, 2 elsewhere; times the window sin(πn/N) (√ of a periodic Hann).
+        // Nyquist, 2 elsewhere; times the synthesis window (with its 1/N).
+        let win = synthesis_window(n);
         let mut re = vec![0f32; f * n];
         let mut im = vec![0f32; f * n];
         for k in 0..f {
             let wk = if k == 0 || 2 * k == n { 1.0 } else { 2.0 };
             for j in 0..n {
                 let phase = 2.0 * std::f64::consts::PI * (k * j % n) as f64 / n as f64;
-                let win = (std::f64::consts::PI * j as f64 / n as f64).sin();
-                re[k * n + j] = (wk * phase.cos() * win / n as f64) as f32;
-                im[k * n + j] = (-wk * phase.sin() * win / n as f64) as f32;
+                re[k * n + j] = (wk * phase.cos() * win[j]) as f32;
+                im[k * n + j] = (-wk * phase.sin() * win[j]) as f32;
             }
         }
         let dev = vb.device();
@@ -272,9 +276,7 @@ impl NeuralVocoder {
         let phase = h.narrow(D::Minus1, f, f)?;
         let phase = match self.cfg.phase {
             PhaseMode::Absolute => phase,
-            PhaseMode::Integrated => {
-                ctx.integrate_phase(&phase.contiguous()?, self.cfg.n_fft / self.cfg.frontend.hop_length)?
-            }
+            PhaseMode::Integrated => ctx.integrate_phase(&phase.contiguous()?, self.cfg.hops())?,
         };
         Ok((log_mag, phase))
     }
@@ -533,8 +535,8 @@ pub struct FrameVocoder {
     /// Head `[2 · bins][C]` and its bias.
     head_w: Matrix,
     head_b: Vec<f32>,
-    /// The synthesis frame's inverse real FFT (its plan, spectrum and scratch) and window (the
-    /// offline basis' √Hann, divided by `n_fft`).
+    /// The synthesis frame's inverse real FFT (its plan, spectrum and scratch) and window
+    /// ([`synthesis_window`], as the offline basis has it).
     ifft: Ifft,
     spec: Vec<realfft::num_complex::Complex<f32>>,
     scratch: Vec<realfft::num_complex::Complex<f32>>,
@@ -570,6 +572,14 @@ struct FrameBlock {
     gamma: Vec<f32>,
     /// The block's last `K` inputs, oldest first, `[K · C]`.
     hist: Vec<f32>,
+}
+
+/// The synthesis window of `n` points with the inverse DFT's `1/n` folded in: `sin(πj/n) / n`,
+/// the square root of a periodic Hann (power-complementary at 2 hops and more).
+fn synthesis_window(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|j| (std::f64::consts::PI * j as f64 / n as f64).sin() / n as f64)
+        .collect()
 }
 
 /// A planned inverse real FFT (the plan has no `Debug` of its own).
@@ -651,10 +661,7 @@ impl FrameVocoder {
         let f = cfg.n_bins();
         let n = cfg.n_fft;
         let ifft = realfft::RealFftPlanner::<f32>::new().plan_fft_inverse(n);
-        // The offline basis' window (sin(πj/N), the √ of a periodic Hann) and its 1/N.
-        let window = (0..n)
-            .map(|j| ((std::f64::consts::PI * j as f64 / n as f64).sin() / n as f64) as f32)
-            .collect();
+        let window = synthesis_window(n).into_iter().map(|w| w as f32).collect();
         Ok(Self {
             pre_w: Matrix::new(pre_w),
             pre_b,
@@ -733,13 +740,14 @@ impl FrameVocoder {
         affine(&self.head_w, &self.head_b, &self.y, &mut self.h);
         let f = self.cfg.n_bins();
         let integrated = self.cfg.phase == PhaseMode::Integrated;
+        let hops = self.cfg.hops();
         for bin in 0..f {
             let mag = self.h[bin].min(10.0).exp();
             let phase = if integrated {
                 let turn = 2.0 * std::f32::consts::PI;
                 let sum = self.phase_sum[bin] + self.h[f + bin];
                 self.phase_sum[bin] = sum - (sum / turn).floor() * turn;
-                sum + crate::stream::carrier(bin, self.frames, self.cfg.n_fft / self.cfg.frontend.hop_length)
+                sum + crate::stream::carrier(bin, self.frames, hops)
             } else {
                 self.h[f + bin]
             };

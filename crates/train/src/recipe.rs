@@ -250,8 +250,7 @@ pub struct VocoderSection {
     pub phase: voxswap_model::vocoder::PhaseMode,
     /// Hops each synthesis frame spans (its FFT has this × hop points; default 2, no latency
     /// beyond the frontend's window). Each hop more gives finer frequency bins (the harmonics of
-    /// low voices resolved) for half a hop (5 ms at 16 kHz) more latency. Integrated phases
-    /// need 4 or more for their advances to be unambiguous.
+    /// low voices resolved) for half a hop (5 ms at 16 kHz) more latency. Either phase mode.
     #[serde(default)]
     pub synthesis_hops: Option<usize>,
     /// Weight of the log-mel L1 term (the multi-resolution STFT loss has weight 1).
