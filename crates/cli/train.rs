@@ -115,6 +115,7 @@ impl Observer for Bar {
                 steps_per_s,
                 adv,
                 disc,
+                f0,
                 ..
             } => {
                 self.bar.set_position(*step);
@@ -122,13 +123,15 @@ impl Observer for Bar {
                     (Some(a), Some(d)) => format!(", gan {a:.3}/{d:.3}"),
                     _ => String::new(),
                 };
+                let f0 = f0.map(|f| format!(", F0 {:.0} cents", cents(f))).unwrap_or_default();
                 self.bar.set_message(format!(
-                    "loss {loss:.4} (mel {mel:.4}, stft {stft:.3}{gan}), {steps_per_s:.2} steps/s"
+                    "loss {loss:.4} (mel {mel:.4}, stft {stft:.3}{gan}{f0}), {steps_per_s:.2} steps/s"
                 ));
             }
-            LogRecord::VocoderValid { step, mel, stft } => {
+            LogRecord::VocoderValid { step, mel, stft, f0 } => {
+                let f0 = f0.map(|f| format!(", F0 {:.0} cents", cents(f))).unwrap_or_default();
                 self.bar
-                    .println(format!("step {step}: validation mel {mel:.4}, stft {stft:.3}"));
+                    .println(format!("step {step}: validation mel {mel:.4}, stft {stft:.3}{f0}"));
             }
         }
     }
@@ -218,4 +221,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
     }
+}
+
+/// A mean absolute natural-log F0 difference in cents.
+fn cents(log_diff: f32) -> f32 {
+    log_diff * 1200.0 / std::f32::consts::LN_2
 }

@@ -8,6 +8,7 @@
 //!   features every voxswap model is trained with, offline and streaming.
 //! - [`griffinlim`]: fast Griffin-Lim and mel-to-wave resynthesis; [`rtisi`]: its streaming
 //!   form with a few frames of look-ahead.
+//! - [`pitch`]: F0 by YIN.
 //! - [`loudness`]: EBU R128 integrated loudness and a look-ahead peak limiter.
 //!
 //! ```
@@ -26,6 +27,7 @@ pub mod griffinlim;
 pub mod loudness;
 pub mod mel;
 pub mod partial;
+pub mod pitch;
 pub mod plot;
 pub mod resample;
 pub mod rtisi;

@@ -21,6 +21,7 @@ pub mod config;
 pub mod conv;
 mod converter;
 mod error;
+pub mod excitation;
 pub mod frame;
 pub mod init;
 pub mod io;

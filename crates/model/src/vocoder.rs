@@ -13,6 +13,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use voxswap_audio::FrontendConfig;
 
+use crate::excitation::{f0_from_head, Excitation};
 use crate::kernels::Matrix;
 use crate::layers::{PadConv, Padding};
 use crate::stream::{Ctx, Stream};
@@ -51,6 +52,11 @@ pub enum PhaseMode {
     /// the head gets right stays coherent from frame to frame. Any synthesis width: bin `k`'s
     /// carrier turns `k / hops` of a turn a frame.
     Integrated,
+    /// No phases: a source-filter synthesis (see [`crate::excitation`]). The head gives each
+    /// bin's log-gain for a harmonic excitation and for white noise, and `ln(F0 / F0_REF)`;
+    /// the frame's spectrum is the two sources' spectra times their gains. The harmonics' phases
+    /// advance with the F0 from frame to frame, so a steady vowel is periodic by construction.
+    Source,
 }
 
 impl VocoderConfig {
@@ -88,6 +94,12 @@ impl VocoderConfig {
     /// Frequency bins of the synthesis spectrum.
     pub fn n_bins(&self) -> usize {
         self.n_fft / 2 + 1
+    }
+
+    /// Outputs of the head per frame: two per bin (log-magnitude and phase, or the two
+    /// sources' log-gains), and the F0 for [`PhaseMode::Source`].
+    pub fn head_outputs(&self) -> usize {
+        2 * self.n_bins() + usize::from(self.phase == PhaseMode::Source)
     }
 
     /// Checks that the parts fit together.
@@ -242,7 +254,7 @@ impl NeuralVocoder {
             pre: PadConv::new(cfg.frontend.n_mels, c, cfg.kernel, 1, Padding::Causal, vb.pp("pre"))?,
             blocks,
             norm: LayerNorm::new(c, 1e-6, vb.pp("norm"))?,
-            head: candle_nn::linear(c, 2 * f, vb.pp("head"))?,
+            head: candle_nn::linear(c, cfg.head_outputs(), vb.pp("head"))?,
             basis_re: Tensor::from_vec(re, (f, n), dev)?.to_dtype(dtype)?,
             basis_im: Tensor::from_vec(im, (f, n), dev)?.to_dtype(dtype)?,
             cfg: cfg.clone(),
@@ -255,28 +267,115 @@ impl NeuralVocoder {
     }
 
     /// Log-mels `[B, n_mels, T]` → windowed synthesis frames `[B, T, n_fft]` (frame `t` covers
-    /// samples `t·hop − n_fft/2 ..` of the output).
-    fn frames(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+    /// samples `t·hop − n_fft/2 ..` of the output); `exc` holds each item's sources
+    /// ([`PhaseMode::Source`]).
+    fn frames(&self, mel: &Tensor, ctx: &mut Ctx, exc: &mut [Excitation]) -> Result<Tensor> {
+        if self.cfg.phase == PhaseMode::Source {
+            let h = self.head(mel, ctx)?;
+            return Ok(self.source_frames(&h, None, exc)?.0);
+        }
         let (log_mag, phase) = self.spectrum(mel, ctx)?;
         self.synthesis_frames(&log_mag, &phase)
     }
 
-    /// Log-mels `[B, n_mels, T]` → the log-magnitudes and phases `[B, T, n_bins]` of the
-    /// synthesis frames.
-    fn spectrum(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
+    /// Log-mels `[B, n_mels, T]` → the head's outputs `[B, T, head_outputs]`.
+    fn head(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let mut x = ctx.conv(&self.pre, mel)?;
         for b in &self.blocks {
             x = b.forward(&x, ctx)?;
         }
-        let h = self
+        Ok(self
             .head
-            .forward(&self.norm.forward(&x.transpose(1, 2)?.contiguous()?)?)?;
+            .forward(&self.norm.forward(&x.transpose(1, 2)?.contiguous()?)?)?)
+    }
+
+    /// [`PhaseMode::Source`]: the head's outputs `h` → windowed synthesis frames `[B, T, n_fft]`
+    /// and the head's `ln(F0 / F0_REF)` `[B, T]`. The sources run at `f0` (Hz, per item and
+    /// frame) when given (training on a measured F0), else at the head's own; `exc` holds each
+    /// item's sources, continued from their last frame.
+    fn source_frames(&self, h: &Tensor, f0: Option<&[Vec<f32>]>, exc: &mut [Excitation]) -> Result<(Tensor, Tensor)> {
+        let (b, t, _) = h.dims3()?;
+        let f = self.cfg.n_bins();
+        if exc.len() != b || f0.is_some_and(|f0| f0.len() != b || f0.iter().any(|v| v.len() != t)) {
+            return Err(Error::Input(format!(
+                "the source-filter vocoder needs an excitation (and F0s) for each of its {b} items of {t} frames"
+            )));
+        }
+        let gain_h = h.narrow(D::Minus1, 0, f)?.clamp(f32::MIN, 10f32)?.exp()?;
+        let gain_n = h.narrow(D::Minus1, f, f)?.clamp(f32::MIN, 10f32)?.exp()?;
+        let z = h.narrow(D::Minus1, 2 * f, 1)?.squeeze(D::Minus1)?;
+        let own;
+        let f0 = match f0 {
+            Some(f0) => f0,
+            None => {
+                own = z
+                    .to_dtype(DType::F32)?
+                    .to_vec2::<f32>()?
+                    .into_iter()
+                    .map(|r| r.into_iter().map(f0_from_head).collect::<Vec<_>>())
+                    .collect::<Vec<_>>();
+                &own
+            }
+        };
+        let n = b * t * f;
+        let (mut hr, mut hi, mut nr, mut ni) = (vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let zero = realfft::num_complex::Complex::<f32>::default();
+        let (mut hs, mut ns) = (vec![zero; f], vec![zero; f]);
+        for (i, (e, f0)) in exc.iter_mut().zip(f0).enumerate() {
+            for (j, &v) in f0.iter().enumerate() {
+                e.frame(v, &mut hs, &mut ns);
+                let o = (i * t + j) * f;
+                for k in 0..f {
+                    hr[o + k] = hs[k].re;
+                    hi[o + k] = hs[k].im;
+                    nr[o + k] = ns[k].re;
+                    ni[o + k] = ns[k].im;
+                }
+            }
+        }
+        let (dev, dt) = (h.device(), h.dtype());
+        let ten = |v: Vec<f32>| -> Result<Tensor> { Ok(Tensor::from_vec(v, (b, t, f), dev)?.to_dtype(dt)?) };
+        let re = ((&gain_h * ten(hr)?)? + (&gain_n * ten(nr)?)?)?;
+        let im = ((&gain_h * ten(hi)?)? + (&gain_n * ten(ni)?)?)?;
+        let frames = (re.broadcast_matmul(&self.basis_re)? + im.broadcast_matmul(&self.basis_im)?)?;
+        Ok((frames, z))
+    }
+
+    /// Fresh sources for `b` items.
+    fn excitations(&self, b: usize) -> Vec<Excitation> {
+        let fe = &self.cfg.frontend;
+        vec![Excitation::new(fe.sample_rate, fe.hop_length, self.cfg.n_fft); b]
+    }
+
+    /// [`PhaseMode::Source`]: log-mels `[B, n_mels, T]` → audio `[B, T · hop]` (aligned as
+    /// [`Self::forward`]'s) and the head's `ln(F0 / F0_REF)` `[B, T]`. The sources run at `f0`
+    /// (Hz, per item and frame) when given, as in training on the F0 measured on the target
+    /// audio; else at the head's own F0, as [`Self::forward`] does.
+    ///
+    /// # Errors
+    /// Another phase mode; a wrongly shaped batch or `f0`.
+    pub fn forward_source(&self, mel: &Tensor, f0: Option<&[Vec<f32>]>) -> Result<(Tensor, Tensor)> {
+        crate::layers::check_mel(mel, self.cfg.frontend.n_mels, 1)?;
+        if self.cfg.phase != PhaseMode::Source {
+            return Err(Error::Config("not a source-filter vocoder (phase = \"source\")".into()));
+        }
+        let h = self.head(mel, &mut Ctx::Offline)?;
+        let mut exc = self.excitations(mel.dim(0)?);
+        let (frames, z) = self.source_frames(&h, f0, &mut exc)?;
+        Ok((self.overlap_add(&frames)?, z))
+    }
+
+    /// Log-mels `[B, n_mels, T]` → the log-magnitudes and phases `[B, T, n_bins]` of the
+    /// synthesis frames (not for [`PhaseMode::Source`], which has none).
+    fn spectrum(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<(Tensor, Tensor)> {
+        let h = self.head(mel, ctx)?;
         let f = self.cfg.n_bins();
         let log_mag = h.narrow(D::Minus1, 0, f)?.clamp(f32::MIN, 10f32)?;
         let phase = h.narrow(D::Minus1, f, f)?;
         let phase = match self.cfg.phase {
             PhaseMode::Absolute => phase,
             PhaseMode::Integrated => ctx.integrate_phase(&phase.contiguous()?, self.cfg.hops())?,
+            PhaseMode::Source => return Err(Error::Config("a source-filter vocoder has no phases".into())),
         };
         Ok((log_mag, phase))
     }
@@ -295,6 +394,9 @@ impl NeuralVocoder {
     /// # Errors
     /// [`Error::Input`] for a wrongly shaped batch.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        if self.cfg.phase == PhaseMode::Source {
+            return Ok(self.forward_source(mel, None)?.0);
+        }
         Ok(self.forward_with_phase(mel)?.0)
     }
 
@@ -303,7 +405,8 @@ impl NeuralVocoder {
     /// STFT of `n_fft` points measures it), for training with phase losses.
     ///
     /// # Errors
-    /// [`Error::Input`] for a wrongly shaped batch.
+    /// [`Error::Input`] for a wrongly shaped batch; [`Error::Config`] for
+    /// [`PhaseMode::Source`], which has no phases.
     pub fn forward_with_phase(&self, mel: &Tensor) -> Result<(Tensor, Tensor)> {
         crate::layers::check_mel(mel, self.cfg.frontend.n_mels, 1)?;
         let (log_mag, phase) = self.spectrum(mel, &mut Ctx::Offline)?;
@@ -317,6 +420,12 @@ impl NeuralVocoder {
     /// Wrongly shaped inputs.
     pub fn from_spectrum(&self, log_mag: &Tensor, phase: &Tensor) -> Result<Tensor> {
         let frames = self.synthesis_frames(log_mag, phase)?;
+        self.overlap_add(&frames)
+    }
+
+    /// Windowed synthesis frames `[B, T, n_fft]` (frame `t` centred on sample `t · hop`) → audio
+    /// `[B, T · hop]` from the first frame's centre.
+    fn overlap_add(&self, frames: &Tensor) -> Result<Tensor> {
         let (b, t, n) = frames.dims3()?;
         let hop = self.cfg.frontend.hop_length;
         let m = n / hop;
@@ -339,6 +448,7 @@ impl NeuralVocoder {
         VocoderStream {
             vocoder: self.clone(),
             state: Stream::default(),
+            exc: self.excitations(1),
             acc: vec![0.0; self.cfg.n_fft],
             skip: self.cfg.n_fft / 2,
         }
@@ -351,6 +461,8 @@ impl NeuralVocoder {
 pub struct VocoderStream {
     vocoder: NeuralVocoder,
     state: Stream,
+    /// The sources of a [`PhaseMode::Source`] vocoder (one item).
+    exc: Vec<Excitation>,
     /// Overlap-add accumulator: `acc[0]` is the first sample the next frame adds to.
     acc: Vec<f32>,
     /// Samples before time 0 still to drop.
@@ -370,7 +482,7 @@ impl VocoderStream {
         self.state.begin();
         let frames = self
             .vocoder
-            .frames(mel, &mut Ctx::Stream(&mut self.state))?
+            .frames(mel, &mut Ctx::Stream(&mut self.state), &mut self.exc)?
             .squeeze(0)?
             .to_dtype(DType::F32)?
             .to_vec2::<f32>()?;
@@ -402,6 +514,7 @@ impl VocoderStream {
     /// Forgets the stream.
     pub fn reset(&mut self) {
         self.state.reset();
+        self.exc.iter_mut().for_each(Excitation::reset);
         self.acc.iter_mut().for_each(|v| *v = 0.0);
         self.skip = self.vocoder.cfg.n_fft / 2;
     }
@@ -555,6 +668,10 @@ pub struct FrameVocoder {
     /// Integrated phases: each bin's running sum (one turn at most) and the frames so far.
     phase_sum: Vec<f32>,
     frames: usize,
+    /// Source-filter synthesis: the sources and one frame of their spectra.
+    exc: Excitation,
+    src_h: Vec<realfft::num_complex::Complex<f32>>,
+    src_n: Vec<realfft::num_complex::Complex<f32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -669,7 +786,7 @@ impl FrameVocoder {
             norm_w: flat(&v.norm.weight)?,
             norm_b: flat(&v.norm.bias)?,
             head_w: Matrix::new(flat(v.head.weight())?),
-            head_b: v.head.bias().map_or(Ok(vec![0.0; 2 * f]), flat)?,
+            head_b: v.head.bias().map_or(Ok(vec![0.0; cfg.head_outputs()]), flat)?,
             spec: ifft.make_input_vec(),
             scratch: ifft.make_scratch_vec(),
             ifft: Ifft(ifft),
@@ -678,12 +795,15 @@ impl FrameVocoder {
             x: vec![0.0; c],
             y: vec![0.0; c],
             wide: vec![0.0; cfg.mult * c],
-            h: vec![0.0; 2 * f],
+            h: vec![0.0; cfg.head_outputs()],
             frame: vec![0.0; cfg.n_fft],
             acc: vec![0.0; cfg.n_fft],
             skip: cfg.n_fft / 2,
             phase_sum: vec![0.0; f],
             frames: 0,
+            exc: Excitation::new(cfg.frontend.sample_rate, cfg.frontend.hop_length, n),
+            src_h: vec![Default::default(); f],
+            src_n: vec![Default::default(); f],
             cfg,
         })
     }
@@ -741,18 +861,28 @@ impl FrameVocoder {
         let f = self.cfg.n_bins();
         let integrated = self.cfg.phase == PhaseMode::Integrated;
         let hops = self.cfg.hops();
-        for bin in 0..f {
-            let mag = self.h[bin].min(10.0).exp();
-            let phase = if integrated {
-                let turn = 2.0 * std::f32::consts::PI;
-                let sum = self.phase_sum[bin] + self.h[f + bin];
-                self.phase_sum[bin] = sum - (sum / turn).floor() * turn;
-                sum + crate::stream::carrier(bin, self.frames, hops)
-            } else {
-                self.h[f + bin]
-            };
-            let (s, co) = phase.sin_cos();
-            self.spec[bin] = realfft::num_complex::Complex::new(mag * co, mag * s);
+        if self.cfg.phase == PhaseMode::Source {
+            self.exc
+                .frame(f0_from_head(self.h[2 * f]), &mut self.src_h, &mut self.src_n);
+            for bin in 0..f {
+                let gh = self.h[bin].min(10.0).exp();
+                let gn = self.h[f + bin].min(10.0).exp();
+                self.spec[bin] = self.src_h[bin] * gh + self.src_n[bin] * gn;
+            }
+        } else {
+            for bin in 0..f {
+                let mag = self.h[bin].min(10.0).exp();
+                let phase = if integrated {
+                    let turn = 2.0 * std::f32::consts::PI;
+                    let sum = self.phase_sum[bin] + self.h[f + bin];
+                    self.phase_sum[bin] = sum - (sum / turn).floor() * turn;
+                    sum + crate::stream::carrier(bin, self.frames, hops)
+                } else {
+                    self.h[f + bin]
+                };
+                let (s, co) = phase.sin_cos();
+                self.spec[bin] = realfft::num_complex::Complex::new(mag * co, mag * s);
+            }
         }
         // A real signal's DC and Nyquist bins are real: the offline basis drops their imaginary
         // parts (its sines are zero there), and so does this.
@@ -800,5 +930,6 @@ impl FrameVocoder {
         self.skip = self.cfg.n_fft / 2;
         self.phase_sum.iter_mut().for_each(|v| *v = 0.0);
         self.frames = 0;
+        self.exc.reset();
     }
 }

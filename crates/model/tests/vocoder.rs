@@ -269,20 +269,50 @@ fn frame_vocoder_equals_the_stream_in(half: bool, hops: usize) {
     assert!(f.step(&[0.0; 3], &mut Vec::new()).is_err());
 }
 
-/// Integrated phases: the stream equals the offline pass in chunks of 1, 3 and 17 frames, and
-/// the frame-by-frame vocoder equals the stream, with synthesis frames of 2, 3 and 4 hops (each
-/// bin's carrier turning by `k / m` a frame).
+/// Integrated phases and the source-filter synthesis: the stream equals the offline pass in
+/// chunks of 1, 3 and 17 frames, and the frame-by-frame vocoder equals the stream, with synthesis
+/// frames of 2, 3 and 4 hops (each bin's carrier turning by `k / m` a frame; the sources
+/// generated a frame ahead of its centre).
 #[test]
 fn integrated_phases_stream_as_offline() {
+    stream_as_offline_in(voxswap_model::vocoder::PhaseMode::Integrated);
+}
+
+/// See [`integrated_phases_stream_as_offline`]. With the head's F0 held (its weights zero, its
+/// bias not) the stream is the offline pass to float rounding. With the F0 free, it differs by
+/// more: the harmonics' phases integrate the F0, and the head's F0 differs in its last bits
+/// between a frame at a time and many at once, which over 60 frames moves the waveform by about
+/// a thousandth of its peak (at 10 minutes, by a fraction of a turn of a phase, as inaudible).
+#[test]
+fn source_filter_streams_as_offline() {
+    stream_as_offline_in(voxswap_model::vocoder::PhaseMode::Source);
+}
+
+fn stream_as_offline_in(mode: voxswap_model::vocoder::PhaseMode) {
     use voxswap_model::vocoder::PhaseMode;
+    stream_as_offline_with(mode, false, 1e-4);
+    if mode == PhaseMode::Source {
+        stream_as_offline_with(mode, true, 5e-3);
+    }
+}
+
+fn stream_as_offline_with(mode: voxswap_model::vocoder::PhaseMode, free_f0: bool, tol: f32) {
     use voxswap_model::FrameVocoder;
     let fe = voxswap_audio::FrontendConfig::speech_16k();
     for hops in [2, 3, 4] {
         let mut cfg = VocoderConfig::tiny(&fe);
-        cfg.phase = PhaseMode::Integrated;
+        cfg.phase = mode;
         cfg.n_fft = hops * fe.hop_length;
         let vars = VarMap::new();
         let v = new_trainable(&cfg, &vars, 5, &Device::Cpu).unwrap();
+        if mode == voxswap_model::vocoder::PhaseMode::Source && !free_f0 {
+            // The head's weights are the vocoder's: setting them changes it.
+            let data = vars.data().lock().unwrap();
+            let w = &data["head.weight"];
+            let f0_row = w.as_tensor().narrow(0, 0, 2 * cfg.n_bins()).unwrap();
+            let zero = Tensor::zeros((1, cfg.channels), DType::F32, &Device::Cpu).unwrap();
+            w.set(&Tensor::cat(&[&f0_row, &zero], 0).unwrap()).unwrap();
+        }
         let mel = Tensor::randn(0f32, 1.0, (1, fe.n_mels, 60), &Device::Cpu)
             .unwrap()
             .affine(1.0, -4.0)
@@ -307,7 +337,10 @@ fn integrated_phases_stream_as_offline() {
             }
             let d = got.iter().zip(&offline).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(got.len() >= 59 * fe.hop_length - cfg.latency_samples());
-            assert!(d <= 1e-4 * peak.max(1.0), "{hops} hops, chunks of {chunk}: {d}");
+            assert!(
+                d <= tol * peak.max(1.0),
+                "{hops} hops, chunks of {chunk}: {d} (peak {peak})"
+            );
         }
         let mut f = FrameVocoder::new(&v).unwrap();
         let mut got = Vec::new();
@@ -323,8 +356,61 @@ fn integrated_phases_stream_as_offline() {
         }
         let d = got.iter().zip(&offline).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(got.len() >= 59 * fe.hop_length - cfg.latency_samples());
-        assert!(d <= 1e-4 * peak.max(1.0), "{hops} hops, frame by frame: {d}");
+        assert!(
+            d <= tol * peak.max(1.0),
+            "{hops} hops, frame by frame: {d} (peak {peak})"
+        );
     }
+}
+
+/// The source-filter synthesis with the harmonic gains at 1, the noise's at nothing and the
+/// head's F0 at 200 Hz gives the harmonic source itself: periodic at 200 Hz (80 samples) and at
+/// no shorter period, the same as when the F0 is given (as training gives the measured one);
+/// and with another F0 given, another period.
+#[test]
+fn source_filter_is_periodic_at_its_f0() {
+    use voxswap_model::excitation::F0_REF;
+    use voxswap_model::vocoder::PhaseMode;
+    let fe = voxswap_audio::FrontendConfig::speech_16k();
+    let mut cfg = VocoderConfig::tiny(&fe);
+    cfg.phase = PhaseMode::Source;
+    let vars = VarMap::new();
+    let v = new_trainable(&cfg, &vars, 5, &Device::Cpu).unwrap();
+    let f = cfg.n_bins();
+    for (name, var) in vars.data().lock().unwrap().iter() {
+        if name == "head.weight" {
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+        } else if name == "head.bias" {
+            let mut b = vec![0f32; f];
+            b.extend(vec![-30f32; f]);
+            b.push((200f32 / F0_REF).ln());
+            var.set(&Tensor::from_vec(b, 2 * f + 1, &Device::Cpu).unwrap()).unwrap();
+        }
+    }
+    let mel = Tensor::randn(0f32, 1.0, (1, fe.n_mels, 100), &Device::Cpu).unwrap();
+    let x = v
+        .forward(&mel)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let corr = |x: &[f32], lag: usize| {
+        let m = &x[2000..14000];
+        let a: f32 = m.iter().zip(&x[2000 + lag..]).map(|(p, q)| p * q).sum();
+        a / m.iter().map(|p| p * p).sum::<f32>()
+    };
+    assert!(corr(&x, 80) > 0.999, "{}", corr(&x, 80));
+    assert!((20..70).all(|l| corr(&x, l) < 0.9));
+    let (given, z) = v.forward_source(&mel, Some(&[vec![200.0; 100]])).unwrap();
+    let given = given.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(x.iter().zip(&given).all(|(a, b)| (a - b).abs() < 1e-5));
+    let z = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(z.iter().all(|z| (F0_REF * z.exp() - 200.0).abs() < 1e-3));
+    let (other, _) = v.forward_source(&mel, Some(&[vec![160.0; 100]])).unwrap();
+    let other = other.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(corr(&other, 100) > 0.999 && corr(&other, 80) < 0.9);
+    assert!(v.forward_source(&mel, Some(&[vec![200.0; 99]])).is_err());
 }
 
 /// `export_vocoder` writes a vocoder folder's weights in half precision: it loads, sounds as the

@@ -244,8 +244,10 @@ pub struct VocoderSection {
     /// `small` (the shipped size) or `tiny` (tests).
     #[serde(default = "default_vocoder_size")]
     pub size: String,
-    /// `absolute` (the head gives each frame's phases) or `integrated` (it gives each frame's
-    /// phase advance, summed over frames: see `voxswap_model::vocoder::PhaseMode`).
+    /// `absolute` (the head gives each frame's phases), `integrated` (it gives each frame's
+    /// phase advance, summed over frames) or `source` (a source-filter synthesis: gains for a
+    /// harmonic excitation at an F0 the head predicts and for noise; see
+    /// `voxswap_model::vocoder::PhaseMode`).
     #[serde(default)]
     pub phase: voxswap_model::vocoder::PhaseMode,
     /// Hops each synthesis frame spans (its FFT has this × hop points; default 2, no latency
@@ -261,6 +263,11 @@ pub struct VocoderSection {
     /// magnitude losses alone.
     #[serde(default)]
     pub lambda_phase: f64,
+    /// Weight of the F0 loss of a `source` vocoder: the mean absolute difference of the head's
+    /// log-F0 from the one measured on the target audio (YIN, filled through unvoiced frames),
+    /// on which its harmonic source runs in training.
+    #[serde(default = "default_lambda_f0")]
+    pub lambda_f0: f64,
     /// Weight of the adversarial loss (`crate::vocoder_gan`: multi-period and
     /// multi-resolution discriminators, least squares): 0 (the default) trains without them.
     #[serde(default)]
@@ -334,6 +341,10 @@ fn default_vocoder_segment() -> usize {
 fn default_vocoder_size() -> String {
     "small".into()
 }
+fn default_lambda_f0() -> f64 {
+    1.0
+}
+
 fn default_lambda_mel() -> f64 {
     45.0
 }

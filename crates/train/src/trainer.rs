@@ -95,6 +95,9 @@ pub enum LogRecord {
         /// Phase loss (0 when the recipe has none).
         #[serde(default)]
         phase: f32,
+        /// A source-filter vocoder's F0 loss: mean absolute difference of natural-log F0s.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f0: Option<f32>,
         /// The discriminators' least-squares loss for the vocoder (with `vocoder.lambda_adv`,
         /// from `vocoder.adv_start`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,6 +124,9 @@ pub enum LogRecord {
         mel: f32,
         /// Multi-resolution STFT loss.
         stft: f32,
+        /// A source-filter vocoder's F0 error (as in training), its audio made at its own F0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        f0: Option<f32>,
     },
 }
 

@@ -21,7 +21,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use voxswap_audio::{read_mono, resample, ChannelMix, FrontendConfig, LogMel};
-use voxswap_model::vocoder::{new_trainable, NeuralVocoder, VocoderConfig};
+use voxswap_model::excitation::F0_REF;
+use voxswap_model::vocoder::{new_trainable, NeuralVocoder, PhaseMode, VocoderConfig};
 
 use crate::checkpoint;
 use std::collections::HashMap;
@@ -166,11 +167,18 @@ pub fn train_vocoder(
         disc: disc.as_ref().zip(disc_vars.as_ref()),
         loss,
         train,
-        valid_set: valid_segments(&valid, &fe, v.segment_frames, recon.as_ref())?,
+        valid_set: valid_segments(
+            &valid,
+            &fe,
+            v.segment_frames,
+            recon.as_ref(),
+            cfg.phase == PhaseMode::Source,
+        )?,
         recon,
+        f0_cache: HashMap::new(),
         device: device.clone(),
         ckpt_dir,
-        last: [f32::NAN; 7],
+        last: [f32::NAN; 8],
         adversarial: false,
     };
     if task.train.is_empty() {
@@ -231,10 +239,26 @@ fn set_weights(path: &Path, cfg: &VocoderConfig, vars: &VarMap, device: &Device,
     Ok(())
 }
 
-/// One segment: log-mel `[n_mels · frames]` (band-major) and the audio under it.
+/// One segment: log-mel `[n_mels · frames]` (band-major), the audio under it, and its F0 per
+/// frame (a source-filter vocoder's; empty for the others).
 struct Segment {
     mel: Vec<f32>,
     audio: Vec<f32>,
+    f0: Vec<f32>,
+}
+
+/// The F0 of `audio` per frame of the frontend `fe` (frame `t` centred on sample `t · hop`), by
+/// YIN over 60–500 Hz, filled through unvoiced frames (log-linearly between voiced ones; the
+/// source-filter vocoder's harmonic gains, not its F0, silence them), `frames` values.
+fn f0_track(audio: &[f32], fe: &FrontendConfig, frames: usize) -> Vec<f32> {
+    let yin = voxswap_audio::pitch::Yin {
+        sample_rate: fe.sample_rate,
+        hop: fe.hop_length,
+        ..voxswap_audio::pitch::Yin::speech_16k()
+    };
+    let f = voxswap_audio::pitch::fill_unvoiced(&yin.track(audio), f64::from(F0_REF));
+    let last = f.last().copied().unwrap_or(f64::from(F0_REF));
+    (0..frames).map(|t| f.get(t).copied().unwrap_or(last) as f32).collect()
 }
 
 /// The log-mel of the whole file and its audio at the frontend's rate.
@@ -250,11 +274,24 @@ fn decode(path: &Path, logmel: &mut LogMel, recon: Option<&Recon>) -> Result<(vo
 }
 
 /// Frames `offset .. offset + frames` of `mel` and the audio from `offset · hop` on.
-fn cut(mel: &voxswap_audio::Mel, audio: &[f32], offset: usize, frames: usize, hop: usize) -> Segment {
+fn cut(mel: &voxswap_audio::Mel, audio: &[f32], f0: &[f32], offset: usize, frames: usize, hop: usize) -> Segment {
     Segment {
         mel: mel.range(offset, frames).data,
         audio: audio[offset * hop..(offset + frames) * hop].to_vec(),
+        f0: if f0.is_empty() {
+            Vec::new()
+        } else {
+            f0[offset..offset + frames].to_vec()
+        },
     }
+}
+
+/// Mean absolute difference of the head's `ln(F0 / F0_REF)` `z` `[B, T]` from that of `f0`
+/// (Hz, per item and frame).
+fn log_f0_error(z: &Tensor, f0: &[Vec<f32>]) -> Result<Tensor> {
+    let target: Vec<f32> = f0.iter().flatten().map(|f| (f / F0_REF).ln()).collect();
+    let target = Tensor::from_vec(target, z.dims2()?, z.device())?.to_dtype(z.dtype())?;
+    Ok((z - target)?.abs()?.mean_all()?)
 }
 
 /// A fixed segment from the middle of each held-out utterance long enough (at most
@@ -264,6 +301,7 @@ fn valid_segments(
     fe: &FrontendConfig,
     frames: usize,
     recon: Option<&Recon>,
+    with_f0: bool,
 ) -> Result<Vec<Segment>> {
     let mut out = Vec::new();
     let mut logmel = LogMel::new(fe)?;
@@ -274,7 +312,12 @@ fn valid_segments(
         let (mel, audio) = decode(p, &mut logmel, recon)?;
         let usable = (audio.len() / fe.hop_length).min(mel.frames);
         if usable >= frames {
-            out.push(cut(&mel, &audio, (usable - frames) / 2, frames, fe.hop_length));
+            let f0 = if with_f0 {
+                f0_track(&audio, fe, mel.frames)
+            } else {
+                Vec::new()
+            };
+            out.push(cut(&mel, &audio, &f0, (usable - frames) / 2, frames, fe.hop_length));
         }
     }
     Ok(out)
@@ -350,11 +393,13 @@ struct VocoderTask<'a> {
     valid_set: Vec<Segment>,
     /// Fine-tuning: the model's reconstructions, read in place of the utterances' own mels.
     recon: Option<Recon>,
+    /// A source-filter vocoder's F0 tracks of the utterances drawn so far (by path).
+    f0_cache: HashMap<PathBuf, Vec<f32>>,
     device: Device,
     ckpt_dir: PathBuf,
-    /// The last step's loss, mel, STFT, phase, adversarial, feature-matching and
-    /// discriminator parts.
-    last: [f32; 7],
+    /// The last step's loss, mel, STFT, phase, adversarial, feature-matching, discriminator
+    /// and F0 parts.
+    last: [f32; 8],
     /// Whether the last step trained against the discriminators.
     adversarial: bool,
 }
@@ -372,19 +417,39 @@ impl VocoderTask<'_> {
         ))
     }
 
-    /// Loss parts (total, mel, stft, phase, adversarial, feature matching, discriminators) of
-    /// the batch, and the gradients of `params`; against the discriminators when `adversarial`
-    /// (their gradients from their own loss only).
-    fn forward_backward(&self, mel: &Tensor, audio: &Tensor, adversarial: bool) -> Result<(GradStore, Vec<f32>)> {
+    /// Loss parts (total, mel, stft, phase, adversarial, feature matching, discriminators, F0)
+    /// of the batch, and the gradients of `params`; against the discriminators when
+    /// `adversarial` (their gradients from their own loss only). A source-filter vocoder's
+    /// sources run at `f0`, the F0 measured on the target audio.
+    fn forward_backward(
+        &self,
+        mel: &Tensor,
+        audio: &Tensor,
+        f0: &[Vec<f32>],
+        adversarial: bool,
+    ) -> Result<(GradStore, Vec<f32>)> {
         let b = mel.dim(0)?;
         let v = self.section;
-        sharded(b, &self.trained, 7, &|start, len| {
+        sharded(b, &self.trained, 8, &|start, len| {
             let (m, a) = (mel.narrow(0, start, len)?, audio.narrow(0, start, len)?);
             let target_mel = self.loss.log_mel().forward(&a)?;
-            let (pred, phase) = self.vocoder.forward_with_phase(&m)?;
-            let l = self.loss.forward_with_phase(&pred, Some(&phase), &a, &target_mel)?;
+            let (pred, l, f0_loss) = if self.cfg.phase == PhaseMode::Source {
+                let f0 = &f0[start..start + len];
+                let (pred, z) = self.vocoder.forward_source(&m, Some(f0))?;
+                let l = self.loss.forward(&pred, &a, &target_mel)?;
+                let f0_loss = log_f0_error(&z, f0)?;
+                (pred, l, Some(f0_loss))
+            } else {
+                let (pred, phase) = self.vocoder.forward_with_phase(&m)?;
+                let l = self.loss.forward_with_phase(&pred, Some(&phase), &a, &target_mel)?;
+                (pred, l, None)
+            };
             let share = len as f64 / b as f64;
             let s = share as f32;
+            let l_total = match &f0_loss {
+                Some(f) => (&l.total + f.affine(v.lambda_f0, 0.0)?)?,
+                None => l.total.clone(),
+            };
             let gan = match (self.disc, adversarial) {
                 (Some((d, _)), true) => Some((d, d.forward(&a)?)),
                 _ => None,
@@ -392,10 +457,10 @@ impl VocoderTask<'_> {
             let (total, adv, fm) = match &gan {
                 Some((d, real)) => {
                     let (adv, fm) = generator_losses(real, &d.forward(&pred)?)?;
-                    let total = ((&l.total + adv.affine(v.lambda_adv, 0.0)?)? + fm.affine(v.lambda_fm, 0.0)?)?;
+                    let total = ((&l_total + adv.affine(v.lambda_adv, 0.0)?)? + fm.affine(v.lambda_fm, 0.0)?)?;
                     (total, adv.to_scalar::<f32>()?, fm.to_scalar::<f32>()?)
                 }
-                None => (l.total.clone(), 0.0, 0.0),
+                None => (l_total, 0.0, 0.0),
             };
             let total = total.affine(share, 0.0)?;
             let mut grads = total.backward()?;
@@ -424,6 +489,7 @@ impl VocoderTask<'_> {
                     adv * s,
                     fm * s,
                     disc * s,
+                    f0_loss.map_or(Ok(0.0), |f| f.to_scalar::<f32>())? * s,
                 ],
             ))
         })
@@ -456,11 +522,20 @@ impl Task for VocoderTask<'_> {
                 continue;
             }
             let offset = rng.random_range(0..=usable - v.segment_frames);
-            segs.push(cut(&mel, &audio, offset, v.segment_frames, hop));
+            let f0 = if self.cfg.phase == PhaseMode::Source {
+                self.f0_cache
+                    .entry(path.clone())
+                    .or_insert_with(|| f0_track(&audio, &self.fe, mel.frames))
+                    .as_slice()
+            } else {
+                &[]
+            };
+            segs.push(cut(&mel, &audio, f0, offset, v.segment_frames, hop));
         }
         let (mel, audio) = self.tensors(&segs)?;
+        let f0: Vec<Vec<f32>> = segs.into_iter().map(|s| s.f0).collect();
         self.adversarial = self.disc.is_some() && step > v.adv_start;
-        let (grads, parts) = self.forward_backward(&mel, &audio, self.adversarial)?;
+        let (grads, parts) = self.forward_backward(&mel, &audio, &f0, self.adversarial)?;
         self.last.copy_from_slice(&parts);
         Ok((grads, parts[0]))
     }
@@ -472,6 +547,7 @@ impl Task for VocoderTask<'_> {
             mel: self.last[1],
             stft: self.last[2],
             phase: self.last[3],
+            f0: (self.cfg.phase == PhaseMode::Source).then_some(self.last[7]),
             adv: self.adversarial.then_some(self.last[4]),
             fm: self.adversarial.then_some(self.last[5]),
             disc: self.adversarial.then_some(self.last[6]),
@@ -485,11 +561,20 @@ impl Task for VocoderTask<'_> {
         if self.valid_set.is_empty() {
             return Ok(None);
         }
-        let (mut mel_sum, mut stft_sum) = (0f32, 0f32);
+        let (mut mel_sum, mut stft_sum, mut f0_sum) = (0f32, 0f32, 0f32);
+        let source = self.cfg.phase == PhaseMode::Source;
         for chunk in self.valid_set.chunks(self.section.batch_size.max(1)) {
             let (mel, audio) = self.tensors(chunk)?;
             let target_mel = self.loss.log_mel().forward(&audio)?;
-            let pred = self.vocoder.forward(&mel)?.detach();
+            let pred = if source {
+                // At its own F0, as conversion runs it.
+                let (pred, z) = self.vocoder.forward_source(&mel, None)?;
+                let f0: Vec<Vec<f32>> = chunk.iter().map(|s| s.f0.clone()).collect();
+                f0_sum += log_f0_error(&z, &f0)?.to_scalar::<f32>()? * chunk.len() as f32;
+                pred.detach()
+            } else {
+                self.vocoder.forward(&mel)?.detach()
+            };
             let l = self.loss.forward(&pred, &audio, &target_mel)?;
             mel_sum += l.mel.to_scalar::<f32>()? * chunk.len() as f32;
             stft_sum += l.stft.to_scalar::<f32>()? * chunk.len() as f32;
@@ -499,6 +584,7 @@ impl Task for VocoderTask<'_> {
             step,
             mel: mel_sum / n,
             stft: stft_sum / n,
+            f0: source.then_some(f0_sum / n),
         }))
     }
 
