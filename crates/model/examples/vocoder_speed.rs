@@ -1,8 +1,9 @@
 //! Speed of the neural vocoder (fresh weights: only the cost is measured), one thread:
 //!
-//!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny] [HOPS]
+//!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny] [HOPS] [PHASE]
 //!
-//! HOPS: the synthesis frame's width in hops (`[vocoder] synthesis_hops`, default 2).
+//! HOPS: the synthesis frame's width in hops (`[vocoder] synthesis_hops`, default 2). PHASE:
+//! `absolute` (default), `integrated` or `source` (`[vocoder] phase`).
 //!
 //! Prints the real-time factor offline (10 s of mels at once) and streaming (one 10 ms frame a
 //! step, with tensors and with `FrameVocoder`'s plain loops, its weights in single and in half
@@ -22,6 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(h) = std::env::args().nth(2) {
         cfg.n_fft = h.parse::<usize>()? * fe.hop_length;
         cfg.validate()?;
+    }
+    if let Some(p) = std::env::args().nth(3) {
+        cfg.phase = serde_json::from_str(&format!("\"{p}\""))?;
     }
     let vars = candle_nn::VarMap::new();
     let v = new_trainable(&cfg, &vars, 1, &Device::Cpu)?;

@@ -50,6 +50,12 @@ pub struct Excitation {
     fft: Fft,
     buf: Vec<f32>,
     scratch: Vec<Complex<f32>>,
+    /// Per frame: each harmonic's amplitude, and each new sample's cos θ and the recurrence's
+    /// last two terms.
+    taper: Vec<f32>,
+    c1: Vec<f32>,
+    prev: Vec<f32>,
+    cur: Vec<f32>,
 }
 
 /// F0 in Hz from the head's output `ln(F0 / F0_REF)`, held to `F0_MIN ..= F0_MAX` (a
@@ -91,6 +97,10 @@ impl Excitation {
                 .map(|j| (std::f64::consts::PI * j as f64 / n_fft as f64).sin() as f32)
                 .collect(),
             buf: fft.make_input_vec(),
+            taper: Vec::new(),
+            c1: vec![0.0; n_fft],
+            prev: vec![0.0; n_fft],
+            cur: vec![0.0; n_fft],
             scratch: fft.make_scratch_vec(),
             fft: Fft(fft),
         }
@@ -125,26 +135,32 @@ impl Excitation {
         // does not click.
         let nyq = 0.5 * sr;
         let top = (nyq / f).floor() as usize;
-        let taper: Vec<f64> = (1..=top)
-            .map(|h| amp * ((nyq - h as f64 * f) / (0.1 * nyq)).clamp(0.0, 1.0))
-            .collect();
-        for j in keep..self.n_fft {
-            // Σ_h a_h cos(hθ) by the Chebyshev recurrence cos(hθ) = 2cosθ cos((h−1)θ) − cos((h−2)θ).
-            let c1 = self.theta.cos();
-            let (mut prev, mut cur) = (1.0, c1);
-            let mut s = 0.0;
-            for a in &taper {
-                s += a * cur;
-                let n = 2.0 * c1 * cur - prev;
-                prev = cur;
-                cur = n;
-            }
-            self.harm[j] = s as f32;
-            self.noise[j] = noise_at(self.next);
+        self.taper.clear();
+        self.taper
+            .extend((1..=top).map(|h| (amp * ((nyq - h as f64 * f) / (0.1 * nyq)).clamp(0.0, 1.0)) as f32));
+        // Each new sample's cos θ, then Σ_h a_h cos(hθ) for all of them at once by the Chebyshev
+        // recurrence cos(hθ) = 2cosθ cos((h−1)θ) − cos((h−2)θ), sample-wise (vectorised).
+        let c1 = &mut self.c1[..new];
+        for (j, c) in c1.iter_mut().enumerate() {
+            *c = self.theta.cos() as f32;
+            self.noise[keep + j] = noise_at(self.next);
             self.next += 1;
             self.theta += step;
             if self.theta >= 2.0 * std::f64::consts::PI {
                 self.theta -= 2.0 * std::f64::consts::PI;
+            }
+        }
+        let (prev, cur) = (&mut self.prev[..new], &mut self.cur[..new]);
+        prev.iter_mut().for_each(|v| *v = 1.0);
+        cur.copy_from_slice(c1);
+        let acc = &mut self.harm[keep..];
+        acc.iter_mut().for_each(|v| *v = 0.0);
+        for &a in &self.taper {
+            for (((s, p), c), &x) in acc.iter_mut().zip(prev.iter_mut()).zip(cur.iter_mut()).zip(c1.iter()) {
+                *s += a * *c;
+                let n = 2.0 * x * *c - *p;
+                *p = *c;
+                *c = n;
             }
         }
         self.transform(true, harm);
