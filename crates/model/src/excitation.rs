@@ -21,6 +21,48 @@ pub const F0_MIN: f32 = 40.0;
 /// See [`F0_MIN`].
 pub const F0_MAX: f32 = 1000.0;
 
+/// The F0 network's lowest pitch bin's centre (Hz).
+pub const F0_BIN_LO: f32 = 50.0;
+/// Its highest (Hz).
+pub const F0_BIN_HI: f32 = 600.0;
+
+/// Where `f0` (Hz) falls among `bins` pitch bins spaced evenly in log-frequency from
+/// [`F0_BIN_LO`] (bin 0) to [`F0_BIN_HI`] (bin `bins − 1`), fractional, held to the range.
+pub fn f0_bin(f0: f32, bins: usize) -> f32 {
+    let pos = (f0 / F0_BIN_LO).ln() / (F0_BIN_HI / F0_BIN_LO).ln() * (bins - 1) as f32;
+    if pos.is_finite() {
+        pos.clamp(0.0, (bins - 1) as f32)
+    } else {
+        0.0
+    }
+}
+
+/// The F0 (Hz) of a frame's pitch-bin logits: the softmax-weighted mean bin position within two
+/// bins of the strongest (CREPE's local average, so that the answer is finer than a bin and
+/// never between two distant candidates such as an octave), [`F0_REF`] if no logit is finite.
+pub fn decode_f0(logits: &[f32]) -> f32 {
+    let bins = logits.len();
+    let Some((best, &top)) = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .max_by(|a, b| a.1.total_cmp(b.1))
+    else {
+        return F0_REF;
+    };
+    let (lo, hi) = (best.saturating_sub(2), (best + 2).min(bins - 1));
+    let (mut sum, mut weight) = (0f32, 0f32);
+    for (j, v) in logits.iter().enumerate().take(hi + 1).skip(lo) {
+        if v.is_finite() {
+            let w = (v - top).exp();
+            sum += w * j as f32;
+            weight += w;
+        }
+    }
+    let pos = sum / weight;
+    F0_BIN_LO * (F0_BIN_HI / F0_BIN_LO).powf(pos / (bins - 1).max(1) as f32)
+}
+
 /// A planned forward real FFT (the plan has no `Debug` of its own).
 #[derive(Clone)]
 struct Fft(std::sync::Arc<dyn realfft::RealToComplex<f32>>);
@@ -251,6 +293,27 @@ mod tests {
         let b = spectra(&[100.0, 150.0, 120.0, 90.0]);
         assert_eq!(a[..3], b[..3]);
         assert_ne!(a[3], b[3]);
+    }
+
+    #[test]
+    fn pitch_bins_decode_to_their_f0() {
+        let bins = 96;
+        for f in [60f32, 118.0, 200.0, 455.0] {
+            let pos = f0_bin(f, bins);
+            // Logits of a Gaussian around the position: the decoded F0 is within a cent or two.
+            let logits: Vec<f32> = (0..bins).map(|j| -0.5 * ((j as f32 - pos) / 1.0).powi(2)).collect();
+            let got = decode_f0(&logits);
+            assert!((1200.0 * (got / f).log2()).abs() < 3.0, "{f}: {got}");
+        }
+        assert_eq!(f0_bin(10.0, bins), 0.0);
+        assert_eq!(f0_bin(5000.0, bins), 95.0);
+        // An octave candidate far away does not pull the answer between the two.
+        let mut logits = vec![-10f32; bins];
+        logits[20] = 5.0;
+        logits[60] = 4.9;
+        let got = decode_f0(&logits);
+        assert!((f0_bin(got, bins) - 20.0).abs() < 0.01, "{got}");
+        assert_eq!(decode_f0(&[f32::NAN; 4]), F0_REF);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use voxswap_audio::FrontendConfig;
 
-use crate::excitation::{f0_from_head, Excitation};
+use crate::excitation::{decode_f0, f0_from_head, Excitation, F0_REF};
 use crate::kernels::Matrix;
 use crate::layers::{PadConv, Padding};
 use crate::stream::{Ctx, Stream};
@@ -38,6 +38,24 @@ pub struct VocoderConfig {
     /// What the head's phase outputs mean.
     #[serde(default)]
     pub phase: PhaseMode,
+    /// [`PhaseMode::Source`]: a network of its own for the F0 (a classifier over pitch bins),
+    /// trained on the F0 alone; without it the head gives `ln(F0 / F0_REF)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f0_net: Option<F0NetConfig>,
+}
+
+/// The F0 network of a source-filter vocoder: ConvNeXt blocks of its own over the log-mels (the
+/// kernel and pointwise width the vocoder's), a classifier over `bins` pitch bins spaced evenly
+/// in log-frequency from [`crate::excitation::F0_BIN_LO`] to [`crate::excitation::F0_BIN_HI`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct F0NetConfig {
+    /// Channels of its blocks.
+    pub channels: usize,
+    /// Its blocks.
+    pub blocks: usize,
+    /// Pitch bins.
+    pub bins: usize,
 }
 
 /// How the vocoder's head gives each frame's phases.
@@ -70,6 +88,7 @@ impl VocoderConfig {
             kernel: 7,
             n_fft: 2 * frontend.hop_length,
             phase: PhaseMode::Absolute,
+            f0_net: None,
         }
     }
 
@@ -83,6 +102,7 @@ impl VocoderConfig {
             kernel: 3,
             n_fft: 2 * frontend.hop_length,
             phase: PhaseMode::Absolute,
+            f0_net: None,
         }
     }
 
@@ -97,9 +117,9 @@ impl VocoderConfig {
     }
 
     /// Outputs of the head per frame: two per bin (log-magnitude and phase, or the two
-    /// sources' log-gains), and the F0 for [`PhaseMode::Source`].
+    /// sources' log-gains), and the F0 for [`PhaseMode::Source`] without an F0 network.
     pub fn head_outputs(&self) -> usize {
-        2 * self.n_bins() + usize::from(self.phase == PhaseMode::Source)
+        2 * self.n_bins() + usize::from(self.phase == PhaseMode::Source && self.f0_net.is_none())
     }
 
     /// Checks that the parts fit together.
@@ -113,6 +133,16 @@ impl VocoderConfig {
             return Err(Error::Config(
                 "vocoder channels, blocks, mult and kernel must be positive".into(),
             ));
+        }
+        if let Some(f) = &self.f0_net {
+            if self.phase != PhaseMode::Source {
+                return Err(Error::Config("an F0 network needs phase = \"source\"".into()));
+            }
+            if f.channels == 0 || f.blocks == 0 || f.bins < 2 {
+                return Err(Error::Config(
+                    "the F0 network's channels and blocks must be positive, its bins at least 2".into(),
+                ));
+            }
         }
         if self.n_fft == 0 || self.n_fft % hop != 0 || self.n_fft % 2 != 0 {
             return Err(Error::Config(format!(
@@ -209,14 +239,47 @@ impl Block {
     }
 }
 
-/// The vocoder (see the module docs).
+/// A causal input convolution, ConvNeXt blocks, a layer norm and a linear head: log-mels
+/// `[B, n_mels, T]` → `[B, T, outputs]`.
 #[derive(Debug, Clone)]
-pub struct NeuralVocoder {
-    cfg: VocoderConfig,
+struct Trunk {
     pre: PadConv,
     blocks: Vec<Block>,
     norm: LayerNorm,
     head: Linear,
+}
+
+impl Trunk {
+    fn new(cfg: &VocoderConfig, channels: usize, blocks: usize, outputs: usize, vb: VarBuilder) -> Result<Self> {
+        let c = channels;
+        Ok(Self {
+            pre: PadConv::new(cfg.frontend.n_mels, c, cfg.kernel, 1, Padding::Causal, vb.pp("pre"))?,
+            blocks: (0..blocks)
+                .map(|i| Block::new(c, cfg.mult, cfg.kernel, vb.pp(format!("blocks.{i}"))))
+                .collect::<Result<Vec<_>>>()?,
+            norm: LayerNorm::new(c, 1e-6, vb.pp("norm"))?,
+            head: candle_nn::linear(c, outputs, vb.pp("head"))?,
+        })
+    }
+
+    fn forward(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        let mut x = ctx.conv(&self.pre, mel)?;
+        for b in &self.blocks {
+            x = b.forward(&x, ctx)?;
+        }
+        Ok(self
+            .head
+            .forward(&self.norm.forward(&x.transpose(1, 2)?.contiguous()?)?)?)
+    }
+}
+
+/// The vocoder (see the module docs).
+#[derive(Debug, Clone)]
+pub struct NeuralVocoder {
+    cfg: VocoderConfig,
+    trunk: Trunk,
+    /// The F0 network (`f0_net`): weights under `f0.`.
+    f0: Option<Trunk>,
     /// Inverse real DFT with the synthesis window folded in: `[n_bins, n_fft]` for the real and
     /// the imaginary parts.
     basis_re: Tensor,
@@ -230,10 +293,6 @@ impl NeuralVocoder {
     /// [`Error::Config`] for an inconsistent configuration; a missing or mis-shaped tensor.
     pub fn new(cfg: &VocoderConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let c = cfg.channels;
-        let blocks = (0..cfg.blocks)
-            .map(|i| Block::new(c, cfg.mult, cfg.kernel, vb.pp(format!("blocks.{i}"))))
-            .collect::<Result<Vec<_>>>()?;
         let (n, f) = (cfg.n_fft, cfg.n_bins());
         // x[n] = (1/N) Σ_k w_k (Re X_k cos(2πkn/N) − Im X_k sin(2πkn/N)), w_k = 1 at DC and
         // Nyquist, 2 elsewhere; times the synthesis window (with its 1/N).
@@ -251,10 +310,11 @@ impl NeuralVocoder {
         let dev = vb.device();
         let dtype = vb.dtype();
         Ok(Self {
-            pre: PadConv::new(cfg.frontend.n_mels, c, cfg.kernel, 1, Padding::Causal, vb.pp("pre"))?,
-            blocks,
-            norm: LayerNorm::new(c, 1e-6, vb.pp("norm"))?,
-            head: candle_nn::linear(c, cfg.head_outputs(), vb.pp("head"))?,
+            trunk: Trunk::new(cfg, cfg.channels, cfg.blocks, cfg.head_outputs(), vb.clone())?,
+            f0: match &cfg.f0_net {
+                Some(f0) => Some(Trunk::new(cfg, f0.channels, f0.blocks, f0.bins, vb.pp("f0"))?),
+                None => None,
+            },
             basis_re: Tensor::from_vec(re, (f, n), dev)?.to_dtype(dtype)?,
             basis_im: Tensor::from_vec(im, (f, n), dev)?.to_dtype(dtype)?,
             cfg: cfg.clone(),
@@ -272,7 +332,9 @@ impl NeuralVocoder {
     fn frames(&self, mel: &Tensor, ctx: &mut Ctx, exc: &mut [Excitation]) -> Result<Tensor> {
         if self.cfg.phase == PhaseMode::Source {
             let h = self.head(mel, ctx)?;
-            return Ok(self.source_frames(&h, None, exc)?.0);
+            let logits = self.f0_logits(mel, ctx)?;
+            let (f0, _) = self.own_f0(&h, logits.as_ref())?;
+            return self.source_frames(&h, &f0, exc);
         }
         let (log_mag, phase) = self.spectrum(mel, ctx)?;
         self.synthesis_frames(&log_mag, &phase)
@@ -280,43 +342,57 @@ impl NeuralVocoder {
 
     /// Log-mels `[B, n_mels, T]` → the head's outputs `[B, T, head_outputs]`.
     fn head(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let mut x = ctx.conv(&self.pre, mel)?;
-        for b in &self.blocks {
-            x = b.forward(&x, ctx)?;
-        }
-        Ok(self
-            .head
-            .forward(&self.norm.forward(&x.transpose(1, 2)?.contiguous()?)?)?)
+        self.trunk.forward(mel, ctx)
     }
 
-    /// [`PhaseMode::Source`]: the head's outputs `h` → windowed synthesis frames `[B, T, n_fft]`
-    /// and the head's `ln(F0 / F0_REF)` `[B, T]`. The sources run at `f0` (Hz, per item and
-    /// frame) when given (training on a measured F0), else at the head's own; `exc` holds each
-    /// item's sources, continued from their last frame.
-    fn source_frames(&self, h: &Tensor, f0: Option<&[Vec<f32>]>, exc: &mut [Excitation]) -> Result<(Tensor, Tensor)> {
+    /// The F0 network's logits `[B, T, bins]`, if the vocoder has one.
+    fn f0_logits(&self, mel: &Tensor, ctx: &mut Ctx) -> Result<Option<Tensor>> {
+        self.f0.as_ref().map(|t| t.forward(mel, ctx)).transpose()
+    }
+
+    /// The vocoder's own F0 (Hz, per item and frame) and its `ln(F0 / F0_REF)` `[B, T]`: from
+    /// the F0 network's `logits` when it has one (decoded, so not differentiable), else the
+    /// head's last output.
+    fn own_f0(&self, h: &Tensor, logits: Option<&Tensor>) -> Result<(Vec<Vec<f32>>, Tensor)> {
+        match logits {
+            Some(l) => {
+                let f0: Vec<Vec<f32>> = l
+                    .to_dtype(DType::F32)?
+                    .to_vec3::<f32>()?
+                    .into_iter()
+                    .map(|item| item.iter().map(|frame| decode_f0(frame)).collect())
+                    .collect();
+                let (b, t) = (f0.len(), l.dim(1)?);
+                let z: Vec<f32> = f0.iter().flatten().map(|f| (f / F0_REF).ln()).collect();
+                Ok((f0, Tensor::from_vec(z, (b, t), l.device())?.to_dtype(l.dtype())?))
+            }
+            None => {
+                let f = self.cfg.n_bins();
+                let z = h.narrow(D::Minus1, 2 * f, 1)?.squeeze(D::Minus1)?;
+                let f0 = z
+                    .to_dtype(DType::F32)?
+                    .to_vec2::<f32>()?
+                    .into_iter()
+                    .map(|r| r.into_iter().map(f0_from_head).collect())
+                    .collect();
+                Ok((f0, z))
+            }
+        }
+    }
+
+    /// [`PhaseMode::Source`]: the head's outputs `h` → windowed synthesis frames `[B, T, n_fft]`,
+    /// the sources at `f0` (Hz, per item and frame); `exc` holds each item's sources, continued
+    /// from their last frame.
+    fn source_frames(&self, h: &Tensor, f0: &[Vec<f32>], exc: &mut [Excitation]) -> Result<Tensor> {
         let (b, t, _) = h.dims3()?;
         let f = self.cfg.n_bins();
-        if exc.len() != b || f0.is_some_and(|f0| f0.len() != b || f0.iter().any(|v| v.len() != t)) {
+        if exc.len() != b || f0.len() != b || f0.iter().any(|v| v.len() != t) {
             return Err(Error::Input(format!(
-                "the source-filter vocoder needs an excitation (and F0s) for each of its {b} items of {t} frames"
+                "the source-filter vocoder needs an excitation and F0s for each of its {b} items of {t} frames"
             )));
         }
         let gain_h = h.narrow(D::Minus1, 0, f)?.clamp(f32::MIN, 10f32)?.exp()?;
         let gain_n = h.narrow(D::Minus1, f, f)?.clamp(f32::MIN, 10f32)?.exp()?;
-        let z = h.narrow(D::Minus1, 2 * f, 1)?.squeeze(D::Minus1)?;
-        let own;
-        let f0 = match f0 {
-            Some(f0) => f0,
-            None => {
-                own = z
-                    .to_dtype(DType::F32)?
-                    .to_vec2::<f32>()?
-                    .into_iter()
-                    .map(|r| r.into_iter().map(f0_from_head).collect::<Vec<_>>())
-                    .collect::<Vec<_>>();
-                &own
-            }
-        };
         let n = b * t * f;
         let (mut hr, mut hi, mut nr, mut ni) = (vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]);
         let zero = realfft::num_complex::Complex::<f32>::default();
@@ -337,8 +413,7 @@ impl NeuralVocoder {
         let ten = |v: Vec<f32>| -> Result<Tensor> { Ok(Tensor::from_vec(v, (b, t, f), dev)?.to_dtype(dt)?) };
         let re = ((&gain_h * ten(hr)?)? + (&gain_n * ten(nr)?)?)?;
         let im = ((&gain_h * ten(hi)?)? + (&gain_n * ten(ni)?)?)?;
-        let frames = (re.broadcast_matmul(&self.basis_re)? + im.broadcast_matmul(&self.basis_im)?)?;
-        Ok((frames, z))
+        Ok((re.broadcast_matmul(&self.basis_re)? + im.broadcast_matmul(&self.basis_im)?)?)
     }
 
     /// Fresh sources for `b` items.
@@ -348,21 +423,28 @@ impl NeuralVocoder {
     }
 
     /// [`PhaseMode::Source`]: log-mels `[B, n_mels, T]` → audio `[B, T · hop]` (aligned as
-    /// [`Self::forward`]'s) and the head's `ln(F0 / F0_REF)` `[B, T]`. The sources run at `f0`
-    /// (Hz, per item and frame) when given, as in training on the F0 measured on the target
-    /// audio; else at the head's own F0, as [`Self::forward`] does.
+    /// [`Self::forward`]'s) and the vocoder's own F0 (see [`SourceOutput`]). The sources run at
+    /// `f0` (Hz, per item and frame) when given, as in training on the F0 measured on the target
+    /// audio; else at the vocoder's own F0, as [`Self::forward`] does.
     ///
     /// # Errors
     /// Another phase mode; a wrongly shaped batch or `f0`.
-    pub fn forward_source(&self, mel: &Tensor, f0: Option<&[Vec<f32>]>) -> Result<(Tensor, Tensor)> {
+    pub fn forward_source(&self, mel: &Tensor, f0: Option<&[Vec<f32>]>) -> Result<SourceOutput> {
         crate::layers::check_mel(mel, self.cfg.frontend.n_mels, 1)?;
         if self.cfg.phase != PhaseMode::Source {
             return Err(Error::Config("not a source-filter vocoder (phase = \"source\")".into()));
         }
-        let h = self.head(mel, &mut Ctx::Offline)?;
+        let ctx = &mut Ctx::Offline;
+        let h = self.head(mel, ctx)?;
+        let f0_logits = self.f0_logits(mel, ctx)?;
+        let (own, log_f0) = self.own_f0(&h, f0_logits.as_ref())?;
         let mut exc = self.excitations(mel.dim(0)?);
-        let (frames, z) = self.source_frames(&h, f0, &mut exc)?;
-        Ok((self.overlap_add(&frames)?, z))
+        let frames = self.source_frames(&h, f0.unwrap_or(&own), &mut exc)?;
+        Ok(SourceOutput {
+            audio: self.overlap_add(&frames)?,
+            log_f0,
+            f0_logits,
+        })
     }
 
     /// Log-mels `[B, n_mels, T]` → the log-magnitudes and phases `[B, T, n_bins]` of the
@@ -395,7 +477,7 @@ impl NeuralVocoder {
     /// [`Error::Input`] for a wrongly shaped batch.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
         if self.cfg.phase == PhaseMode::Source {
-            return Ok(self.forward_source(mel, None)?.0);
+            return Ok(self.forward_source(mel, None)?.audio);
         }
         Ok(self.forward_with_phase(mel)?.0)
     }
@@ -453,6 +535,18 @@ impl NeuralVocoder {
             skip: self.cfg.n_fft / 2,
         }
     }
+}
+
+/// What [`NeuralVocoder::forward_source`] gives.
+#[derive(Debug, Clone)]
+pub struct SourceOutput {
+    /// Audio `[B, T · hop]`.
+    pub audio: Tensor,
+    /// The vocoder's own `ln(F0 / F0_REF)` `[B, T]`: differentiable when the head gives it,
+    /// decoded from `f0_logits` (and not) with an F0 network.
+    pub log_f0: Tensor,
+    /// The F0 network's logits over its pitch bins `[B, T, bins]`, if it has one.
+    pub f0_logits: Option<Tensor>,
 }
 
 /// Frame-by-frame synthesis equal to [`NeuralVocoder::forward`]: each convolution keeps its
@@ -609,7 +703,11 @@ pub fn init_vocoder(vars: &VarMap, cfg: &VocoderConfig, seed: u64) -> Result<()>
         } else if name.ends_with("norm.bias") {
             Some(0.0)
         } else if name.ends_with("gamma") {
-            Some(1.0 / cfg.blocks as f64)
+            let blocks = match (&cfg.f0_net, name.starts_with("f0.")) {
+                (Some(f0), true) => f0.blocks,
+                _ => cfg.blocks,
+            };
+            Some(1.0 / blocks as f64)
         } else {
             None
         };
@@ -639,28 +737,15 @@ pub fn new_trainable(cfg: &VocoderConfig, vars: &VarMap, seed: u64, device: &Dev
 #[derive(Debug, Clone)]
 pub struct FrameVocoder {
     cfg: VocoderConfig,
-    /// Input convolution `[C][K · n_mels]` (tap `j` of the kernel, then band) and its bias.
-    pre_w: Matrix,
-    pre_b: Vec<f32>,
-    blocks: Vec<FrameBlock>,
-    norm_w: Vec<f32>,
-    norm_b: Vec<f32>,
-    /// Head `[2 · bins][C]` and its bias.
-    head_w: Matrix,
-    head_b: Vec<f32>,
+    trunk: FrameTrunk,
+    /// The F0 network, if the vocoder has one.
+    f0: Option<FrameTrunk>,
     /// The synthesis frame's inverse real FFT (its plan, spectrum and scratch) and window
     /// ([`synthesis_window`], as the offline basis has it).
     ifft: Ifft,
     spec: Vec<realfft::num_complex::Complex<f32>>,
     scratch: Vec<realfft::num_complex::Complex<f32>>,
     window: Vec<f32>,
-    /// The last `K` input frames, oldest first, `[K · n_mels]`.
-    mel_hist: Vec<f32>,
-    // Scratch of one frame.
-    x: Vec<f32>,
-    y: Vec<f32>,
-    wide: Vec<f32>,
-    h: Vec<f32>,
     frame: Vec<f32>,
     /// Overlap-add accumulator, as [`VocoderStream`]'s.
     acc: Vec<f32>,
@@ -728,16 +813,35 @@ fn layer_norm(x: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
     }
 }
 
-impl FrameVocoder {
-    /// The frame-by-frame form of `v`.
-    ///
-    /// # Errors
-    /// Weights that cannot be read.
-    pub fn new(v: &NeuralVocoder) -> Result<Self> {
-        let cfg = v.cfg.clone();
-        let (c, k, m) = (cfg.channels, cfg.kernel, cfg.frontend.n_mels);
+/// A [`Trunk`] frame by frame in plain loops over weights copied out of its tensors; after
+/// construction a frame allocates nothing.
+#[derive(Debug, Clone)]
+struct FrameTrunk {
+    /// Input convolution `[C][K · n_mels]` (tap `j` of the kernel, then band) and its bias.
+    pre_w: Matrix,
+    pre_b: Vec<f32>,
+    blocks: Vec<FrameBlock>,
+    norm_w: Vec<f32>,
+    norm_b: Vec<f32>,
+    /// Head `[outputs][C]` and its bias.
+    head_w: Matrix,
+    head_b: Vec<f32>,
+    /// The last `K` input frames, oldest first, `[K · n_mels]`.
+    mel_hist: Vec<f32>,
+    // Scratch of one frame.
+    x: Vec<f32>,
+    y: Vec<f32>,
+    wide: Vec<f32>,
+    /// The head's outputs for the last frame.
+    out: Vec<f32>,
+}
+
+impl FrameTrunk {
+    fn new(t: &Trunk, cfg: &VocoderConfig) -> Result<Self> {
+        let (k, m) = (cfg.kernel, cfg.frontend.n_mels);
         // [C, n_mels, K] → [C][K · n_mels].
-        let w = flat(v.pre.conv_weight())?;
+        let w = flat(t.pre.conv_weight())?;
+        let c = w.len() / (m * k);
         let mut pre_w = vec![0f32; c * k * m];
         for o in 0..c {
             for i in 0..m {
@@ -746,11 +850,11 @@ impl FrameVocoder {
                 }
             }
         }
-        let pre_b = match v.pre.conv_bias() {
+        let pre_b = match t.pre.conv_bias() {
             Some(b) => flat(b)?,
             None => vec![0.0; c],
         };
-        let blocks = v
+        let blocks = t
             .blocks
             .iter()
             .map(|b| {
@@ -775,68 +879,35 @@ impl FrameVocoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let f = cfg.n_bins();
-        let n = cfg.n_fft;
-        let ifft = realfft::RealFftPlanner::<f32>::new().plan_fft_inverse(n);
-        let window = synthesis_window(n).into_iter().map(|w| w as f32).collect();
+        let outputs = t.head.weight().dim(0)?;
         Ok(Self {
             pre_w: Matrix::new(pre_w),
             pre_b,
             blocks,
-            norm_w: flat(&v.norm.weight)?,
-            norm_b: flat(&v.norm.bias)?,
-            head_w: Matrix::new(flat(v.head.weight())?),
-            head_b: v.head.bias().map_or(Ok(vec![0.0; cfg.head_outputs()]), flat)?,
-            spec: ifft.make_input_vec(),
-            scratch: ifft.make_scratch_vec(),
-            ifft: Ifft(ifft),
-            window,
+            norm_w: flat(&t.norm.weight)?,
+            norm_b: flat(&t.norm.bias)?,
+            head_w: Matrix::new(flat(t.head.weight())?),
+            head_b: t.head.bias().map_or(Ok(vec![0.0; outputs]), flat)?,
             mel_hist: vec![0.0; k * m],
             x: vec![0.0; c],
             y: vec![0.0; c],
             wide: vec![0.0; cfg.mult * c],
-            h: vec![0.0; cfg.head_outputs()],
-            frame: vec![0.0; cfg.n_fft],
-            acc: vec![0.0; cfg.n_fft],
-            skip: cfg.n_fft / 2,
-            phase_sum: vec![0.0; f],
-            frames: 0,
-            exc: Excitation::new(cfg.frontend.sample_rate, cfg.frontend.hop_length, n),
-            src_h: vec![Default::default(); f],
-            src_n: vec![Default::default(); f],
-            cfg,
+            out: vec![0.0; outputs],
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &VocoderConfig {
-        &self.cfg
-    }
-
-    /// Whether every weight matrix is read in half precision (the weights are exactly halves, as
-    /// `voxswap export --half` writes them).
-    pub fn half_precision(&self) -> bool {
+    fn half_precision(&self) -> bool {
         let blocks = self.blocks.iter().all(|b| b.p1_w.is_half() && b.p2_w.is_half());
         blocks && self.pre_w.is_half() && self.head_w.is_half()
     }
 
-    /// Adds one frame of `n_mels` log-mel values; the audio it completes (a hop, less at the
-    /// start) is appended to `out`.
-    ///
-    /// # Errors
-    /// [`Error::Input`] for a frame of the wrong size.
-    pub fn step(&mut self, mel: &[f32], out: &mut Vec<f32>) -> Result<()> {
-        let (c, k) = (self.cfg.channels, self.cfg.kernel);
-        if mel.len() != self.cfg.frontend.n_mels {
-            return Err(Error::Input(format!(
-                "a vocoder frame has {} values, not {}",
-                self.cfg.frontend.n_mels,
-                mel.len()
-            )));
-        }
+    /// One frame of `n_mels` values; the head's outputs land in `out`.
+    fn step(&mut self, mel: &[f32]) {
+        let c = self.x.len();
         crate::kernels::push_frame(&mut self.mel_hist, mel);
         affine(&self.pre_w, &self.pre_b, &self.mel_hist, &mut self.x);
         for b in &mut self.blocks {
+            let k = b.hist.len() / c;
             crate::kernels::push_frame(&mut b.hist, &self.x);
             for ch in 0..c {
                 let mut s = b.dw_b[ch];
@@ -857,28 +928,100 @@ impl FrameVocoder {
         }
         self.y.copy_from_slice(&self.x);
         layer_norm(&mut self.y, &self.norm_w, &self.norm_b, 1e-6);
-        affine(&self.head_w, &self.head_b, &self.y, &mut self.h);
+        affine(&self.head_w, &self.head_b, &self.y, &mut self.out);
+    }
+
+    fn reset(&mut self) {
+        self.mel_hist.iter_mut().for_each(|v| *v = 0.0);
+        for b in &mut self.blocks {
+            b.hist.iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+}
+
+impl FrameVocoder {
+    /// The frame-by-frame form of `v`.
+    ///
+    /// # Errors
+    /// Weights that cannot be read.
+    pub fn new(v: &NeuralVocoder) -> Result<Self> {
+        let cfg = v.cfg.clone();
+        let f = cfg.n_bins();
+        let n = cfg.n_fft;
+        let ifft = realfft::RealFftPlanner::<f32>::new().plan_fft_inverse(n);
+        let window = synthesis_window(n).into_iter().map(|w| w as f32).collect();
+        Ok(Self {
+            trunk: FrameTrunk::new(&v.trunk, &cfg)?,
+            f0: v.f0.as_ref().map(|t| FrameTrunk::new(t, &cfg)).transpose()?,
+            spec: ifft.make_input_vec(),
+            scratch: ifft.make_scratch_vec(),
+            ifft: Ifft(ifft),
+            window,
+            frame: vec![0.0; cfg.n_fft],
+            acc: vec![0.0; cfg.n_fft],
+            skip: cfg.n_fft / 2,
+            phase_sum: vec![0.0; f],
+            frames: 0,
+            exc: Excitation::new(cfg.frontend.sample_rate, cfg.frontend.hop_length, n),
+            src_h: vec![Default::default(); f],
+            src_n: vec![Default::default(); f],
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VocoderConfig {
+        &self.cfg
+    }
+
+    /// Whether every weight matrix is read in half precision (the weights are exactly halves, as
+    /// `voxswap export --half` writes them).
+    pub fn half_precision(&self) -> bool {
+        self.trunk.half_precision() && self.f0.as_ref().is_none_or(FrameTrunk::half_precision)
+    }
+
+    /// Adds one frame of `n_mels` log-mel values; the audio it completes (a hop, less at the
+    /// start) is appended to `out`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a frame of the wrong size.
+    pub fn step(&mut self, mel: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        if mel.len() != self.cfg.frontend.n_mels {
+            return Err(Error::Input(format!(
+                "a vocoder frame has {} values, not {}",
+                self.cfg.frontend.n_mels,
+                mel.len()
+            )));
+        }
+        self.trunk.step(mel);
+        if let Some(t) = &mut self.f0 {
+            t.step(mel);
+        }
         let f = self.cfg.n_bins();
         let integrated = self.cfg.phase == PhaseMode::Integrated;
         let hops = self.cfg.hops();
+        let h = &self.trunk.out;
         if self.cfg.phase == PhaseMode::Source {
-            self.exc
-                .frame(f0_from_head(self.h[2 * f]), &mut self.src_h, &mut self.src_n);
+            let f0 = match &self.f0 {
+                Some(t) => decode_f0(&t.out),
+                None => f0_from_head(h[2 * f]),
+            };
+            self.exc.frame(f0, &mut self.src_h, &mut self.src_n);
             for bin in 0..f {
-                let gh = self.h[bin].min(10.0).exp();
-                let gn = self.h[f + bin].min(10.0).exp();
+                let gh = h[bin].min(10.0).exp();
+                let gn = h[f + bin].min(10.0).exp();
                 self.spec[bin] = self.src_h[bin] * gh + self.src_n[bin] * gn;
             }
         } else {
             for bin in 0..f {
-                let mag = self.h[bin].min(10.0).exp();
+                let mag = h[bin].min(10.0).exp();
                 let phase = if integrated {
                     let turn = 2.0 * std::f32::consts::PI;
-                    let sum = self.phase_sum[bin] + self.h[f + bin];
+                    let sum = self.phase_sum[bin] + h[f + bin];
                     self.phase_sum[bin] = sum - (sum / turn).floor() * turn;
                     sum + crate::stream::carrier(bin, self.frames, hops)
                 } else {
-                    self.h[f + bin]
+                    h[f + bin]
                 };
                 let (s, co) = phase.sin_cos();
                 self.spec[bin] = realfft::num_complex::Complex::new(mag * co, mag * s);
@@ -922,9 +1065,9 @@ impl FrameVocoder {
 
     /// Forgets the stream.
     pub fn reset(&mut self) {
-        self.mel_hist.iter_mut().for_each(|v| *v = 0.0);
-        for b in &mut self.blocks {
-            b.hist.iter_mut().for_each(|v| *v = 0.0);
+        self.trunk.reset();
+        if let Some(t) = &mut self.f0 {
+            t.reset();
         }
         self.acc.iter_mut().for_each(|v| *v = 0.0);
         self.skip = self.cfg.n_fft / 2;

@@ -290,22 +290,37 @@ fn source_filter_streams_as_offline() {
 
 fn stream_as_offline_in(mode: voxswap_model::vocoder::PhaseMode) {
     use voxswap_model::vocoder::PhaseMode;
-    stream_as_offline_with(mode, false, 1e-4);
+    stream_as_offline_with(mode, false, false, 1e-4);
     if mode == PhaseMode::Source {
-        stream_as_offline_with(mode, true, 5e-3);
+        stream_as_offline_with(mode, false, true, 5e-3);
+        // With an F0 network of its own (`f0_net`).
+        stream_as_offline_with(mode, true, false, 1e-4);
+        stream_as_offline_with(mode, true, true, 5e-3);
     }
 }
 
-fn stream_as_offline_with(mode: voxswap_model::vocoder::PhaseMode, free_f0: bool, tol: f32) {
+fn stream_as_offline_with(mode: voxswap_model::vocoder::PhaseMode, f0_net: bool, free_f0: bool, tol: f32) {
     use voxswap_model::FrameVocoder;
     let fe = voxswap_audio::FrontendConfig::speech_16k();
     for hops in [2, 3, 4] {
         let mut cfg = VocoderConfig::tiny(&fe);
         cfg.phase = mode;
         cfg.n_fft = hops * fe.hop_length;
+        if f0_net {
+            cfg.f0_net = Some(voxswap_model::vocoder::F0NetConfig {
+                channels: 8,
+                blocks: 1,
+                bins: 24,
+            });
+        }
         let vars = VarMap::new();
         let v = new_trainable(&cfg, &vars, 5, &Device::Cpu).unwrap();
-        if mode == voxswap_model::vocoder::PhaseMode::Source && !free_f0 {
+        if f0_net && !free_f0 {
+            // Logits from the bias alone: the same F0 in every form.
+            let data = vars.data().lock().unwrap();
+            let w = &data["f0.head.weight"];
+            w.set(&w.as_tensor().zeros_like().unwrap()).unwrap();
+        } else if mode == voxswap_model::vocoder::PhaseMode::Source && !free_f0 {
             // The head's weights are the vocoder's: setting them changes it.
             let data = vars.data().lock().unwrap();
             let w = &data["head.weight"];
@@ -402,12 +417,14 @@ fn source_filter_is_periodic_at_its_f0() {
     };
     assert!(corr(&x, 80) > 0.999, "{}", corr(&x, 80));
     assert!((20..70).all(|l| corr(&x, l) < 0.9));
-    let (given, z) = v.forward_source(&mel, Some(&[vec![200.0; 100]])).unwrap();
+    let out = v.forward_source(&mel, Some(&[vec![200.0; 100]])).unwrap();
+    assert!(out.f0_logits.is_none());
+    let (given, z) = (out.audio, out.log_f0);
     let given = given.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(x.iter().zip(&given).all(|(a, b)| (a - b).abs() < 1e-5));
     let z = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(z.iter().all(|z| (F0_REF * z.exp() - 200.0).abs() < 1e-3));
-    let (other, _) = v.forward_source(&mel, Some(&[vec![160.0; 100]])).unwrap();
+    let other = v.forward_source(&mel, Some(&[vec![160.0; 100]])).unwrap().audio;
     let other = other.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(corr(&other, 100) > 0.999 && corr(&other, 80) < 0.9);
     assert!(v.forward_source(&mel, Some(&[vec![200.0; 99]])).is_err());

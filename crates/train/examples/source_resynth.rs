@@ -40,10 +40,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let f0 = fill_unvoiced(&raw, 120.0);
         let f0: Vec<f32> = (0..mel.frames).map(|t| f0[t.min(f0.len() - 1)] as f32).collect();
         let m = Tensor::from_vec(mel.data.clone(), (1, mel.n_mels, mel.frames), &Device::Cpu)?;
-        let (y, _) = v.forward_source(&m, Some(&[f0]))?;
+        let y = v.forward_source(&m, Some(&[f0]))?.audio;
         let mut y = y.flatten_all()?.to_vec1::<f32>()?;
         y.truncate(x.len());
-        let name = PathBuf::from(input).file_name().ok_or("input without a name")?.to_owned();
+        let name = PathBuf::from(input)
+            .file_name()
+            .ok_or("input without a name")?
+            .to_owned();
         voxswap_audio::write_wav(out_dir.join(name), &y, fe.sample_rate, WavFormat::Float32)?;
     }
     Ok(())

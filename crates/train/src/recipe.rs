@@ -268,6 +268,11 @@ pub struct VocoderSection {
     /// on which its harmonic source runs in training.
     #[serde(default = "default_lambda_f0")]
     pub lambda_f0: f64,
+    /// A `source` vocoder's F0 network of its own, `{ channels = 96, blocks = 3, bins = 96 }`:
+    /// a classifier over pitch bins trained on the F0 alone (cross-entropy, `lambda_f0`), so
+    /// that the log-mel terms do not drown it; without it the head's last output is the F0.
+    #[serde(default)]
+    pub f0_net: Option<voxswap_model::vocoder::F0NetConfig>,
     /// Weight of the adversarial loss (`crate::vocoder_gan`: multi-period and
     /// multi-resolution discriminators, least squares): 0 (the default) trains without them.
     #[serde(default)]
@@ -327,6 +332,7 @@ impl VocoderSection {
             other => return Err(format!("vocoder.size `{other}`: known sizes are small and tiny")),
         };
         cfg.phase = self.phase;
+        cfg.f0_net = self.f0_net.clone();
         if let Some(h) = self.synthesis_hops {
             cfg.n_fft = h * fe.hop_length;
         }

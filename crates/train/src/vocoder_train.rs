@@ -294,6 +294,25 @@ fn log_f0_error(z: &Tensor, f0: &[Vec<f32>]) -> Result<Tensor> {
     Ok((z - target)?.abs()?.mean_all()?)
 }
 
+/// Cross-entropy of an F0 network's pitch-bin logits `[B, T, bins]` against `f0` (Hz, per item
+/// and frame) blurred over the bins around it (a Gaussian of one bin's deviation), so that a
+/// near miss costs less than an octave.
+fn f0_class_loss(logits: &Tensor, f0: &[Vec<f32>]) -> Result<Tensor> {
+    let (b, t, bins) = logits.dims3()?;
+    let mut target = vec![0f32; b * t * bins];
+    for (frame, f) in target.chunks_mut(bins).zip(f0.iter().flatten()) {
+        let pos = voxswap_model::excitation::f0_bin(*f, bins);
+        for (j, v) in frame.iter_mut().enumerate() {
+            *v = (-0.5 * (j as f32 - pos).powi(2)).exp();
+        }
+        let sum: f32 = frame.iter().sum();
+        frame.iter_mut().for_each(|v| *v /= sum);
+    }
+    let target = Tensor::from_vec(target, (b, t, bins), logits.device())?.to_dtype(logits.dtype())?;
+    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    Ok((target * log_p)?.sum(candle_core::D::Minus1)?.mean_all()?.neg()?)
+}
+
 /// A fixed segment from the middle of each held-out utterance long enough (at most
 /// [`MAX_VALID`]).
 fn valid_segments(
@@ -433,12 +452,17 @@ impl VocoderTask<'_> {
         sharded(b, &self.trained, 8, &|start, len| {
             let (m, a) = (mel.narrow(0, start, len)?, audio.narrow(0, start, len)?);
             let target_mel = self.loss.log_mel().forward(&a)?;
-            let (pred, l, f0_loss) = if self.cfg.phase == PhaseMode::Source {
+            // A source-filter vocoder's F0: the loss it trains on, and its error as logged.
+            let (pred, l, f0_parts) = if self.cfg.phase == PhaseMode::Source {
                 let f0 = &f0[start..start + len];
-                let (pred, z) = self.vocoder.forward_source(&m, Some(f0))?;
-                let l = self.loss.forward(&pred, &a, &target_mel)?;
-                let f0_loss = log_f0_error(&z, f0)?;
-                (pred, l, Some(f0_loss))
+                let out = self.vocoder.forward_source(&m, Some(f0))?;
+                let l = self.loss.forward(&out.audio, &a, &target_mel)?;
+                let error = log_f0_error(&out.log_f0, f0)?;
+                let train = match &out.f0_logits {
+                    Some(logits) => f0_class_loss(logits, f0)?,
+                    None => error.clone(),
+                };
+                (out.audio, l, Some((train, error)))
             } else {
                 let (pred, phase) = self.vocoder.forward_with_phase(&m)?;
                 let l = self.loss.forward_with_phase(&pred, Some(&phase), &a, &target_mel)?;
@@ -446,8 +470,8 @@ impl VocoderTask<'_> {
             };
             let share = len as f64 / b as f64;
             let s = share as f32;
-            let l_total = match &f0_loss {
-                Some(f) => (&l.total + f.affine(v.lambda_f0, 0.0)?)?,
+            let l_total = match &f0_parts {
+                Some((f, _)) => (&l.total + f.affine(v.lambda_f0, 0.0)?)?,
                 None => l.total.clone(),
             };
             let gan = match (self.disc, adversarial) {
@@ -489,7 +513,7 @@ impl VocoderTask<'_> {
                     adv * s,
                     fm * s,
                     disc * s,
-                    f0_loss.map_or(Ok(0.0), |f| f.to_scalar::<f32>())? * s,
+                    f0_parts.map_or(Ok(0.0), |(_, e)| e.to_scalar::<f32>())? * s,
                 ],
             ))
         })
@@ -568,10 +592,10 @@ impl Task for VocoderTask<'_> {
             let target_mel = self.loss.log_mel().forward(&audio)?;
             let pred = if source {
                 // At its own F0, as conversion runs it.
-                let (pred, z) = self.vocoder.forward_source(&mel, None)?;
+                let out = self.vocoder.forward_source(&mel, None)?;
                 let f0: Vec<Vec<f32>> = chunk.iter().map(|s| s.f0.clone()).collect();
-                f0_sum += log_f0_error(&z, &f0)?.to_scalar::<f32>()? * chunk.len() as f32;
-                pred.detach()
+                f0_sum += log_f0_error(&out.log_f0, &f0)?.to_scalar::<f32>()? * chunk.len() as f32;
+                out.audio.detach()
             } else {
                 self.vocoder.forward(&mel)?.detach()
             };

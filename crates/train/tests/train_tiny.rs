@@ -575,13 +575,25 @@ fn vocoder_trains_resumes_and_loads() {
 #[test]
 fn source_vocoder_learns_the_f0_and_resumes() {
     static STOP: AtomicBool = AtomicBool::new(false);
+    source_vocoder_learns_the_f0("lambda_f0 = 50.0\nlambda_mel = 0.0001\n", &STOP);
+}
+
+/// The same with an F0 network of its own (`f0_net`, a classifier over pitch bins trained on
+/// the F0 alone): the log-mel term at its usual weight.
+#[test]
+fn source_vocoder_with_an_f0_network_learns_the_f0_and_resumes() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    source_vocoder_learns_the_f0("f0_net = { channels = 16, blocks = 1, bins = 48 }\n", &STOP);
+}
+
+fn source_vocoder_learns_the_f0(extra: &str, stop: &'static AtomicBool) {
     use voxswap_train::vocoder_train::train_vocoder;
-    let section = "\n[vocoder]\nsteps = 60\nbatch_size = 4\nsegment_frames = 16\nsize = \"tiny\"\nphase = \"source\"\nlambda_f0 = 50.0\nlambda_mel = 0.0001\nlr = 0.003\ncheckpoint_every = 20\nvalid_every = 20\nlog_every = 10\n";
+    let section = format!("\n[vocoder]\nsteps = 60\nbatch_size = 4\nsegment_frames = 16\nsize = \"tiny\"\nphase = \"source\"\n{extra}lr = 0.003\ncheckpoint_every = 20\nvalid_every = 20\nlog_every = 10\n");
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let with_vocoder = |dir: &Path| {
         recipe_text(dir, 10, "");
         let path = dir.join("recipe.toml");
-        std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + section).unwrap();
+        std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + &section).unwrap();
         Recipe::load(&path).unwrap()
     };
     let ra = with_vocoder(a.path());
@@ -609,7 +621,7 @@ fn source_vocoder_learns_the_f0_and_resumes() {
     assert_eq!(valid.len(), 3);
     assert!(valid[2] < valid[0], "F0 error did not fall: {valid:?}");
     let rb = with_vocoder(b.path());
-    let out = train_vocoder(&rb, &Device::Cpu, &STOP, &mut StopAt(30, &STOP)).unwrap();
+    let out = train_vocoder(&rb, &Device::Cpu, stop, &mut StopAt(30, stop)).unwrap();
     assert!(matches!(out, Outcome::Interrupted { step: 30, .. }), "{out:?}");
     train_vocoder(&rb, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
     let ckpt = |d: &Path| d.join("run/vocoder/checkpoints/step-00000060");
