@@ -34,7 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mel = logmel.compute(&x);
         let raw = yin.track(&x);
         if std::env::var_os("F0_DUMP").is_some() {
-            let cols: Vec<String> = raw.iter().map(|f| format!("{f:.0}")).collect();
+            // YIN's F0 and the vocoder's own, frame by frame.
+            let m = Tensor::from_vec(mel.data.clone(), (1, mel.n_mels, mel.frames), &Device::Cpu)?;
+            let own = v.forward_source(&m, None)?.log_f0.flatten_all()?.to_vec1::<f32>()?;
+            let cols: Vec<String> = raw
+                .iter()
+                .zip(&own)
+                .map(|(f, z)| format!("{f:.0}/{:.0}", 120.0 * z.exp()))
+                .collect();
             eprintln!("{input}: {}", cols.join(" "));
         }
         let f0 = fill_unvoiced(&raw, 120.0);

@@ -263,9 +263,10 @@ pub struct VocoderSection {
     /// magnitude losses alone.
     #[serde(default)]
     pub lambda_phase: f64,
-    /// Weight of the F0 loss of a `source` vocoder: the mean absolute difference of the head's
-    /// log-F0 from the one measured on the target audio (YIN, filled through unvoiced frames),
-    /// on which its harmonic source runs in training.
+    /// Weight of the F0 loss of a `source` vocoder over the frames YIN finds voiced in the target
+    /// audio: the mean absolute difference of the head's log-F0 from YIN's, or with `f0_net` the
+    /// cross-entropy of its pitch bins. (In training the harmonic source runs at YIN's F0, filled
+    /// through unvoiced frames.)
     #[serde(default = "default_lambda_f0")]
     pub lambda_f0: f64,
     /// A `source` vocoder's F0 network of its own, `{ channels = 96, blocks = 3, bins = 96 }`:

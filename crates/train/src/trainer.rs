@@ -95,7 +95,8 @@ pub enum LogRecord {
         /// Phase loss (0 when the recipe has none).
         #[serde(default)]
         phase: f32,
-        /// A source-filter vocoder's F0 loss: mean absolute difference of natural-log F0s.
+        /// A source-filter vocoder's F0 error: mean absolute difference of natural-log F0s over
+        /// the frames YIN finds voiced.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         f0: Option<f32>,
         /// The discriminators' least-squares loss for the vocoder (with `vocoder.lambda_adv`,

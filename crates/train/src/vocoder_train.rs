@@ -244,21 +244,35 @@ fn set_weights(path: &Path, cfg: &VocoderConfig, vars: &VarMap, device: &Device,
 struct Segment {
     mel: Vec<f32>,
     audio: Vec<f32>,
-    f0: Vec<f32>,
+    f0: F0Track,
+}
+
+/// An F0 per frame (Hz, filled through unvoiced frames) and whether YIN found the frame voiced
+/// (1) or not (0).
+#[derive(Debug, Clone, Default)]
+struct F0Track {
+    hz: Vec<f32>,
+    voiced: Vec<f32>,
 }
 
 /// The F0 of `audio` per frame of the frontend `fe` (frame `t` centred on sample `t · hop`), by
 /// YIN over 60–500 Hz, filled through unvoiced frames (log-linearly between voiced ones; the
 /// source-filter vocoder's harmonic gains, not its F0, silence them), `frames` values.
-fn f0_track(audio: &[f32], fe: &FrontendConfig, frames: usize) -> Vec<f32> {
+fn f0_track(audio: &[f32], fe: &FrontendConfig, frames: usize) -> F0Track {
     let yin = voxswap_audio::pitch::Yin {
         sample_rate: fe.sample_rate,
         hop: fe.hop_length,
         ..voxswap_audio::pitch::Yin::speech_16k()
     };
-    let f = voxswap_audio::pitch::fill_unvoiced(&yin.track(audio), f64::from(F0_REF));
+    let raw = yin.track(audio);
+    let f = voxswap_audio::pitch::fill_unvoiced(&raw, f64::from(F0_REF));
     let last = f.last().copied().unwrap_or(f64::from(F0_REF));
-    (0..frames).map(|t| f.get(t).copied().unwrap_or(last) as f32).collect()
+    F0Track {
+        hz: (0..frames).map(|t| f.get(t).copied().unwrap_or(last) as f32).collect(),
+        voiced: (0..frames)
+            .map(|t| if raw.get(t).is_some_and(|&v| v > 0.0) { 1.0 } else { 0.0 })
+            .collect(),
+    }
 }
 
 /// The log-mel of the whole file and its audio at the frontend's rate.
@@ -274,33 +288,56 @@ fn decode(path: &Path, logmel: &mut LogMel, recon: Option<&Recon>) -> Result<(vo
 }
 
 /// Frames `offset .. offset + frames` of `mel` and the audio from `offset · hop` on.
-fn cut(mel: &voxswap_audio::Mel, audio: &[f32], f0: &[f32], offset: usize, frames: usize, hop: usize) -> Segment {
+fn cut(mel: &voxswap_audio::Mel, audio: &[f32], f0: &F0Track, offset: usize, frames: usize, hop: usize) -> Segment {
+    let part = |v: &[f32]| {
+        if v.is_empty() {
+            Vec::new()
+        } else {
+            v[offset..offset + frames].to_vec()
+        }
+    };
     Segment {
         mel: mel.range(offset, frames).data,
         audio: audio[offset * hop..(offset + frames) * hop].to_vec(),
-        f0: if f0.is_empty() {
-            Vec::new()
-        } else {
-            f0[offset..offset + frames].to_vec()
+        f0: F0Track {
+            hz: part(&f0.hz),
+            voiced: part(&f0.voiced),
         },
     }
 }
 
-/// Mean absolute difference of the head's `ln(F0 / F0_REF)` `z` `[B, T]` from that of `f0`
-/// (Hz, per item and frame).
-fn log_f0_error(z: &Tensor, f0: &[Vec<f32>]) -> Result<Tensor> {
-    let target: Vec<f32> = f0.iter().flatten().map(|f| (f / F0_REF).ln()).collect();
-    let target = Tensor::from_vec(target, z.dims2()?, z.device())?.to_dtype(z.dtype())?;
-    Ok((z - target)?.abs()?.mean_all()?)
+/// `[B, T]` of per-frame values `v` on the device and in the type of `like`.
+fn frame_tensor(v: &[Vec<f32>], like: &Tensor) -> Result<Tensor> {
+    let (b, t) = (v.len(), v.first().map_or(0, Vec::len));
+    let flat: Vec<f32> = v.iter().flatten().copied().collect();
+    Ok(Tensor::from_vec(flat, (b, t), like.device())?.to_dtype(like.dtype())?)
 }
 
-/// Cross-entropy of an F0 network's pitch-bin logits `[B, T, bins]` against `f0` (Hz, per item
-/// and frame) blurred over the bins around it (a Gaussian of one bin's deviation), so that a
-/// near miss costs less than an octave.
-fn f0_class_loss(logits: &Tensor, f0: &[Vec<f32>]) -> Result<Tensor> {
+/// Mean of `per_frame` `[B, T]` over `f0`'s voiced frames (none voiced: 0).
+fn voiced_mean(per_frame: &Tensor, f0: &[F0Track]) -> Result<Tensor> {
+    let voiced: Vec<Vec<f32>> = f0.iter().map(|t| t.voiced.clone()).collect();
+    let w = frame_tensor(&voiced, per_frame)?;
+    let n = voiced.iter().flatten().sum::<f32>().max(1.0);
+    Ok(((per_frame * w)?.sum_all()? / f64::from(n))?)
+}
+
+/// Mean absolute difference of the vocoder's `ln(F0 / F0_REF)` `z` `[B, T]` from that of `f0`
+/// over its voiced frames (an unvoiced frame's F0 is for the harmonic gains to silence).
+fn log_f0_error(z: &Tensor, f0: &[F0Track]) -> Result<Tensor> {
+    let target: Vec<Vec<f32>> = f0
+        .iter()
+        .map(|t| t.hz.iter().map(|f| (f / F0_REF).ln()).collect())
+        .collect();
+    voiced_mean(&(z - frame_tensor(&target, z)?)?.abs()?, f0)
+}
+
+/// Cross-entropy of an F0 network's pitch-bin logits `[B, T, bins]` against `f0` over its voiced
+/// frames, the target blurred over the bins around it (a Gaussian of one bin's deviation), so that
+/// a near miss costs less than an octave.
+fn f0_class_loss(logits: &Tensor, f0: &[F0Track]) -> Result<Tensor> {
     let (b, t, bins) = logits.dims3()?;
     let mut target = vec![0f32; b * t * bins];
-    for (frame, f) in target.chunks_mut(bins).zip(f0.iter().flatten()) {
+    for (frame, f) in target.chunks_mut(bins).zip(f0.iter().flat_map(|t| &t.hz)) {
         let pos = voxswap_model::excitation::f0_bin(*f, bins);
         for (j, v) in frame.iter_mut().enumerate() {
             *v = (-0.5 * (j as f32 - pos).powi(2)).exp();
@@ -310,7 +347,7 @@ fn f0_class_loss(logits: &Tensor, f0: &[Vec<f32>]) -> Result<Tensor> {
     }
     let target = Tensor::from_vec(target, (b, t, bins), logits.device())?.to_dtype(logits.dtype())?;
     let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
-    Ok((target * log_p)?.sum(candle_core::D::Minus1)?.mean_all()?.neg()?)
+    voiced_mean(&(target * log_p)?.sum(candle_core::D::Minus1)?.neg()?, f0)
 }
 
 /// A fixed segment from the middle of each held-out utterance long enough (at most
@@ -334,7 +371,7 @@ fn valid_segments(
             let f0 = if with_f0 {
                 f0_track(&audio, fe, mel.frames)
             } else {
-                Vec::new()
+                F0Track::default()
             };
             out.push(cut(&mel, &audio, &f0, (usable - frames) / 2, frames, fe.hop_length));
         }
@@ -413,7 +450,7 @@ struct VocoderTask<'a> {
     /// Fine-tuning: the model's reconstructions, read in place of the utterances' own mels.
     recon: Option<Recon>,
     /// A source-filter vocoder's F0 tracks of the utterances drawn so far (by path).
-    f0_cache: HashMap<PathBuf, Vec<f32>>,
+    f0_cache: HashMap<PathBuf, F0Track>,
     device: Device,
     ckpt_dir: PathBuf,
     /// The last step's loss, mel, STFT, phase, adversarial, feature-matching, discriminator
@@ -444,7 +481,7 @@ impl VocoderTask<'_> {
         &self,
         mel: &Tensor,
         audio: &Tensor,
-        f0: &[Vec<f32>],
+        f0: &[F0Track],
         adversarial: bool,
     ) -> Result<(GradStore, Vec<f32>)> {
         let b = mel.dim(0)?;
@@ -455,7 +492,8 @@ impl VocoderTask<'_> {
             // A source-filter vocoder's F0: the loss it trains on, and its error as logged.
             let (pred, l, f0_parts) = if self.cfg.phase == PhaseMode::Source {
                 let f0 = &f0[start..start + len];
-                let out = self.vocoder.forward_source(&m, Some(f0))?;
+                let hz: Vec<Vec<f32>> = f0.iter().map(|t| t.hz.clone()).collect();
+                let out = self.vocoder.forward_source(&m, Some(&hz))?;
                 let l = self.loss.forward(&out.audio, &a, &target_mel)?;
                 let error = log_f0_error(&out.log_f0, f0)?;
                 let train = match &out.f0_logits {
@@ -546,18 +584,18 @@ impl Task for VocoderTask<'_> {
                 continue;
             }
             let offset = rng.random_range(0..=usable - v.segment_frames);
+            let none = F0Track::default();
             let f0 = if self.cfg.phase == PhaseMode::Source {
                 self.f0_cache
                     .entry(path.clone())
                     .or_insert_with(|| f0_track(&audio, &self.fe, mel.frames))
-                    .as_slice()
             } else {
-                &[]
+                &none
             };
             segs.push(cut(&mel, &audio, f0, offset, v.segment_frames, hop));
         }
         let (mel, audio) = self.tensors(&segs)?;
-        let f0: Vec<Vec<f32>> = segs.into_iter().map(|s| s.f0).collect();
+        let f0: Vec<F0Track> = segs.into_iter().map(|s| s.f0).collect();
         self.adversarial = self.disc.is_some() && step > v.adv_start;
         let (grads, parts) = self.forward_backward(&mel, &audio, &f0, self.adversarial)?;
         self.last.copy_from_slice(&parts);
@@ -593,7 +631,7 @@ impl Task for VocoderTask<'_> {
             let pred = if source {
                 // At its own F0, as conversion runs it.
                 let out = self.vocoder.forward_source(&mel, None)?;
-                let f0: Vec<Vec<f32>> = chunk.iter().map(|s| s.f0.clone()).collect();
+                let f0: Vec<F0Track> = chunk.iter().map(|s| s.f0.clone()).collect();
                 f0_sum += log_f0_error(&out.log_f0, &f0)?.to_scalar::<f32>()? * chunk.len() as f32;
                 out.audio.detach()
             } else {
@@ -628,5 +666,79 @@ impl Task for VocoderTask<'_> {
                 Ok(())
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 150 Hz voice, 0.3 s of silence, a 220 Hz voice.
+    fn voice_gap_voice() -> Vec<f32> {
+        let tone = |f: f32, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    let p = 2.0 * std::f32::consts::PI * f * i as f32 / 16000.0;
+                    0.3 * p.sin() + 0.2 * (2.0 * p).sin() + 0.1 * (3.0 * p).sin()
+                })
+                .collect()
+        };
+        let mut x = tone(150.0, 8000);
+        x.extend(vec![0.0; 4800]);
+        x.extend(tone(220.0, 8000));
+        x
+    }
+
+    #[test]
+    fn f0_tracks_fill_the_gap_and_mark_it_unvoiced() {
+        let fe = FrontendConfig::speech_16k();
+        let x = voice_gap_voice();
+        let frames = fe.stft().n_frames(x.len());
+        let t = f0_track(&x, &fe, frames);
+        assert_eq!((t.hz.len(), t.voiced.len()), (frames, frames));
+        assert!(t.voiced[10..40].iter().all(|&v| v == 1.0));
+        assert!(t.voiced[58..72].iter().all(|&v| v == 0.0));
+        assert!(t.voiced[90..125].iter().all(|&v| v == 1.0));
+        assert!((t.hz[20] - 150.0).abs() < 2.0 && (t.hz[120] - 220.0).abs() < 2.0);
+        // Filled between the two, log-linearly.
+        assert!(t.hz[65] > 150.0 && t.hz[65] < 220.0, "{}", t.hz[65]);
+    }
+
+    #[test]
+    fn f0_losses_count_voiced_frames_only() {
+        let dev = Device::Cpu;
+        let track = F0Track {
+            hz: vec![100.0, 200.0, 200.0, 400.0],
+            voiced: vec![1.0, 0.0, 0.0, 1.0],
+        };
+        let f0 = [track];
+        // Right where voiced, an octave off where not: no error.
+        let z: Vec<f32> = [100f32, 400.0, 100.0, 400.0]
+            .iter()
+            .map(|f| (f / F0_REF).ln())
+            .collect();
+        let z = Tensor::from_vec(z, (1, 4), &dev).unwrap();
+        assert!(log_f0_error(&z, &f0).unwrap().to_scalar::<f32>().unwrap().abs() < 1e-6);
+        // An octave off on one of the two voiced frames: half of ln 2.
+        let z2 = (z.clone() + Tensor::new(&[[0f32, 0.0, 0.0, std::f32::consts::LN_2]], &dev).unwrap()).unwrap();
+        let e = log_f0_error(&z2, &f0).unwrap().to_scalar::<f32>().unwrap();
+        assert!((e - std::f32::consts::LN_2 / 2.0).abs() < 1e-5, "{e}");
+        // Cross-entropy: logits peaked at the right bins on the voiced frames cost less than at
+        // an octave away, whatever the unvoiced frames say.
+        let bins = 48;
+        let logits = |shift: f32| {
+            let v: Vec<f32> = [100f32, 150.0, 150.0, 400.0]
+                .iter()
+                .enumerate()
+                .flat_map(|(i, f)| {
+                    let pos = voxswap_model::excitation::f0_bin(if i == 3 { f * shift } else { *f }, bins);
+                    (0..bins).map(move |j| -2.0 * (j as f32 - pos).powi(2))
+                })
+                .collect();
+            Tensor::from_vec(v, (1, 4, bins), &dev).unwrap()
+        };
+        let right = f0_class_loss(&logits(1.0), &f0).unwrap().to_scalar::<f32>().unwrap();
+        let wrong = f0_class_loss(&logits(0.5), &f0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(right < 3.0 && wrong > 50.0, "{right} {wrong}");
     }
 }

@@ -575,7 +575,7 @@ fn vocoder_trains_resumes_and_loads() {
 #[test]
 fn source_vocoder_learns_the_f0_and_resumes() {
     static STOP: AtomicBool = AtomicBool::new(false);
-    source_vocoder_learns_the_f0("lambda_f0 = 50.0\nlambda_mel = 0.0001\n", &STOP);
+    source_vocoder_learns_the_f0("lambda_f0 = 50.0\nlambda_mel = 0.0001\nlr = 0.003\n", 60, &STOP);
 }
 
 /// The same with an F0 network of its own (`f0_net`, a classifier over pitch bins trained on
@@ -583,12 +583,17 @@ fn source_vocoder_learns_the_f0_and_resumes() {
 #[test]
 fn source_vocoder_with_an_f0_network_learns_the_f0_and_resumes() {
     static STOP: AtomicBool = AtomicBool::new(false);
-    source_vocoder_learns_the_f0("f0_net = { channels = 16, blocks = 1, bins = 48 }\n", &STOP);
+    source_vocoder_learns_the_f0(
+        "f0_net = { channels = 16, blocks = 1, bins = 48 }\nlr = 0.01\n",
+        240,
+        &STOP,
+    );
 }
 
-fn source_vocoder_learns_the_f0(extra: &str, stop: &'static AtomicBool) {
+fn source_vocoder_learns_the_f0(extra: &str, steps: u64, stop: &'static AtomicBool) {
     use voxswap_train::vocoder_train::train_vocoder;
-    let section = format!("\n[vocoder]\nsteps = 60\nbatch_size = 4\nsegment_frames = 16\nsize = \"tiny\"\nphase = \"source\"\n{extra}lr = 0.003\ncheckpoint_every = 20\nvalid_every = 20\nlog_every = 10\n");
+    let (third, sixth) = (steps / 3, steps / 6);
+    let section = format!("\n[vocoder]\nsteps = {steps}\nbatch_size = 4\nsegment_frames = 16\nsize = \"tiny\"\nphase = \"source\"\n{extra}checkpoint_every = {third}\nvalid_every = {third}\nlog_every = {sixth}\n");
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let with_vocoder = |dir: &Path| {
         recipe_text(dir, 10, "");
@@ -598,7 +603,10 @@ fn source_vocoder_learns_the_f0(extra: &str, stop: &'static AtomicBool) {
     };
     let ra = with_vocoder(a.path());
     let out = train_vocoder(&ra, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
-    assert!(matches!(out, Outcome::Finished { step: 60, .. }), "{out:?}");
+    assert!(
+        matches!(out, Outcome::Finished { step, .. } if step == steps),
+        "{out:?}"
+    );
     let log = std::fs::read_to_string(a.path().join("run/vocoder/train.jsonl")).unwrap();
     let recs: Vec<LogRecord> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let f0: Vec<f32> = recs
@@ -619,12 +627,16 @@ fn source_vocoder_learns_the_f0(extra: &str, stop: &'static AtomicBool) {
         })
         .collect();
     assert_eq!(valid.len(), 3);
+    eprintln!("validation F0 errors {valid:?}");
     assert!(valid[2] < valid[0], "F0 error did not fall: {valid:?}");
     let rb = with_vocoder(b.path());
-    let out = train_vocoder(&rb, &Device::Cpu, stop, &mut StopAt(30, stop)).unwrap();
-    assert!(matches!(out, Outcome::Interrupted { step: 30, .. }), "{out:?}");
+    let out = train_vocoder(&rb, &Device::Cpu, stop, &mut StopAt(steps / 2, stop)).unwrap();
+    assert!(
+        matches!(out, Outcome::Interrupted { step, .. } if step == steps / 2),
+        "{out:?}"
+    );
     train_vocoder(&rb, &Device::Cpu, &AtomicBool::new(false), &mut Quiet).unwrap();
-    let ckpt = |d: &Path| d.join("run/vocoder/checkpoints/step-00000060");
+    let ckpt = |d: &Path| d.join(format!("run/vocoder/checkpoints/step-{steps:08}"));
     let w = |d: &Path| std::fs::read(ckpt(d).join("vocoder.safetensors")).unwrap();
     assert!(
         w(a.path()) == w(b.path()),
