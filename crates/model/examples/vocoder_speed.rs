@@ -3,7 +3,8 @@
 //!     RAYON_NUM_THREADS=1 cargo run --release -p voxswap-model --example vocoder_speed -- [small|tiny] [HOPS] [PHASE]
 //!
 //! HOPS: the synthesis frame's width in hops (`[vocoder] synthesis_hops`, default 2). PHASE:
-//! `absolute` (default), `integrated` or `source` (`[vocoder] phase`).
+//! `absolute` (default), `integrated` or `source` (`[vocoder] phase`); `source-f0net`: `source`
+//! with an F0 network of 3 blocks of 96 channels and 96 pitch bins (`[vocoder] f0_net`).
 //!
 //! Prints the real-time factor offline (10 s of mels at once) and streaming (one 10 ms frame a
 //! step, with tensors and with `FrameVocoder`'s plain loops, its weights in single and in half
@@ -25,7 +26,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.validate()?;
     }
     if let Some(p) = std::env::args().nth(3) {
-        cfg.phase = serde_json::from_str(&format!("\"{p}\""))?;
+        let (phase, f0_net) = match p.strip_suffix("-f0net") {
+            Some(p) => (p.to_string(), true),
+            None => (p, false),
+        };
+        cfg.phase = serde_json::from_str(&format!("\"{phase}\""))?;
+        if f0_net {
+            cfg.f0_net = Some(voxswap_model::vocoder::F0NetConfig {
+                channels: 96,
+                blocks: 3,
+                bins: 96,
+            });
+        }
+        cfg.validate()?;
     }
     let vars = candle_nn::VarMap::new();
     let v = new_trainable(&cfg, &vars, 1, &Device::Cpu)?;
