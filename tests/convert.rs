@@ -606,3 +606,88 @@ fn vocoder_choice_follows_the_model_folder() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("another frontend"), "{}", stderr(&o));
 }
+
+/// A source-filter vocoder with an F0 network (`phase = "source"`, `f0_net`; fresh weights, its
+/// F0 held by its network's bias at 200 Hz, its gains by the head's: harmonics only) in the
+/// model folder: `convert` renders through it,
+/// offline and streamed (the frame-by-frame vocoder), audio periodic at that F0.
+#[test]
+fn source_filter_vocoder_converts_offline_and_streamed() {
+    use voxswap_model::vocoder::{new_trainable, F0NetConfig, NeuralVocoder, PhaseMode, VocoderConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let fe = voxswap_model::VoiceConverter::load(&m, &candle_core::Device::Cpu)
+        .unwrap()
+        .config()
+        .frontend
+        .clone();
+    let mut cfg = VocoderConfig::tiny(&fe);
+    cfg.phase = PhaseMode::Source;
+    cfg.f0_net = Some(F0NetConfig {
+        channels: 8,
+        blocks: 1,
+        bins: 48,
+    });
+    let vars = candle_nn::VarMap::new();
+    new_trainable(&cfg, &vars, 3, &candle_core::Device::Cpu).unwrap();
+    // The F0 network's logits peaked at the bin nearest 200 Hz, which decodes to about that.
+    let at = voxswap_model::excitation::f0_bin(200.0, 48).round() as usize;
+    let f0_logits: Vec<f32> = (0..48).map(|j| if j == at { 10.0 } else { 0.0 }).collect();
+    let period = 16000.0 / voxswap_model::excitation::decode_f0(&f0_logits);
+    // The harmonics at gain 1 and the noise at nothing, whatever the mels.
+    let bins = cfg.n_bins();
+    for (name, var) in vars.data().lock().unwrap().iter() {
+        if name == "head.weight" {
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+        } else if name == "head.bias" {
+            let b: Vec<f32> = (0..2 * bins).map(|j| if j < bins { 0.0 } else { -30.0 }).collect();
+            var.set(&candle_core::Tensor::from_vec(b, 2 * bins, &candle_core::Device::Cpu).unwrap())
+                .unwrap();
+        } else if name == "f0.head.weight" {
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+        } else if name == "f0.head.bias" {
+            let b = f0_logits.clone();
+            var.set(&candle_core::Tensor::from_vec(b, 48, &candle_core::Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    NeuralVocoder::save(&m, &cfg, &vars).unwrap();
+    let (src, reference) = (data("speech_m.wav"), data("speech_f.wav"));
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"convert",
+            &src,
+            &"-t",
+            &reference,
+            &"--model",
+            &m,
+            &"--float",
+            &"--vocoder",
+            &"neural",
+            &"--rate",
+            &"16000",
+        ];
+        args.extend(extra.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+        args.push(&"-o");
+        let o = voxswap(&[args.as_slice(), &[&out]].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        read_mono(&out, ChannelMix::Downmix).unwrap().samples
+    };
+    for (name, extra) in [("offline.wav", &[][..]), ("stream.wav", &["--stream"][..])] {
+        let y = run(name, extra);
+        assert!(rms(&y) > 1e-3, "{name}: silence");
+        // The output repeats every period (about 80 samples), and not every half period.
+        let mid = &y[y.len() / 4..y.len() / 2];
+        let corr = |lag: f32| {
+            let lag = lag.round() as usize;
+            let a: f32 = mid.iter().zip(&mid[lag..]).map(|(p, q)| p * q).sum();
+            a / mid.iter().map(|p| p * p).sum::<f32>()
+        };
+        let (full, half) = (corr(period), corr(period / 2.0));
+        assert!(
+            full > 0.5 && full > half + 0.3,
+            "{name}: period {period}: {full} {half}"
+        );
+    }
+}
