@@ -16,6 +16,11 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// All of a tensor's values, flattened.
+fn samples(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
 fn max_abs(t: &Tensor) -> f64 {
     t.abs()
         .unwrap()
@@ -332,13 +337,7 @@ fn stream_as_offline_with(mode: voxswap_model::vocoder::PhaseMode, f0_net: bool,
             .unwrap()
             .affine(1.0, -4.0)
             .unwrap();
-        let offline = v
-            .forward(&mel)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let offline = samples(&v.forward(&mel).unwrap());
         let peak = offline.iter().fold(0f32, |m, v| m.max(v.abs()));
         assert!(peak > 1e-4);
         for chunk in [1, 3, 17] {
@@ -403,13 +402,7 @@ fn source_filter_is_periodic_at_its_f0() {
         }
     }
     let mel = Tensor::randn(0f32, 1.0, (1, fe.n_mels, 100), &Device::Cpu).unwrap();
-    let x = v
-        .forward(&mel)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let x = samples(&v.forward(&mel).unwrap());
     let corr = |x: &[f32], lag: usize| {
         let m = &x[2000..14000];
         let a: f32 = m.iter().zip(&x[2000 + lag..]).map(|(p, q)| p * q).sum();
@@ -420,12 +413,12 @@ fn source_filter_is_periodic_at_its_f0() {
     let out = v.forward_source(&mel, Some(&[vec![200.0; 100]])).unwrap();
     assert!(out.f0_logits.is_none());
     let (given, z) = (out.audio, out.log_f0);
-    let given = given.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let given = samples(&given);
     assert!(x.iter().zip(&given).all(|(a, b)| (a - b).abs() < 1e-5));
     let z = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(z.iter().all(|z| (F0_REF * z.exp() - 200.0).abs() < 1e-3));
     let other = v.forward_source(&mel, Some(&[vec![160.0; 100]])).unwrap().audio;
-    let other = other.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let other = samples(&other);
     assert!(corr(&other, 100) > 0.999 && corr(&other, 80) < 0.9);
     assert!(v.forward_source(&mel, Some(&[vec![200.0; 99]])).is_err());
 }
