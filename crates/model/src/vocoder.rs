@@ -5,6 +5,11 @@
 //! audio. Every convolution looks only at past frames, and with `n_fft = 2 · hop` a frame
 //! completes the audio up to its own centre: no look-ahead beyond the frontend's own window.
 //!
+//! With [`PhaseMode::Source`] the head gives no phases but the gains of a source-filter
+//! synthesis (a harmonic excitation at an F0 and white noise, [`crate::excitation`]), the F0 from
+//! the head or from an F0 network of its own (`f0_net`): periodic by construction, the design
+//! that resynthesises best so far (BENCHMARKS.md, "A source-filter vocoder").
+//!
 //! Per second of 16 kHz audio the default size costs about 0.15 G multiply-accumulates, against
 //! 1.37 G for HiFi-GAN V2 (BENCHMARKS.md, "Neural vocoder: choosing the design").
 
