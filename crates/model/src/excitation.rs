@@ -135,11 +135,13 @@ impl Excitation {
             next: 0,
             harm: vec![0.0; n_fft],
             noise: vec![0.0; n_fft],
-            window: (0..n_fft)
-                .map(|j| (std::f64::consts::PI * j as f64 / n_fft as f64).sin() as f32)
+            window: crate::vocoder::synthesis_window(n_fft)
+                .into_iter()
+                .map(|w| (w * n_fft as f64) as f32)
                 .collect(),
             buf: fft.make_input_vec(),
-            taper: Vec::new(),
+            // Room for every harmonic at the lowest F0: a frame never allocates.
+            taper: Vec::with_capacity((0.5 * f64::from(sample_rate) / f64::from(F0_MIN)) as usize + 1),
             c1: vec![0.0; n_fft],
             prev: vec![0.0; n_fft],
             cur: vec![0.0; n_fft],

@@ -783,7 +783,7 @@ struct FrameBlock {
 
 /// The synthesis window of `n` points with the inverse DFT's `1/n` folded in: `sin(πj/n) / n`,
 /// the square root of a periodic Hann (power-complementary at 2 hops and more).
-fn synthesis_window(n: usize) -> Vec<f64> {
+pub(crate) fn synthesis_window(n: usize) -> Vec<f64> {
     (0..n)
         .map(|j| (std::f64::consts::PI * j as f64 / n as f64).sin() / n as f64)
         .collect()
