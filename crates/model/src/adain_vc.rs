@@ -688,8 +688,9 @@ pub struct StreamingConverter {
     gate: bool,
 }
 
-/// Frames at the start of a stream whose output level is held near the input's (see
-/// [`warmup_gate`]).
+/// Frames at the start of a stream whose output level is held within 10 dB of the input's: the
+/// causal instance norms start with no statistics, and without the hold their first frames come
+/// out as speech at full level whatever the input holds (a click out of a silent start).
 pub const WARMUP_FRAMES: usize = 8;
 /// How far (dB) an output frame may rise above its input frame during the warm-up.
 pub(crate) const WARMUP_MARGIN_DB: f32 = 10.0;
