@@ -68,16 +68,20 @@ def pitch(x):
     return f0, voiced
 
 
-def oracle(x, f0, voiced, mode, n_fft):
+def spectra(x, f0, n_fft):
+    """The frame spectra of the original and of the two sources at `n_fft` points."""
     count = len(f0)
-    X = np.fft.rfft(frames_of(x, n_fft, count), axis=1)
+    harm, noise = sources(f0, len(x) + 2 * n_fft, n_fft)
+    return [np.fft.rfft(frames_of(s, n_fft, count), axis=1) for s in (x, harm, noise)]
+
+
+def oracle(x, spec, voiced, mode, n_fft):
+    X, H, N = spec
+    count = len(X)
     if mode == "true":
         Y = X
     else:
-        harm, noise = sources(f0, len(x) + 2 * n_fft, n_fft)
-        H = np.fft.rfft(frames_of(harm, n_fft, count), axis=1)
         if mode == "mixed":
-            N = np.fft.rfft(frames_of(noise, n_fft, count), axis=1)
             src = np.where(voiced[:, None], H, N)
         else:
             src = H
@@ -123,8 +127,9 @@ def main():
         if sr != SR:
             sys.exit(f"{path}: {sr} Hz, not {SR}")
         f0, voiced = pitch(x)
+        spec = {n: spectra(x, f0, n) for n in {n for _, n in variants}}
         for (m, n), k in zip(variants, names):
-            res[k].append(score(x, oracle(x, f0, voiced, m, n)))
+            res[k].append(score(x, oracle(x, spec[n], voiced, m, n)))
         res["griffin-lim"].append(score(x, griffin_lim(x)))
         print(path, " ".join(f"{k} {v[-1][0]:.2f}/{v[-1][1]:.3f}" for k, v in res.items()), flush=True)
     for k, v in res.items():
