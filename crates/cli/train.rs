@@ -30,6 +30,11 @@ pub struct Args {
     /// folder gets it by copying vocoder.json and vocoder.safetensors from a checkpoint.
     #[arg(long, conflicts_with = "features_only")]
     vocoder: bool,
+    /// Write the newest checkpoint's weights, in half precision, with its step, to the
+    /// recipe's [train] snapshot folder (replacing what is there), then stop: the copy a long
+    /// run keeps in the repository so that a new machine resumes from it.
+    #[arg(long, conflicts_with_all = ["features_only", "vocoder"])]
+    snapshot: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +159,36 @@ impl Observer for Bar {
     }
 }
 
+/// `--snapshot`: the newest checkpoint, exported in half precision, and its step, into the
+/// recipe's snapshot folder (written beside it, then moved into place).
+fn snapshot(recipe: &Recipe, config: &Path) -> anyhow::Result<ExitCode> {
+    let dir = recipe
+        .train
+        .snapshot
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{}: the recipe names no [train] snapshot folder", config.display()))?;
+    let (step, ckpt) = voxswap_train::checkpoint::list(&trainer::checkpoints_dir(recipe))
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no checkpoint in {} to snapshot", recipe.output.dir.display()))?;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{}: not a folder name", dir.display()))?;
+    let tmp = dir.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    voxswap_model::io::export_model(&ckpt, &tmp, true).with_context(|| format!("exporting {}", ckpt.display()))?;
+    std::fs::write(tmp.join(trainer::SNAPSHOT_STEP_FILE), format!("{step}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    let old = dir.with_file_name(format!(".{}.old", name.to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    std::fs::rename(&tmp, dir).with_context(|| format!("writing {}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    println!("snapshot of step {step} ({}) in {}", ckpt.display(), dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Training allocates and frees the same large buffers every step; conversion does not.
     voxswap_train::keep_freed_memory();
@@ -175,6 +210,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         features.set_length(total as u64);
         features.set_position(done as u64);
     };
+    if a.snapshot {
+        return snapshot(&recipe, &a.config);
+    }
     if a.features_only {
         let (utts, frames) = trainer::extract_features(&recipe, &on_features)?;
         features.finish_and_clear();

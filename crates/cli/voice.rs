@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use voxswap_audio::{speech_level, LogMel};
+use voxswap_audio::speech_level;
 use voxswap_model::bank::{self, BankEntry, SpeakerBank};
 use voxswap_model::{SpeakerEmbedding, VoiceConverter};
 
@@ -147,7 +147,6 @@ pub fn embed_files(
         bail!("no reference given: pass -t REF (a few seconds of the target voice)");
     }
     let fe = conv.config().frontend.clone();
-    let mut logmel = LogMel::new(&fe)?;
     let mut embeddings = Vec::new();
     let mut seconds = 0.0;
     for f in files {
@@ -161,7 +160,7 @@ pub fn embed_files(
         // Each reference on its own (a too-short one is named); the mean of their vectors is
         // what `embed` of all of them gives (each spectrum correction is measured with its own
         // reference's vector, then averaged).
-        let mel = [logmel.compute(&x)];
+        let mel = [conv.features(&x)?];
         let e = if spectrum {
             conv.embed(&mel)
         } else {

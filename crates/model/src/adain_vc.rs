@@ -546,6 +546,8 @@ pub struct AeOutput {
     pub code: Tensor,
     /// The VQ loss (with a codebook).
     pub vq: Option<Tensor>,
+    /// The pitch input the decoder read beside the code (a model with `decoder.f0`).
+    pub pitch: Option<Tensor>,
 }
 
 impl AdaInVc {
@@ -566,7 +568,7 @@ impl AdaInVc {
             content: ContentEncoder::new(&cfg.content, padding, vb.pp("content_encoder"))?,
             decoder: Decoder::new(
                 &cfg.decoder,
-                c_code,
+                c_code + cfg.decoder.pitch_channels(),
                 c_spk,
                 n_mels,
                 padding,
@@ -608,6 +610,24 @@ impl AdaInVc {
         speaker_mel: &Tensor,
         noise: &Tensor,
     ) -> Result<AeOutput> {
+        self.forward_pitched(mel, content_mel, speaker_mel, noise, None)
+    }
+
+    /// [`forward_split`](Self::forward_split) with the source's pitch (`[B, 2, T]`, see
+    /// [`crate::config::DecoderConfig::f0`]; what [`crate::pitch`] computes), which a model with
+    /// `decoder.f0` needs and others ignore.
+    ///
+    /// # Errors
+    /// As [`forward_split`](Self::forward_split); [`crate::Error::Input`] for a missing or
+    /// wrongly shaped pitch input.
+    pub fn forward_pitched(
+        &self,
+        mel: &Tensor,
+        content_mel: &Tensor,
+        speaker_mel: &Tensor,
+        noise: &Tensor,
+        pitch: Option<&Tensor>,
+    ) -> Result<AeOutput> {
         check_mel(mel, self.cfg.frontend.n_mels, self.cfg.frame_multiple())?;
         if content_mel.dims() != mel.dims() {
             return Err(crate::Error::Input(format!(
@@ -632,7 +652,7 @@ impl AdaInVc {
             Some(_) => code.clone(),
             None => (&mu + (&log_var / 2.0)?.exp()?.mul(noise)?)?,
         };
-        let out = self.decoder.forward(&sampled, &speaker)?;
+        let out = self.decoder.forward(&self.with_pitch(&sampled, pitch)?, &speaker)?;
         Ok(AeOutput {
             mu,
             log_var,
@@ -640,6 +660,7 @@ impl AdaInVc {
             mel: out,
             code,
             vq,
+            pitch: pitch.filter(|_| self.uses_pitch()).cloned(),
         })
     }
 
@@ -649,9 +670,50 @@ impl AdaInVc {
     /// # Errors
     /// [`crate::Error::Input`] for wrongly shaped inputs.
     pub fn convert(&self, source: &Tensor, speaker: &Tensor) -> Result<Tensor> {
+        self.convert_pitched(source, speaker, None)
+    }
+
+    /// [`convert`](Self::convert) with the source's pitch (`[B, 2, T]`), which a model with
+    /// `decoder.f0` needs and others ignore.
+    ///
+    /// # Errors
+    /// As [`convert`](Self::convert); a missing or wrongly shaped pitch input.
+    pub fn convert_pitched(&self, source: &Tensor, speaker: &Tensor, pitch: Option<&Tensor>) -> Result<Tensor> {
         check_mel(source, self.cfg.frontend.n_mels, self.cfg.frame_multiple())?;
         let (mu, _) = self.content.forward(source)?;
-        self.decoder.forward(&self.content.quantize(&mu)?.0, speaker)
+        let code = self.with_pitch(&self.content.quantize(&mu)?.0, pitch)?;
+        self.decoder.forward(&code, speaker)
+    }
+
+    /// Whether the decoder reads the source's pitch ([`crate::config::DecoderConfig::f0`]).
+    pub fn uses_pitch(&self) -> bool {
+        self.cfg.decoder.f0
+    }
+
+    /// What the decoder reads: the content code `[B, c, T]`, with the pitch channels appended
+    /// when the model has them.
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] when the model reads pitch and `pitch` is missing or not
+    /// `[B, 2, T]` like the code.
+    pub fn with_pitch(&self, code: &Tensor, pitch: Option<&Tensor>) -> Result<Tensor> {
+        if !self.cfg.decoder.f0 {
+            return Ok(code.clone());
+        }
+        let Some(p) = pitch else {
+            return Err(crate::Error::Input(
+                "this model reads the source's pitch (decoder.f0) and none was given".into(),
+            ));
+        };
+        let (b, _, t) = code.dims3()?;
+        let want = [b, crate::config::PITCH_CHANNELS, t];
+        if p.dims() != want {
+            return Err(crate::Error::Input(format!(
+                "pitch input {:?} does not match the content code's {want:?}",
+                p.dims()
+            )));
+        }
+        Ok(Tensor::cat(&[code, &p.to_dtype(code.dtype())?], 1)?)
     }
 }
 
@@ -787,14 +849,25 @@ impl StreamingConverter {
     /// # Errors
     /// [`crate::Error::Input`] for a wrongly shaped chunk.
     pub fn step(&mut self, chunk: &Tensor) -> Result<Tensor> {
+        self.step_pitched(chunk, None)
+    }
+
+    /// [`step`](Self::step) with the chunk's pitch frames (`[1, 2, T]`, see
+    /// [`crate::pitch::PitchNormalizer`]), which a model with `decoder.f0` needs and others
+    /// ignore.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step); a missing or wrongly shaped pitch chunk.
+    pub fn step_pitched(&mut self, chunk: &Tensor, pitch: Option<&Tensor>) -> Result<Tensor> {
         check_mel(chunk, self.model.cfg.frontend.n_mels, 1)?;
+        let pitch = if self.model.uses_pitch() { pitch } else { None };
         let start = self.frames;
         let y = match self.model.cfg.norm_refresh {
             None => {
                 self.frames += chunk.dim(2)?;
-                Self::pass(&self.model, &self.voice, &mut self.state, chunk)?
+                Self::pass(&self.model, &self.voice, &mut self.state, chunk, pitch)?
             }
-            Some(n) => self.step_refreshed(chunk, n)?,
+            Some(n) => self.step_refreshed(chunk, pitch, n)?,
         };
         let y = match &self.offset {
             Some(o) => y.broadcast_add(o)?,
@@ -807,13 +880,18 @@ impl StreamingConverter {
     }
 
     /// The model over the next frames of one pass.
-    fn pass(model: &AdaInVc, voice: &PreparedVoice, state: &mut Stream, x: &Tensor) -> Result<Tensor> {
+    fn pass(
+        model: &AdaInVc,
+        voice: &PreparedVoice,
+        state: &mut Stream,
+        x: &Tensor,
+        pitch: Option<&Tensor>,
+    ) -> Result<Tensor> {
         state.begin();
         let mut ctx = Ctx::Stream(state);
         let (mu, _) = model.content.forward_ctx(x, &mut ctx)?;
-        model
-            .decoder
-            .forward_prepared_ctx(&model.content.quantize(&mu)?.0, voice, &mut ctx)
+        let code = model.with_pitch(&model.content.quantize(&mu)?.0, pitch)?;
+        model.decoder.forward_prepared_ctx(&code, voice, &mut ctx)
     }
 
     /// Two passes refreshed every `2n` frames, `n` apart, crossfaded (see the type's docs).
@@ -824,7 +902,7 @@ impl StreamingConverter {
     /// of plain passes (independent of any state); the ones that began in an earlier chunk
     /// continue from their kept state, and the ones that run past the chunk's end start a state
     /// that the next chunk continues (even segments in `state`, odd ones in `second`).
-    fn step_refreshed(&mut self, chunk: &Tensor, n: usize) -> Result<Tensor> {
+    fn step_refreshed(&mut self, chunk: &Tensor, pitch: Option<&Tensor>, n: usize) -> Result<Tensor> {
         let t = chunk.dim(2)?;
         let (g, e) = (self.frames, self.frames + t);
         let first = (g / n).saturating_sub(1);
@@ -836,8 +914,18 @@ impl StreamingConverter {
                 .iter()
                 .map(|&k| chunk.narrow(2, k * n - g, 2 * n))
                 .collect::<candle_core::Result<Vec<_>>>()?;
+            let ps = match pitch {
+                Some(p) => Some(Tensor::cat(
+                    &group
+                        .iter()
+                        .map(|&k| p.narrow(2, k * n - g, 2 * n))
+                        .collect::<candle_core::Result<Vec<_>>>()?,
+                    0,
+                )?),
+                None => None,
+            };
             let spk = self.speaker.repeat((group.len(), 1))?;
-            let y = self.model.convert(&Tensor::cat(&xs, 0)?, &spk)?;
+            let y = self.model.convert_pitched(&Tensor::cat(&xs, 0)?, &spk, ps.as_ref())?;
             for (i, &k) in group.iter().enumerate() {
                 batched[k - first] = Some(y.narrow(0, i, 1)?);
             }
@@ -855,7 +943,8 @@ impl StreamingConverter {
             }
             let (from, to) = ((k * n).max(g), (k * n + 2 * n).min(e));
             let x = chunk.narrow(2, from - g, to - from)?;
-            seg.push(Self::pass(&self.model, &self.voice, state, &x)?);
+            let p = pitch.map(|p| p.narrow(2, from - g, to - from)).transpose()?;
+            seg.push(Self::pass(&self.model, &self.voice, state, &x, p.as_ref())?);
         }
         // Segment k's output over [lo, hi) (within its span and the chunk).
         let part = |k: usize, lo: usize, hi: usize| -> Result<Tensor> {

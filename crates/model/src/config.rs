@@ -144,6 +144,28 @@ pub struct DecoderConfig {
     pub kernel_size: usize,
     /// Temporal upsampling factor of each block (1 or 2); its length is the block count.
     pub upsample: Vec<usize>,
+    /// The source's intonation as a decoder input (AutoVC-F0, Qian et al., ICML 2020,
+    /// arXiv 2004.07370): beside the content code the decoder reads [`PITCH_CHANNELS`] more
+    /// channels per frame, the source's log-F0 normalised by the source's own mean and spread of
+    /// voiced log-F0 (0 where unvoiced) and the voicing (1 or 0), so that the contour comes from
+    /// the source and the register from the target's speaker vector. Causal models only (the
+    /// contour is tracked as the audio streams).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub f0: bool,
+}
+
+/// Channels of the decoder's pitch input ([`DecoderConfig::f0`]): normalised log-F0, voicing.
+pub const PITCH_CHANNELS: usize = 2;
+
+impl DecoderConfig {
+    /// Channels of the decoder's pitch input: [`PITCH_CHANNELS`] with `f0`, else 0.
+    pub fn pitch_channels(&self) -> usize {
+        if self.f0 {
+            PITCH_CHANNELS
+        } else {
+            0
+        }
+    }
 }
 
 /// The whole model.
@@ -204,6 +226,7 @@ impl ModelConfig {
                 c_h: 128,
                 kernel_size: 5,
                 upsample: vec![2, 1, 2, 1, 2, 1],
+                f0: false,
             },
             norm_refresh: None,
         }
@@ -256,6 +279,15 @@ impl ModelConfig {
         cfg
     }
 
+    /// [`tiny_stream`](Self::tiny_stream) with the source's intonation as a decoder input
+    /// ([`DecoderConfig::f0`]).
+    pub fn tiny_f0() -> Self {
+        let mut cfg = Self::tiny_stream();
+        cfg.preset = "tiny-f0".into();
+        cfg.decoder.f0 = true;
+        cfg
+    }
+
     /// A small model of the same shape for tests (a few thousand parameters).
     pub fn tiny() -> Self {
         let stack = ConvStackConfig {
@@ -286,6 +318,7 @@ impl ModelConfig {
                 c_h: 16,
                 kernel_size: 5,
                 upsample: vec![2, 1],
+                f0: false,
             },
             norm_refresh: None,
         }
@@ -304,8 +337,9 @@ impl ModelConfig {
             "stream-attn" => Ok(Self::stream_attention()),
             "tiny-vq" => Ok(Self::tiny_vq()),
             "tiny-attn" => Ok(Self::tiny_attention()),
+            "tiny-f0" => Ok(Self::tiny_f0()),
             other => Err(Error::Config(format!(
-                "unknown preset `{other}` (known: paper, stream, stream-attn, tiny, tiny-stream, tiny-attn, tiny-vq)"
+                "unknown preset `{other}` (known: paper, stream, stream-attn, tiny, tiny-stream, tiny-attn, tiny-vq, tiny-f0)"
             ))),
         }
     }
@@ -382,6 +416,11 @@ impl ModelConfig {
                 )));
             }
         }
+        if self.decoder.f0 && self.temporal != Temporal::Causal {
+            return Err(Error::Config(
+                "decoder.f0 (the source's intonation) needs a causal preset: its contour is tracked as the audio streams".into(),
+            ));
+        }
         if self.decoder.kernel_size == 0 || self.decoder.c_h == 0 {
             return Err(Error::Config("decoder kernel_size and c_h must be positive".into()));
         }
@@ -402,6 +441,7 @@ mod tests {
             ModelConfig::tiny_stream(),
             ModelConfig::stream_attention(),
             ModelConfig::tiny_attention(),
+            ModelConfig::tiny_f0(),
         ] {
             cfg.validate().unwrap();
             let json = serde_json::to_string_pretty(&cfg).unwrap();

@@ -285,9 +285,54 @@ impl VoiceConverter {
             .max(self.config().content.stack.kernel_size)
     }
 
+    /// What the model reads of `x` (mono samples at the model's rate): its log-mel and, for a
+    /// model that reads the source's pitch (`decoder.f0`), the pitch channels as
+    /// [`crate::config::PITCH_CHANNELS`] more rows (normalised log-F0, voicing; see
+    /// [`voxswap_audio::pitch::pitch_features`]). Every method here that takes a [`Mel`] takes
+    /// these features; a source without the pitch rows cannot be converted by such a model.
+    ///
+    /// # Errors
+    /// A frontend the mel computation refuses.
+    pub fn features(&self, x: &[f32]) -> Result<Mel> {
+        let fe = &self.config().frontend;
+        let mut mel = voxswap_audio::LogMel::new(fe)
+            .map_err(|e| Error::Config(e.to_string()))?
+            .compute(x);
+        if self.model.uses_pitch() {
+            let p = voxswap_audio::pitch::pitch_features(x, fe);
+            if p.len() == crate::config::PITCH_CHANNELS * mel.frames {
+                mel.data.extend_from_slice(&p);
+                mel.n_mels += crate::config::PITCH_CHANNELS;
+            }
+        }
+        Ok(mel)
+    }
+
+    /// Rows of a [`Self::features`] frame: the mel bands, then the pitch channels (if any).
+    pub fn feature_rows(&self) -> usize {
+        self.config().frontend.n_mels + self.config().decoder.pitch_channels()
+    }
+
+    /// `mel` (log-mel rows, perhaps followed by the pitch rows) as the model's input tensor
+    /// `[1, n_mels, T]` and, when the rows are there and the model reads them, the pitch
+    /// `[1, 2, T]`.
+    fn split(&self, mel: &Mel, what: &str) -> Result<(Tensor, Option<Tensor>)> {
+        let n_mels = self.config().frontend.n_mels;
+        let p = self.config().decoder.pitch_channels();
+        let x = self.to_tensor(mel, what)?;
+        if mel.n_mels == n_mels {
+            return Ok((x, None));
+        }
+        Ok((
+            x.narrow(1, 0, n_mels)?.contiguous()?,
+            Some(x.narrow(1, n_mels, p)?.contiguous()?),
+        ))
+    }
+
     fn to_tensor(&self, mel: &Mel, what: &str) -> Result<Tensor> {
         let n_mels = self.config().frontend.n_mels;
-        if mel.n_mels != n_mels {
+        let rows = self.feature_rows();
+        if mel.n_mels != n_mels && mel.n_mels != rows {
             return Err(Error::Input(format!(
                 "{what} has {} mel bands, the model reads {n_mels}",
                 mel.n_mels
@@ -326,7 +371,7 @@ impl VoiceConverter {
         let (mut correction, mut average) = (vec![0f64; n_mels], vec![0f64; n_mels]);
         for r in references {
             let y = self.convert(r, &plain)?;
-            let speech = speech_frames(r);
+            let speech = speech_frames(r, n_mels);
             let (mr, my) = (band_means(r, &speech), band_means(&y, &speech));
             for m in 0..n_mels {
                 correction[m] += f64::from(mr[m] - my[m]);
@@ -362,7 +407,7 @@ impl VoiceConverter {
             )));
         }
         let y = self.convert(source, &speaker.clone().with_spectrum(None))?;
-        let got = band_means(&y, &speech_frames(source));
+        let got = band_means(&y, &speech_frames(source, n_mels));
         let correction = average.iter().zip(&got).map(|(a, g)| strength * (a - g)).collect();
         Ok(scaled.with_spectrum(Some(correction)))
     }
@@ -379,7 +424,7 @@ impl VoiceConverter {
         let mels = references
             .iter()
             .enumerate()
-            .map(|(i, r)| self.to_tensor(r, &format!("reference {}", i + 1)))
+            .map(|(i, r)| Ok(self.split(r, &format!("reference {}", i + 1))?.0))
             .collect::<Result<Vec<_>>>()?;
         let mean = self.model.speaker.forward_many(&mels)?;
         Ok(SpeakerEmbedding::new(mean.flatten_all()?.to_vec1::<f32>()?))
@@ -397,25 +442,28 @@ impl VoiceConverter {
         let (spk, offset) = self.speaker_tensors(speaker)?;
         let multiple = self.config().frame_multiple();
         let frames = mel.frames.max(self.min_frames()).div_ceil(multiple) * multiple;
+        let n_mels = self.config().frontend.n_mels;
         let silence = self.config().frontend.log_floor.ln();
+        // Padding frames: silence, unvoiced.
         let mut padded = Mel {
             n_mels: mel.n_mels,
             frames,
             data: vec![silence; mel.n_mels * frames],
         };
-        for m in 0..mel.n_mels.min(self.config().frontend.n_mels) {
+        padded.data[n_mels.min(mel.n_mels) * frames..].fill(0.0);
+        for m in 0..mel.n_mels {
             padded.data[m * frames..m * frames + mel.frames]
                 .copy_from_slice(&mel.data[m * mel.frames..(m + 1) * mel.frames]);
         }
-        let x = self.to_tensor(&padded, "source")?;
+        let (x, pitch) = self.split(&padded, "source")?;
         let y = if self.config().temporal == crate::config::Temporal::Causal {
             // What a stream over the whole input gives (refreshed passes, warm-up gate).
             let mut s = crate::StreamingConverter::new(self.model.clone(), spk)?;
             s.set_offset(offset);
             s.set_warmup_gate(true);
-            s.step(&x)?
+            s.step_pitched(&x, pitch.as_ref())?
         } else {
-            let y = self.model.convert(&x, &spk)?;
+            let y = self.model.convert_pitched(&x, &spk, pitch.as_ref())?;
             match offset {
                 Some(o) => y.broadcast_add(&o)?,
                 None => y,
@@ -424,17 +472,19 @@ impl VoiceConverter {
         let y = y.narrow(2, 0, mel.frames)?;
         let data = y.flatten_all()?.to_vec1::<f32>()?;
         Ok(Mel {
-            n_mels: mel.n_mels,
+            n_mels,
             frames: mel.frames,
             data,
         })
     }
 }
 
-/// The speech frames of `a`: within [`SPEECH_RANGE`] of its loudest frame, by mean log-mel.
-fn speech_frames(a: &Mel) -> Vec<usize> {
+/// The speech frames of `a`: within [`SPEECH_RANGE`] of its loudest frame, by mean log-mel
+/// of its first `n_mels` rows (the mel bands, without any pitch rows after them).
+fn speech_frames(a: &Mel, n_mels: usize) -> Vec<usize> {
+    let n = n_mels.min(a.n_mels);
     let loudness: Vec<f32> = (0..a.frames)
-        .map(|t| (0..a.n_mels).map(|m| a.data[m * a.frames + t]).sum::<f32>() / a.n_mels as f32)
+        .map(|t| (0..n).map(|m| a.data[m * a.frames + t]).sum::<f32>() / n as f32)
         .collect();
     let top = loudness.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     (0..a.frames).filter(|&t| loudness[t] >= top - SPEECH_RANGE).collect()

@@ -292,7 +292,8 @@ impl FrameModel {
             cat: vec![0.0; w.in_conv.c_in],
             h: vec![0.0; c_h],
             y: vec![0.0; c_h],
-            code: vec![0.0; w.mean.c_out],
+            // The code, then the pitch channels the decoder reads beside it (if any).
+            code: vec![0.0; w.dec_in.c_in],
         };
         let mut m = Self {
             passes: [State::new(&w), State::new(&w)],
@@ -422,8 +423,25 @@ impl FrameModel {
     /// Converts the next frame `x` (`n_mels` log-mel values) into `out` (`n_mels`).
     ///
     /// # Errors
-    /// [`Error::Input`] for slices of the wrong length.
+    /// [`Error::Input`] for slices of the wrong length; a model that reads the source's pitch
+    /// (use [`step_pitched`](Self::step_pitched)).
     pub fn step(&mut self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        self.step_pitched(x, &[], out)
+    }
+
+    /// Pitch values a frame reads besides its mel bands: [`crate::config::PITCH_CHANNELS`] for a
+    /// model with `decoder.f0`, else 0.
+    pub fn pitch_channels(&self) -> usize {
+        self.w.dec_in.c_in - self.w.mean.c_out
+    }
+
+    /// [`step`](Self::step) with the frame's pitch values (see
+    /// [`voxswap_audio::pitch::PitchNormalizer`]; [`pitch_channels`](Self::pitch_channels) of
+    /// them, none for a model without `decoder.f0`). No allocation.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for slices of the wrong length.
+    pub fn step_pitched(&mut self, x: &[f32], pitch: &[f32], out: &mut [f32]) -> Result<()> {
         let n = self.w.n_mels;
         if x.len() != n || out.len() != n {
             return Err(Error::Input(format!(
@@ -431,6 +449,17 @@ impl FrameModel {
                 x.len(),
                 out.len()
             )));
+        }
+        if pitch.len() != self.pitch_channels() {
+            return Err(Error::Input(format!(
+                "this model reads {} pitch values a frame, got {}",
+                self.pitch_channels(),
+                pitch.len()
+            )));
+        }
+        let c = self.w.mean.c_out;
+        for sc in &mut self.scratch {
+            sc.code[c..].copy_from_slice(pitch);
         }
         let f = self.frames;
         match self.refresh {
@@ -564,7 +593,8 @@ fn pass(
     w.mean
         .apply(&c0.h, &mut c0.code, dual.then_some((&c1.h[..], &mut c1.code[..])));
     if let Some(book) = &w.codebook {
-        each!(|_s, c| quantize(book, &mut c.code));
+        let n = w.mean.c_out;
+        each!(|_s, c| quantize(book, &mut c.code[..n]));
     }
     // The decoder.
     w.dec_in
@@ -738,6 +768,109 @@ mod tests {
                 "{refresh:?}: {}",
                 max_diff(&ones, &frames)
             );
+        }
+    }
+
+    /// A pitch input `[1, 2, t]` as the engine makes it: a rising and falling contour with
+    /// unvoiced gaps, normalised by the source's running statistics.
+    fn pitch(t: usize, semitones: f64) -> Tensor {
+        let f0: Vec<f64> = (0..t)
+            .map(|i| {
+                if i % 7 == 3 {
+                    0.0
+                } else {
+                    120.0 * 2f64.powf((semitones * (i as f64 * 0.4).sin()) / 12.0)
+                }
+            })
+            .collect();
+        let v = voxswap_audio::pitch::PitchNormalizer::normalize(&f0);
+        Tensor::from_vec(v, (1, 2, t), &Device::Cpu).unwrap()
+    }
+
+    /// A model that reads the source's pitch: frame by frame equals the tensor stream (whole
+    /// and one frame at a time, with a refresh period), the stream without refresh equals the
+    /// offline conversion, the contour changes the output, and a missing pitch is refused.
+    #[test]
+    fn pitch_conditioned_model_streams_as_it_converts() {
+        let t = 23;
+        let (x, p) = (mel(t), pitch(t, 4.0));
+        for refresh in [None, Some(5)] {
+            let mut cfg = ModelConfig::tiny_f0();
+            cfg.norm_refresh = refresh;
+            let m = model(&cfg);
+            let spk = m.speaker.forward(&x).unwrap();
+            let spk_v = spk.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut sc = StreamingConverter::new(m.clone(), spk.clone()).unwrap();
+            let whole = sc.step_pitched(&x, Some(&p)).unwrap();
+            let scale = whole
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .max(1.0);
+            sc.reset();
+            let ones: Vec<Tensor> = (0..t)
+                .map(|i| {
+                    sc.step_pitched(&x.narrow(2, i, 1).unwrap(), Some(&p.narrow(2, i, 1).unwrap()))
+                        .unwrap()
+                })
+                .collect();
+            let ones = Tensor::cat(&ones, 2).unwrap();
+            assert!(
+                max_diff(&whole, &ones) < 1e-4 * scale,
+                "{refresh:?}: {}",
+                max_diff(&whole, &ones)
+            );
+            let mut fm = FrameModel::new(&m, &spk_v).unwrap();
+            assert_eq!(fm.pitch_channels(), 2);
+            let xs = x
+                .squeeze(0)
+                .unwrap()
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let ps = p
+                .squeeze(0)
+                .unwrap()
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let mut out = vec![0f32; t * 80];
+            for i in 0..t {
+                fm.step_pitched(&xs[i], &ps[i], &mut out[i * 80..(i + 1) * 80]).unwrap();
+            }
+            let frames = Tensor::from_vec(out, (1, t, 80), &Device::Cpu)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            assert!(
+                max_diff(&whole, &frames) < 1e-4 * scale,
+                "{refresh:?}: {}",
+                max_diff(&whole, &frames)
+            );
+            if refresh.is_none() {
+                let offline = m.convert_pitched(&x, &spk, Some(&p)).unwrap();
+                assert!(
+                    max_diff(&whole, &offline) < 1e-4 * scale,
+                    "{}",
+                    max_diff(&whole, &offline)
+                );
+            }
+            let flat = m.convert_pitched(&x, &spk, Some(&pitch(t, 0.0))).unwrap();
+            assert!(max_diff(&flat, &whole) > 1e-3, "the contour changed nothing");
+            assert!(fm.step(&xs[0], &mut [0.0; 80]).is_err());
+            let err = m.convert(&x, &spk).unwrap_err().to_string();
+            assert!(err.contains("pitch"), "{err}");
         }
     }
 

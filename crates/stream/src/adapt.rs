@@ -72,7 +72,8 @@ pub struct SourceVoice {
 pub fn measure_source(conv: &VoiceConverter, audio: &[f32]) -> Result<Option<SourceVoice>> {
     let fe = &conv.config().frontend;
     let mut logmel = LogMel::new(fe)?;
-    let mel = logmel.compute(audio);
+    // What the source's conversion reads (with its pitch, for a model that reads it).
+    let mel = conv.features(audio)?;
     if mel.frames < conv.min_frames() {
         return Ok(None);
     }

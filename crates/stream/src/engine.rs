@@ -18,7 +18,9 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use voxswap_audio::{ChunkResampler, FrontendConfig, Limiter, StreamingLogMel};
+use voxswap_audio::{ChunkResampler, FrontendConfig, Limiter};
+
+use crate::features::FeatureFrames;
 use voxswap_model::{FrameModel, SpeakerEmbedding, StreamingConverter, VoiceConverter};
 
 use crate::adapt::{adapt, measure_source, Adaptation};
@@ -240,7 +242,8 @@ pub struct Engine {
     conv: VoiceConverter,
     model: ModelPath,
     to_model: ChunkResampler,
-    logmel: StreamingLogMel,
+    /// The log-mel frames (and pitch frames, for a model that reads them) waiting for the model.
+    features: FeatureFrames,
     vocoder: Box<dyn Vocoder>,
     from_model: ChunkResampler,
     limiter: Limiter,
@@ -261,7 +264,6 @@ pub struct Engine {
     glide_pos: usize,
     // Buffers, reused.
     x16: Vec<f32>,
-    frames: Vec<f32>,
     wave16: Vec<f32>,
     wave_out: Vec<f32>,
     limited: Vec<f32>,
@@ -329,7 +331,6 @@ impl Engine {
         let from_model = ChunkResampler::with_chunk(fe.sample_rate, cfg.output_rate, chunk(fe.sample_rate))?;
         let limiter = Limiter::output(cfg.output_rate)?;
         let dry_resampler = ChunkResampler::with_chunk(cfg.input_rate, cfg.output_rate, chunk(cfg.input_rate))?;
-        let logmel = StreamingLogMel::new(&fe)?;
         let adapt = match cfg.adaptation.measures_source() && !cfg.resynthesis {
             true => Some(LiveAdapt::start(conv, voice, cfg.adaptation, fe.sample_rate)?),
             false => None,
@@ -348,7 +349,13 @@ impl Engine {
             second(fe.sample_rate),
             second(fe.sample_rate) / fe.hop_length * fe.n_mels,
         );
+        let features = FeatureFrames::new(
+            &fe,
+            conv.config().decoder.f0 && !cfg.resynthesis,
+            frames_cap / fe.n_mels,
+        )?;
         let mut e = Self {
+            features,
             gain: 10f64.powf(cfg.gain_db / 20.0) as f32,
             dry_resampler,
             // Buffers sized for pushes of up to a second (the audio threads' callbacks are far
@@ -362,7 +369,6 @@ impl Engine {
             conv: conv.clone(),
             model,
             to_model,
-            logmel,
             vocoder,
             from_model,
             skip_limiter: if cfg.limiter { limiter.latency() } else { 0 },
@@ -372,7 +378,6 @@ impl Engine {
             glide_frames: 0,
             glide_pos: 0,
             x16: Vec::with_capacity(sr16),
-            frames: Vec::with_capacity(frames_cap),
             wave16: Vec::with_capacity(sr16),
             wave_out: Vec::with_capacity(second(cfg.output_rate)),
             limited: Vec::with_capacity(second(cfg.output_rate)),
@@ -406,7 +411,7 @@ impl Engine {
             },
             StageLatency {
                 stage: "framing (a frame every hop) and the analysis window's look-ahead".into(),
-                seconds: (hop - 1.0 + self.logmel.latency_samples() as f64) / sr16,
+                seconds: (hop - 1.0 + self.features.latency_samples() as f64) / sr16,
             },
             StageLatency {
                 stage: format!("model steps of {} frame(s)", self.cfg.model_frames),
@@ -578,8 +583,7 @@ impl Engine {
         self.to_model.push(input, &mut self.x16)?;
         self.feed_adaptation();
         self.n16_in += self.x16.len() as u64;
-        let frames = &mut self.frames;
-        self.logmel.push(&self.x16, |f| frames.extend_from_slice(f));
+        self.features.push(&self.x16);
         self.run_frames(false)?;
         self.emit(out, false);
         Ok(())
@@ -597,9 +601,8 @@ impl Engine {
         self.x16.clear();
         self.to_model.finish(&mut self.x16)?;
         self.n16_in += self.x16.len() as u64;
-        let frames = &mut self.frames;
-        self.logmel.push(&self.x16, |f| frames.extend_from_slice(f));
-        self.logmel.finish(|f| frames.extend_from_slice(f));
+        self.features.push(&self.x16);
+        self.features.finish();
         self.run_frames(true)?;
         self.emit(out, true);
         Ok(())
@@ -677,7 +680,7 @@ impl Engine {
         let f = self.cfg.model_frames;
         self.wave16.clear();
         loop {
-            let have = self.frames.len() / n_mels;
+            let have = self.features.ready();
             let take = if have >= f {
                 f
             } else if last && have > 0 {
@@ -694,7 +697,8 @@ impl Engine {
                     apply_to(&mut self.model, &self.conv, &self.to)?;
                 }
             }
-            let chunk = &self.frames[..take * n_mels];
+            let (chunk, pitch) = self.features.frames(take);
+            let p = self.features.pitch_channels();
             if self.cfg.resynthesis {
                 for t in 0..take {
                     self.vocoder
@@ -704,8 +708,8 @@ impl Engine {
                 match &mut self.model {
                     ModelPath::Frames(m, y) => {
                         y.resize(take * n_mels, 0.0);
-                        for (x, y) in chunk.chunks_exact(n_mels).zip(y.chunks_exact_mut(n_mels)) {
-                            m.step(x, y)?;
+                        for (t, (x, y)) in chunk.chunks_exact(n_mels).zip(y.chunks_exact_mut(n_mels)).enumerate() {
+                            m.step_pitched(x, &pitch[t * p..(t + 1) * p], y)?;
                         }
                         for y in y.chunks_exact(n_mels) {
                             self.vocoder.push(y, &mut self.wave16)?;
@@ -714,7 +718,11 @@ impl Engine {
                     ModelPath::Tensors(m) => {
                         // Frame-major to [1, n_mels, take].
                         let x = Tensor::from_slice(chunk, (1, take, n_mels), &Device::Cpu)?.transpose(1, 2)?;
-                        let y = m.step(&x)?.squeeze(0)?.t()?.contiguous()?;
+                        let pt = match p {
+                            0 => None,
+                            p => Some(Tensor::from_slice(pitch, (1, take, p), &Device::Cpu)?.transpose(1, 2)?),
+                        };
+                        let y = m.step_pitched(&x, pt.as_ref())?.squeeze(0)?.t()?.contiguous()?;
                         let y = y.flatten_all()?.to_vec1::<f32>()?;
                         for t in 0..take {
                             self.vocoder.push(&y[t * n_mels..(t + 1) * n_mels], &mut self.wave16)?;
@@ -723,7 +731,7 @@ impl Engine {
                 }
             }
             self.stats.record(t0.elapsed());
-            self.frames.drain(..take * n_mels);
+            self.features.drain(take);
             self.frames_done += take as u64;
         }
         if last {

@@ -10,11 +10,12 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use voxswap_audio::{
     resample, AudioReader, ChannelMix, ChunkResampler, FrontendConfig, GriffinLimConfig, Limiter, LoudnessMeter, Mel,
-    StreamingLogMel, WavFormat, WavWriter,
+    WavFormat, WavWriter,
 };
 use voxswap_model::{NeuralVocoder, SpeakerEmbedding, VoiceConverter};
 
 use crate::adapt::{adapt, measure_source, Adaptation};
+use crate::features::{features_mel, FeatureFrames};
 use crate::{
     BlockGl, ComputeStats, Engine, EngineConfig, Error, Neural, NeuralFrames, Result, StageLatency, StreamingGl,
     Vocoder,
@@ -208,18 +209,17 @@ pub fn convert_file(
     let total = reader.info().frames;
     progress(0, total);
     let mut to_model = ChunkResampler::new(src_rate, fe.sample_rate)?;
-    let mut logmel = StreamingLogMel::new(&fe)?;
+    let mut features = FeatureFrames::new(&fe, job.conv.config().decoder.f0, BLOCK_FRAMES)?;
     let mut stream = job.conv.stream(speaker)?;
     let mut vocoder = job.offline_vocoder()?;
     let n_mels = fe.n_mels;
-    let mut frames: Vec<f32> = Vec::new(); // frame-major mel frames waiting for the model
     let mut wave = Vec::new();
     let mut n_model_samples = 0u64;
     let mut buf = Vec::with_capacity(1 << 16);
     let mut x16 = Vec::new();
     // The model on `frames` (all of them when `last`), its output into the vocoder.
-    let mut convert_frames = |frames: &mut Vec<f32>, last: bool, wave: &mut Vec<f32>| -> Result<()> {
-        let n = frames.len() / n_mels;
+    let mut convert_frames = |frames: &mut FeatureFrames, last: bool, wave: &mut Vec<f32>| -> Result<()> {
+        let n = frames.ready();
         let take = match &stream {
             Some(_) if last || n >= BLOCK_FRAMES => n,
             None if last => n,
@@ -228,11 +228,16 @@ pub fn convert_file(
         if take == 0 {
             return Ok(());
         }
-        let mel = Mel::from_frames(n_mels, &frames[..take * n_mels]);
+        let (m, p) = frames.frames(take);
+        let mel = features_mel(n_mels, m, p);
         let converted = match stream.as_mut() {
             Some(s) => {
-                let x = Tensor::from_slice(&mel.data, (1, n_mels, take), &Device::Cpu)?;
-                let y = s.step(&x)?.squeeze(0)?.to_vec2::<f32>()?;
+                let x = Tensor::from_slice(&mel.data, (1, mel.n_mels, take), &Device::Cpu)?;
+                let (x, pitch) = match mel.n_mels - n_mels {
+                    0 => (x, None),
+                    p => (x.narrow(1, 0, n_mels)?, Some(x.narrow(1, n_mels, p)?)),
+                };
+                let y = s.step_pitched(&x, pitch.as_ref())?.squeeze(0)?.to_vec2::<f32>()?;
                 Mel {
                     n_mels,
                     frames: take,
@@ -241,7 +246,7 @@ pub fn convert_file(
             }
             None => job.conv.convert(&mel, speaker)?,
         };
-        frames.drain(..take * n_mels);
+        frames.drain(take);
         vocoder.push_mel(&converted, wave)?;
         if last {
             vocoder.finish(wave)?;
@@ -257,17 +262,17 @@ pub fn convert_file(
         x16.clear();
         to_model.push(&buf, &mut x16)?;
         n_model_samples += x16.len() as u64;
-        logmel.push(&x16, |f| frames.extend_from_slice(f));
-        convert_frames(&mut frames, false, &mut wave)?;
+        features.push(&x16);
+        convert_frames(&mut features, false, &mut wave)?;
         sink.emit(&wave)?;
         wave.clear();
     }
     x16.clear();
     to_model.finish(&mut x16)?;
     n_model_samples += x16.len() as u64;
-    logmel.push(&x16, |f| frames.extend_from_slice(f));
-    logmel.finish(|f| frames.extend_from_slice(f));
-    convert_frames(&mut frames, true, &mut wave)?;
+    features.push(&x16);
+    features.finish();
+    convert_frames(&mut features, true, &mut wave)?;
     // The vocoder gives a hop per frame: cut back to the source's length.
     let keep = n_model_samples.saturating_sub(sink.n).min(wave.len() as u64) as usize;
     sink.emit(&wave[..keep])?;

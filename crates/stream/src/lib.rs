@@ -26,6 +26,7 @@
 pub mod adapt;
 pub mod engine;
 mod error;
+pub mod features;
 pub mod file;
 pub mod stats;
 pub mod vocoder;

@@ -126,6 +126,28 @@ pub(crate) fn read_legacy(path: &Path, stamp: (u64, u64)) -> Option<Mel> {
     Some(Mel { n_mels, frames, data })
 }
 
+/// The features of one file for a model that reads the source's pitch: its log-mel's
+/// `n_mels` rows, then the [`voxswap_audio::pitch::PITCH_CHANNELS`] rows of
+/// [`voxswap_audio::pitch::pitch_features`] (normalised log-F0, voicing); `pitch` false gives
+/// the log-mel alone ([`compute_mel`]).
+pub fn compute_features(path: &Path, cfg: &FrontendConfig, pitch: bool) -> Result<Mel> {
+    let audio = read_mono(path, ChannelMix::Downmix)?;
+    let x = resample(&audio.samples, audio.sample_rate, cfg.sample_rate)?;
+    let mut mel = LogMel::new(cfg)?.compute(&x);
+    if pitch {
+        let p = voxswap_audio::pitch::pitch_features(&x, cfg);
+        if p.len() != voxswap_audio::pitch::PITCH_CHANNELS * mel.frames {
+            return Err(file_err(
+                path,
+                format!("pitch track of {} values for {} mel frames", p.len(), mel.frames),
+            ));
+        }
+        mel.data.extend_from_slice(&p);
+        mel.n_mels += voxswap_audio::pitch::PITCH_CHANNELS;
+    }
+    Ok(mel)
+}
+
 /// Log-mel of one file at the frontend's rate.
 pub fn compute_mel(path: &Path, cfg: &FrontendConfig) -> Result<Mel> {
     let audio = read_mono(path, ChannelMix::Downmix)?;
@@ -147,6 +169,28 @@ pub fn load_store(
 ) -> Result<(FeatureStore, Vec<usize>, UpdateReport)> {
     let mut store = FeatureStore::open(&cache.join(frontend_hash(cfg)), cfg.n_mels)?;
     let (ids, report) = store.update(corpus, utts, cfg, progress)?;
+    Ok((store, ids, report))
+}
+
+/// [`load_store`] for a model that reads the source's pitch: a store of its own
+/// (`cache/<frontend hash>-f0/`) whose frames hold the log-mel, then the pitch channels
+/// ([`compute_features`]).
+///
+/// # Errors
+/// As [`load_store`].
+pub fn load_pitch_store(
+    corpus: &Path,
+    utts: &[Utterance],
+    cache: &Path,
+    cfg: &FrontendConfig,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(FeatureStore, Vec<usize>, UpdateReport)> {
+    let bands = cfg.n_mels + voxswap_audio::pitch::PITCH_CHANNELS;
+    let mut store = FeatureStore::open(&cache.join(format!("{}-f0", frontend_hash(cfg))), bands)?;
+    let compute = |u: &Utterance, _: &str, _: (u64, u64)| -> Result<(Mel, bool)> {
+        Ok((compute_features(&u.path, cfg, true)?, false))
+    };
+    let (ids, report) = store.update_with(corpus, utts, &compute, progress)?;
     Ok((store, ids, report))
 }
 

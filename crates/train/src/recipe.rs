@@ -108,6 +108,19 @@ pub enum SpeakerReference {
 pub struct TrainSection {
     /// Total optimiser steps.
     pub steps: u64,
+    /// Weights to start from when the run has no checkpoint yet (a model folder or its
+    /// `model.safetensors`, such as `pretrained/`): every tensor of the same name and shape is
+    /// taken; a decoder input layer that reads more channels now (`decoder.f0` added) takes
+    /// the old channels' weights and starts the new ones at zero, so that the run starts from
+    /// exactly the old model's conversions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_weights: Option<PathBuf>,
+    /// The run's snapshot: a model folder (tracked in the repository, half precision) that
+    /// `voxswap train --snapshot` replaces with the newest checkpoint's weights and step. When
+    /// the run has no checkpoint (a new machine), it resumes from the snapshot's weights and
+    /// step, with a fresh optimiser state; it takes precedence over `init_weights`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<PathBuf>,
     /// Segments per batch.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -235,6 +248,19 @@ pub struct OutputSection {
 pub struct VocoderSection {
     /// Total optimiser steps.
     pub steps: u64,
+    /// Weights to start from when the run has no checkpoint yet (a model folder or its
+    /// `model.safetensors`, such as `pretrained/`): every tensor of the same name and shape is
+    /// taken; a decoder input layer that reads more channels now (`decoder.f0` added) takes
+    /// the old channels' weights and starts the new ones at zero, so that the run starts from
+    /// exactly the old model's conversions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_weights: Option<PathBuf>,
+    /// The run's snapshot: a model folder (tracked in the repository, half precision) that
+    /// `voxswap train --snapshot` replaces with the newest checkpoint's weights and step. When
+    /// the run has no checkpoint (a new machine), it resumes from the snapshot's weights and
+    /// step, with a fresh optimiser state; it takes precedence over `init_weights`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<PathBuf>,
     /// Segments per batch.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -387,6 +413,8 @@ impl Recipe {
         for p in [&mut r.data.corpus, &mut r.data.cache, &mut r.output.dir]
             .into_iter()
             .chain(r.data.phonemes.as_mut())
+            .chain(r.train.init_weights.as_mut())
+            .chain(r.train.snapshot.as_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);

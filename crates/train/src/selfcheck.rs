@@ -72,6 +72,7 @@ pub fn check_device(device: &Device) -> Result<SelfCheck> {
             speaker: batch.speaker.to_device(device)?,
             noise: batch.noise.to_device(device)?,
             speakers: None,
+            pitch: batch.pitch.as_ref().map(|p| p.to_device(device)).transpose()?,
         };
         let cpu_params = named(&cpu_vars)?;
         let dev_params = named(&dev_vars)?;

@@ -57,6 +57,8 @@ pub struct StepBatch {
     pub noise: Tensor,
     /// Each segment's training speaker (`[B]`, u32), for the speaker adversary.
     pub speakers: Option<Tensor>,
+    /// The segments' pitch (`[B, 2, T]`), for a model with `decoder.f0`.
+    pub pitch: Option<Tensor>,
 }
 
 impl StepBatch {
@@ -68,6 +70,7 @@ impl StepBatch {
             speaker: x.clone(),
             noise: noise.clone(),
             speakers: None,
+            pitch: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl StepBatch {
             speaker: self.speaker.narrow(0, start, len)?,
             noise: self.noise.narrow(0, start, len)?,
             speakers: self.speakers.as_ref().map(|s| s.narrow(0, start, len)).transpose()?,
+            pitch: self.pitch.as_ref().map(|s| s.narrow(0, start, len)).transpose()?,
         })
     }
 }
@@ -108,7 +112,9 @@ pub fn conversions(model: &AdaInVc, out: &voxswap_model::AeOutput) -> Result<Opt
         return Ok(None);
     }
     let rolled = Tensor::cat(&[out.speaker.narrow(0, 1, n - 1)?, out.speaker.narrow(0, 0, 1)?], 0)?.detach();
-    let converted = model.decoder.forward(&out.code, &rolled)?;
+    let converted = model
+        .decoder
+        .forward(&model.with_pitch(&out.code, out.pitch.as_ref())?, &rolled)?;
     Ok(Some((rolled, converted)))
 }
 
@@ -181,7 +187,7 @@ pub fn forward_backward_with(
             batch.narrow(start, len)?
         };
         let xs = &part.target;
-        let out = model.forward_split(xs, &part.content, &part.speaker, &part.noise)?;
+        let out = model.forward_pitched(xs, &part.content, &part.speaker, &part.noise, part.pitch.as_ref())?;
         let loss = ae_loss(xs, &out, lambda_rec, lambda_kl)?;
         let (total, adv) = match (extras.adversary, &part.speakers) {
             (Some((a, lambda)), Some(labels)) => {
@@ -399,6 +405,7 @@ mod tests {
                 speaker,
                 noise,
                 speakers: None,
+                pitch: None,
             };
             let sharded = forward_backward(&model, &params, &batch, 10.0, 0.5).unwrap();
             let out = model

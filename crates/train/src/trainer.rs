@@ -16,7 +16,7 @@ use voxswap_model::{init, AdaInVc, ModelConfig};
 
 use crate::adversary::SpeakerAdversary;
 use crate::data::PhoneUtt;
-use crate::data::{load_store, scan_corpus, warp_batch, Dataset};
+use crate::data::{load_pitch_store, load_store, scan_corpus, warp_batch, Dataset};
 use crate::discriminator::MelDiscriminator;
 use crate::error::file_err;
 use crate::loss::ae_loss;
@@ -183,7 +183,8 @@ pub fn checkpoints_dir(recipe: &Recipe) -> PathBuf {
 pub fn extract_features(recipe: &Recipe, features: &(dyn Fn(usize, usize) + Sync)) -> Result<(usize, usize)> {
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
-    let (store, ids, _) = load_store(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
+    let load = if cfg.decoder.f0 { load_pitch_store } else { load_store };
+    let (store, ids, _) = load(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
     Ok((utts.len(), ids.iter().map(|&id| store.entry(id).frames).sum()))
 }
 
@@ -227,7 +228,10 @@ pub fn train(
 pub fn load_dataset(recipe: &Recipe, features: &(dyn Fn(usize, usize) + Sync)) -> Result<Dataset> {
     let cfg = recipe.model_config()?;
     let utts = scan_corpus(&recipe.data.corpus)?;
-    let (store, ids, _) = load_store(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
+    // A model that reads the source's pitch trains on frames holding the log-mel and the pitch
+    // channels together (split again by `ModelTask::step`).
+    let load = if cfg.decoder.f0 { load_pitch_store } else { load_store };
+    let (store, ids, _) = load(&recipe.data.corpus, &utts, &recipe.data.cache, &cfg.frontend, features)?;
     Dataset::from_store(
         &recipe.data.corpus,
         &utts,
@@ -318,6 +322,8 @@ pub fn train_on(
             ));
         }
         last_ckpt = Some((state.step, path.clone()));
+    } else if let Some(step) = warm_start(recipe, &vars, device, observer)? {
+        opt.step = step;
     }
     let start = opt.step;
     let log_path = recipe.output.dir.join("train.jsonl");
@@ -501,7 +507,7 @@ impl Task for ModelTask<'_> {
         // what an uninterrupted one would.
         let mut rng = rand::rngs::StdRng::seed_from_u64(recipe.train.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step);
         let picks = data.pick(&mut rng, recipe.train.batch_size);
-        let x = data.segments(&picks, device)?;
+        let (x, pitch) = split_pitch(&data.segments(&picks, device)?, cfg)?;
         let n_noise = recipe.train.batch_size * cfg.content.c_out * code_frames;
         let noise: Vec<f32> = (0..n_noise).map(|_| StandardNormal.sample(&mut rng)).collect();
         let noise = Tensor::from_vec(noise, (recipe.train.batch_size, cfg.content.c_out, code_frames), device)?;
@@ -522,7 +528,10 @@ impl Task for ModelTask<'_> {
         let speaker = match recipe.train.speaker_reference {
             SpeakerReference::Same => x.clone(),
             // The reference is warped like its segment: the same (perhaps made-up) voice.
-            SpeakerReference::Other => warp(&data.segments(&data.references(&mut rng, &picks), device)?, &voice)?,
+            SpeakerReference::Other => warp(
+                &split_pitch(&data.segments(&data.references(&mut rng, &picks), device)?, cfg)?.0,
+                &voice,
+            )?,
         };
         // The denoising auto-encoder's corruption, drawn last (runs without it draw as before).
         let content = match &self.corruption {
@@ -551,6 +560,7 @@ impl Task for ModelTask<'_> {
             speaker,
             noise,
             speakers,
+            pitch,
         };
         let mut sg = step::forward_backward_with(
             self.model,
@@ -576,7 +586,7 @@ impl Task for ModelTask<'_> {
             let mut labels = Vec::with_capacity(recipe.train.phone_batch);
             for _ in 0..recipe.train.phone_batch {
                 let p = &list[rng.random_range(0..list.len())];
-                let mel = data.utterance(p.speaker, p.utt, cfg.frame_multiple(), device)?;
+                let mel = split_pitch(&data.utterance(p.speaker, p.utt, cfg.frame_multiple(), device)?, cfg)?.0;
                 let mel = if recipe.train.content_warp != 0.0 {
                     let f = warp_factor(&mut rng, recipe.train.content_warp);
                     warp_batch(&mel, &[f], &cfg.frontend)?
@@ -643,12 +653,116 @@ impl Task for ModelTask<'_> {
     }
 }
 
+/// The snapshot's step file (beside its weights).
+pub const SNAPSHOT_STEP_FILE: &str = "step";
+
+/// Starts a run that has no checkpoint from the recipe's snapshot (weights and step) or its
+/// `init_weights` (weights, step 0), whichever it has (see [`crate::recipe::TrainSection`]).
+/// Returns the step to go on from when a snapshot was read.
+fn warm_start(recipe: &Recipe, vars: &VarMap, device: &Device, observer: &mut dyn Observer) -> Result<Option<u64>> {
+    let weights = |p: &Path| -> PathBuf {
+        if p.is_dir() {
+            p.join(voxswap_model::io::WEIGHTS_FILE)
+        } else {
+            p.to_path_buf()
+        }
+    };
+    if let Some(dir) = &recipe.train.snapshot {
+        let step_path = dir.join(SNAPSHOT_STEP_FILE);
+        if step_path.exists() {
+            let text =
+                std::fs::read_to_string(&step_path).map_err(|e| file_err(&step_path, format!("cannot read: {e}")))?;
+            let step: u64 = text
+                .trim()
+                .parse()
+                .map_err(|_| file_err(&step_path, format!("`{}` is not a step number", text.trim())))?;
+            let (taken, widened) = load_weights(&weights(dir), vars, device)?;
+            observer.note(&format!(
+                "no checkpoint: resumed from the snapshot in {} at step {step} ({taken} tensors, {widened} widened; optimiser state starts afresh)",
+                dir.display()
+            ));
+            return Ok(Some(step));
+        }
+    }
+    if let Some(p) = &recipe.train.init_weights {
+        let (taken, widened) = load_weights(&weights(p), vars, device)?;
+        observer.note(&format!(
+            "started from the weights in {} ({taken} tensors taken, {widened} widened with zeros)",
+            p.display()
+        ));
+    }
+    Ok(None)
+}
+
+/// Copies the tensors of the safetensors file `path` into `vars` by name: the same shape is
+/// taken whole; a variable wider only in dimension 1 (an input layer that reads more channels)
+/// takes the file's values in its first channels and zeros in the rest. Returns (taken,
+/// widened).
+///
+/// # Errors
+/// An unreadable file; a tensor whose shape fits neither way.
+fn load_weights(path: &Path, vars: &VarMap, device: &Device) -> Result<(usize, usize)> {
+    let file = candle_core::safetensors::load(path, device)
+        .map_err(|e| file_err(path, format!("cannot read weights: {e}")))?;
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| crate::Error::Candle(candle_core::Error::Msg("variable map poisoned".into())))?;
+    let (mut taken, mut widened) = (0, 0);
+    for (name, var) in data.iter() {
+        let Some(t) = file.get(name) else { continue };
+        let t = t.to_dtype(DType::F32)?;
+        let (have, want) = (t.dims().to_vec(), var.dims().to_vec());
+        if have == want {
+            var.set(&t)?;
+            taken += 1;
+        } else if have.len() == want.len()
+            && have.len() >= 2
+            && have[1] < want[1]
+            && have.iter().zip(&want).enumerate().all(|(i, (a, b))| i == 1 || a == b)
+        {
+            let mut pad = want.clone();
+            pad[1] = want[1] - have[1];
+            var.set(&Tensor::cat(&[&t, &Tensor::zeros(pad, DType::F32, device)?], 1)?)?;
+            widened += 1;
+        } else {
+            return Err(file_err(
+                path,
+                format!("`{name}` is {have:?} in the file and {want:?} in the model"),
+            ));
+        }
+    }
+    if taken + widened == 0 {
+        return Err(file_err(path, "holds none of the model's tensors"));
+    }
+    Ok((taken, widened))
+}
+
+/// A batch of the dataset's frames `[B, bands, T]` as the log-mel and, for a model that reads
+/// the source's pitch, the pitch channels after it (see [`load_pitch_store`]).
+fn split_pitch(x: &Tensor, cfg: &ModelConfig) -> Result<(Tensor, Option<Tensor>)> {
+    let n = cfg.frontend.n_mels;
+    let bands = x.dim(1)?;
+    let p = cfg.decoder.pitch_channels();
+    if bands != n + p {
+        return Err(crate::Error::Candle(candle_core::Error::Msg(format!(
+            "the features have {bands} bands a frame, the model reads {n} mel bands and {p} pitch channels"
+        ))));
+    }
+    if p == 0 {
+        return Ok((x.clone(), None));
+    }
+    Ok((x.narrow(1, 0, n)?.contiguous()?, Some(x.narrow(1, n, p)?.contiguous()?)))
+}
+
 fn validate(model: &AdaInVc, cfg: &ModelConfig, valid: &[Tensor], recipe: &Recipe, step: u64) -> Result<LogRecord> {
     let (mut rec, mut kl, mut n) = (0.0f32, 0.0f32, 0.0f32);
     for x in valid {
+        let (x, pitch) = split_pitch(x, cfg)?;
+        let x = &x;
         let (b, _, t) = x.dims3()?;
         let noise = Tensor::zeros((b, cfg.content.c_out, t / cfg.frame_multiple()), DType::F32, x.device())?;
-        let out = model.forward(x, &noise)?;
+        let out = model.forward_pitched(x, x, x, &noise, pitch.as_ref())?;
         let l = ae_loss(x, &out, recipe.train.lambda_rec, recipe.train.lambda_kl)?;
         rec += l.rec.to_scalar::<f32>()? * b as f32;
         kl += l.kl.to_scalar::<f32>()? * b as f32;
@@ -721,5 +835,59 @@ impl Log {
             title,
             &[("train".to_string(), train), ("validation".to_string(), valid)],
         )?)
+    }
+}
+
+#[cfg(test)]
+mod warm_start_tests {
+    use super::*;
+    use voxswap_model::init;
+
+    /// Weights of a model without pitch input start a pitch-conditioned one: its decoder input
+    /// widened with zeros, so that it converts exactly as the old model whatever the pitch.
+    #[test]
+    fn widened_weights_convert_as_the_old_model() {
+        let dev = Device::Cpu;
+        let old_vars = VarMap::new();
+        let old = AdaInVc::new(
+            &ModelConfig::tiny_stream(),
+            VarBuilder::from_varmap(&old_vars, DType::F32, &dev),
+        )
+        .unwrap();
+        init::init_pytorch_like(&old_vars, 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        old_vars.save(&path).unwrap();
+        let vars = VarMap::new();
+        let new = AdaInVc::new(
+            &ModelConfig::tiny_f0(),
+            VarBuilder::from_varmap(&vars, DType::F32, &dev),
+        )
+        .unwrap();
+        init::init_pytorch_like(&vars, 9).unwrap();
+        let (taken, widened) = load_weights(&path, &vars, &dev).unwrap();
+        assert_eq!(widened, 1);
+        assert_eq!(taken + widened, old_vars.all_vars().len());
+        let x = Tensor::randn(0f32, 1.0, (1, 80, 16), &dev).unwrap();
+        let p = Tensor::randn(0f32, 1.0, (1, 2, 16), &dev).unwrap();
+        let spk = old.speaker.forward(&x).unwrap();
+        let a = old.convert(&x, &spk).unwrap();
+        let b = new.convert_pitched(&x, &spk, Some(&p)).unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "{d}");
+        // A tensor that fits neither way is refused, by name.
+        let small = VarMap::new();
+        let mut cfg = ModelConfig::tiny_stream();
+        cfg.decoder.c_h = 8;
+        AdaInVc::new(&cfg, VarBuilder::from_varmap(&small, DType::F32, &dev)).unwrap();
+        let err = load_weights(&path, &small, &dev).unwrap_err().to_string();
+        assert!(err.contains("in the file"), "{err}");
     }
 }
