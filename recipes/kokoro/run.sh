@@ -10,8 +10,9 @@
 #      by SHA-256), onnxruntime and numpy; the npm package kokoro-js (the voices' style tables)
 #   1  prepare data: every voice of [prepare] voices (voices.tsv: base voices and blends) reading
 #      its share of the sentences, in parallel (--jobs), 16 kHz mono, into
-#      <work>/corpus/{train,valid}/, then the mixed training corpus (<work>/mixed: these voices
-#      and recipes/synth's training voices, linked) when [prepare] mix_synth is set
+#      <work>/corpus/{train,valid}/; then, when [prepare] synth_config names one, the synthetic
+#      corpus it describes (recipes/synth's stages 0 and 1) and the mixed training corpus
+#      (<work>/mixed: both corpora's training voices, linked)
 #   2  extract features: check the corpus (voxswap data check), fill the log-mel cache
 #   3  train the model (voxswap train; resumes from the newest checkpoint, or from the committed
 #      half-precision weights of [train] resume_weights when the checkpoints are gone)
@@ -63,7 +64,7 @@ if stage 1 "prepare data"; then
   declare -A wanted=()
   i=0 total=0
   rest=$((n_sent - shared))
-  while IFS=$'\t' read -r name pa pb w speed split; do
+  while IFS=$'\t' read -r name mix speed split; do
     [[ $name = name || $name = \#* || -z $name ]] && continue
     [[ $split = train || $split = valid ]] || { echo "voices.tsv: $name: split must be train or valid" >&2; exit 2; }
     dir=$CORPUS/$split/$name
@@ -73,7 +74,7 @@ if stage 1 "prepare data"; then
       wanted[$out]=1
       total=$((total + 1))
       [[ -s $out ]] && continue
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$pa" "$pb" "$w" "$speed" "${text[k]}" "$out" >>"$jobs_file"
+      printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$mix" "$speed" "${text[k]}" "$out" >>"$jobs_file"
     done
     i=$((i + 1))
   done <"$VOICES"
@@ -107,10 +108,13 @@ if stage 1 "prepare data"; then
         printf '%s\t%s\n' "$f" "${text[k - 1]}"
       done) >"$CORPUS/$split/transcripts.tsv"
   done
-  mix=$(toml_get prepare mix_synth "")
-  if [[ -n $mix ]]; then
-    [[ $mix = /* ]] || mix=$CONFIG_DIR/$mix
-    [[ -d $mix ]] || { echo "stage 1: [prepare] mix_synth: $mix is not a corpus folder (run recipes/synth/run.sh --stop-stage 1)" >&2; exit 1; }
+  synth=$(toml_get prepare synth_config "")
+  if [[ -n $synth ]]; then
+    [[ $synth = /* ]] || synth=$CONFIG_DIR/$synth
+    # The synthetic voices (recipes/synth's stages 0 and 1 with that config).
+    bash "$REPO_ROOT/recipes/synth/run.sh" --config "$synth" --stage 0 --stop-stage 1 --jobs "$JOBS"
+    mix=$(CONFIG=$synth CONFIG_DIR=$(dirname "$synth") toml_path data corpus)
+    [[ -d $mix ]] || { echo "stage 1: $mix is not a corpus folder" >&2; exit 1; }
     mixed=$WORK/mixed
     rm -rf "$mixed.tmp"
     mkdir -p "$mixed.tmp"

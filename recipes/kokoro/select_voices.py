@@ -5,8 +5,9 @@ The distinctness filter behind voices.tsv (run by select_voices.sh with the judg
 candidate has read the shared sentences (CORPUS/{train,valid}/NAME/s0001.wav, s0002.wav...); the
 judge's speaker encoder (Resemblyzer's d-vectors, ../shared/judge) embeds them, averaged per voice.
 Base voices are all kept. A blend is kept when its cosine to every voice already kept in its split
-is below the threshold: by default the judge's own verification threshold (0.792, its equal-error
-point), so that the judge itself would call it a different speaker from each of them. Validation
+is below the threshold: by default the 5th percentile of the judge's cosine between the two probe
+utterances of one candidate voice, so that the judge tells a kept blend from every voice kept
+before it more surely than it tells two utterances of one voice apart. Validation
 blends are also checked against the training voices. Prints the kept rows, and a summary on stderr.
 """
 import argparse
@@ -23,7 +24,9 @@ def main():
     p.add_argument("candidates")
     p.add_argument("corpus")
     p.add_argument("judge")
-    p.add_argument("--threshold", type=float, default=0.792)
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="cosine below which a blend counts as a new voice; 0 (default): the 5th "
+                        "percentile of the judge's cosine between two utterances of one candidate")
     a = p.parse_args()
     spec = importlib.util.spec_from_file_location("judge", a.judge)
     judge = importlib.util.module_from_spec(spec)
@@ -35,29 +38,47 @@ def main():
         for line in f:
             if line.strip():
                 rows.append(line.rstrip("\n").split("\t"))
-    emb = {}
+    emb, same = {}, []
+    cache_path = os.path.join(a.corpus, "probe_embeddings.npz")
+    cache = dict(np.load(cache_path)) if os.path.exists(cache_path) else {}
     for r in rows:
-        name, split = r[0], r[5]
-        files = sorted(glob.glob(os.path.join(a.corpus, split, name, "s*.wav")))
+        name, split = r[0], r[3]
+        files = sorted(glob.glob(os.path.join(a.corpus, split, name, "s000[12].wav")))
         if not files:
             print(f"select_voices.py: {name}: no probe utterances; left out", file=sys.stderr)
             continue
-        e = np.mean([enc.embed(judge.load(x)) for x in files], axis=0)
+        per = []
+        for x in files:
+            key = os.path.relpath(x, a.corpus)
+            if key not in cache:
+                cache[key] = enc.embed(judge.load(x))
+            per.append(cache[key])
+        if len(per) == 2:
+            same.append(float(per[0] @ per[1]))
+        e = np.mean(per, axis=0)
         emb[name] = e / np.linalg.norm(e)
+    np.savez(cache_path, **cache)
+    # The judge's own spread between two utterances of one voice: a blend whose nearest kept
+    # voice is further than most such pairs is, to the judge, another voice.
+    if a.threshold <= 0:
+        a.threshold = float(np.percentile(same, 5))
+        print(f"threshold: {a.threshold:.3f}, the 5th percentile of the cosine between two utterances of "
+              f"one voice (median {np.median(same):.3f}, {len(same)} voices)", file=sys.stderr)
     kept = {"train": [], "valid": []}
     out = [header.rstrip("\n")]
     closest = []
-    for r in sorted((r for r in rows if r[0] in emb), key=lambda r: (r[1] != r[2], r[0])):
-        name, split = r[0], r[5]
+    base = lambda r: "," not in r[1]  # noqa: E731
+    for r in sorted((r for r in rows if r[0] in emb), key=lambda r: (not base(r), r[0])):
+        name, split = r[0], r[3]
         others = kept[split] + (kept["train"] if split == "valid" else [])
         c = max((float(emb[name] @ emb[o]) for o in others), default=0.0)
-        if r[1] == r[2] or c < a.threshold:
+        if base(r) or c < a.threshold:
             kept[split].append(name)
             out.append("\t".join(r))
-            if r[1] != r[2]:
+            if not base(r):
                 closest.append(c)
     print("\n".join(out))
-    n_blend = sum(1 for r in rows if r[1] != r[2] and r[0] in emb)
+    n_blend = sum(1 for r in rows if not base(r) and r[0] in emb)
     kept_blends = len(closest)
     print(f"kept {len(kept['train'])} training and {len(kept['valid'])} validation voices; "
           f"{kept_blends} of {n_blend} blends passed (cosine to the nearest kept voice < {a.threshold}; "

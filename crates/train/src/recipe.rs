@@ -89,6 +89,11 @@ pub struct ModelSection {
     /// `train.lambda_kl = 0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vq_codes: Option<usize>,
+    /// The source's intonation as a decoder input (`decoder.f0`, AutoVC-F0): the features
+    /// then carry a pitch track (a feature store of their own), and conversion tracks the
+    /// source's pitch as it goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub f0: bool,
 }
 
 /// Where the speaker encoder's input comes from in training (`train.speaker_reference`).
@@ -448,6 +453,7 @@ impl Recipe {
         if let Some(k) = self.model.vq_codes {
             cfg.content.vq_codes = Some(k);
         }
+        cfg.decoder.f0 |= self.model.f0;
         if cfg.temporal == voxswap_model::config::Temporal::Causal {
             let m = cfg.frame_multiple().max(1);
             let half = self.data.segment_frames / 2 / m * m;
