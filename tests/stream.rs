@@ -66,3 +66,33 @@ fn convert_stream_is_the_engine_in_chunks_and_reports_its_latency() {
         "{text}"
     );
 }
+
+/// At 11,025 and 22,050 Hz (where 10 ms is no whole number of samples, and the resamplers work
+/// in blocks of 40 and 20 ms) the engine is never late: no converted sample is replaced by
+/// silence, and the output keeps the input's length. A file converted this way once came out
+/// with 25 ms of silence every 40 ms.
+#[test]
+fn the_stream_is_never_late_at_rates_without_whole_10_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let conv = VoiceConverter::load(&m, &candle_core::Device::Cpu).unwrap();
+    let reference = read_mono(data("speech_f.wav"), ChannelMix::Downmix).unwrap();
+    let voice = conv
+        .embed(&[LogMel::new(&conv.config().frontend)
+            .unwrap()
+            .compute(&reference.samples)])
+        .unwrap();
+    let src = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    for rate in [11025u32, 22050] {
+        let x = voxswap_audio::resample(&src.samples, src.sample_rate, rate).unwrap();
+        let vocoder = Box::new(StreamingGl::new(&conv.config().frontend, 2, 8).unwrap());
+        let mut e = Engine::new(&conv, &voice, vocoder, EngineConfig::live(rate, rate)).unwrap();
+        let mut y = Vec::new();
+        for c in x.chunks((rate / 100) as usize) {
+            e.push(c, &mut y).unwrap();
+        }
+        assert_eq!(e.late_samples(), 0, "{rate} Hz: {} samples late", e.late_samples());
+        e.finish(&mut y).unwrap();
+        assert_eq!(y.len(), x.len() + e.latency_samples(), "{rate} Hz");
+    }
+}

@@ -34,6 +34,15 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
     Ok(out.take_data())
 }
 
+/// Greatest common divisor.
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// A streaming resampler: fixed-size input chunks in, variable-size output out.
 pub struct StreamResampler {
     inner: Fft<f32>,
@@ -61,8 +70,13 @@ impl StreamResampler {
                 "resampler needs positive rates and chunk size ({from_hz} -> {to_hz}, chunk {chunk_samples})"
             )));
         }
-        let inner =
-            Fft::<f32>::new(from_hz as usize, to_hz as usize, chunk_samples, 1, FixedSync::Input).map_err(rerr)?;
+        // rubato's FFT resampler works in blocks of `from / gcd(from, to)` input samples and
+        // gives nothing until a block is full, whatever chunk it is asked for (40 ms at 11,025
+        // Hz, 20 ms at 22,050 Hz). A chunk of whole blocks makes every chunk come out at once,
+        // so that the chunk (and the latency it costs) is what it says.
+        let block = (from_hz / gcd(from_hz, to_hz)) as usize;
+        let chunk = chunk_samples.div_ceil(block) * block;
+        let inner = Fft::<f32>::new(from_hz as usize, to_hz as usize, chunk, 1, FixedSync::Input).map_err(rerr)?;
         Ok(Self { inner, from_hz, to_hz })
     }
 
@@ -340,6 +354,46 @@ mod tests {
                 .zip(&got[200..got.len() - 200])
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(err < 1e-3, "{from} -> {to}: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    /// Every chunk of the resampler gives its share of output at once, at the rates where 10 ms
+    /// is no whole number of samples too (its chunk is then rounded up to whole blocks), so that
+    /// a stream never waits longer than the latency stated.
+    #[test]
+    fn every_chunk_comes_out_at_once_at_any_rate() {
+        for (from, to) in [
+            (16000u32, 11025u32),
+            (11025, 16000),
+            (16000, 22050),
+            (22050, 16000),
+            (44100, 16000),
+            (16000, 48000),
+        ] {
+            let asked = (f64::from(from) * 0.01).round() as usize;
+            let mut r = ChunkResampler::with_chunk(from, to, asked).unwrap();
+            let (mut n_in, mut n_out) = (0u64, 0u64);
+            let mut o = Vec::new();
+            for i in 0..300 {
+                o.clear();
+                let x: Vec<f32> = (0..asked)
+                    .map(|k| ((i * asked + k) as f32 * 0.01).sin() * 0.5)
+                    .collect();
+                r.push(&x, &mut o).unwrap();
+                n_in += asked as u64;
+                n_out += o.len() as u64;
+                let due = n_in * u64::from(to) / u64::from(from);
+                assert!(
+                    n_out + r.latency_samples() as u64 >= due,
+                    "{from} -> {to}: push {i}: {n_out} out of {due} due, latency {}",
+                    r.latency_samples()
+                );
+            }
         }
     }
 }
