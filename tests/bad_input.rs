@@ -221,3 +221,28 @@ fn mangled_files_never_panic() {
         outcomes.1
     );
 }
+
+/// Sources at 1–7 kHz are refused by convert, offline and streamed, with one clear line and
+/// nothing written (they once came out as full-scale noise, their loudness measured at +30 LUFS).
+#[test]
+fn convert_refuses_rates_below_8_khz() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let x: Vec<i16> = (0..4000).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect();
+    let reference = data("speech_f.wav");
+    for rate in [1000u32, 2000, 3000] {
+        let p = dir.path().join(format!("low{rate}.wav"));
+        write_pcm16(&p, &x, rate);
+        for stream in [false, true] {
+            let out = dir.path().join(format!("out{rate}{stream}.wav"));
+            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+                vec![&"convert", &p, &"-t", &reference, &"-o", &out, &"--model", &m];
+            if stream {
+                args.push(&"--stream");
+            }
+            let o = voxswap(&args);
+            assert_clean_error(&o, &p, &format!("sample rate {rate} Hz is below the 8000 Hz"));
+            assert!(!out.exists(), "{rate} Hz, stream {stream}: an output was written");
+        }
+    }
+}

@@ -23,8 +23,8 @@ use clap::{Parser, Subcommand};
 /// voxswap converts speech into another voice (AdaIN-VC), from files and live.
 ///
 /// Audio in: WAV (8/16/24/32-bit integer, 32/64-bit float, A-law, mu-law, IMA and MS ADPCM),
-/// FLAC, MP3 and Ogg Vorbis, at any sample rate from 1 kHz to 384 kHz, 1 to 8 channels (mixed to
-/// mono unless --channel picks one). Audio out: WAV.
+/// FLAC, MP3 and Ogg Vorbis, at any sample rate from 1 kHz to 384 kHz (convert: 8 kHz and up),
+/// 1 to 8 channels (mixed to mono unless --channel picks one). Audio out: WAV.
 ///
 /// Exit status: 0 on success, 1 when an input or the work fails, 2 for a bad flag; either way
 /// one line on stderr says what is wrong. Ctrl-C leaves no partial output behind.

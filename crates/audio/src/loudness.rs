@@ -29,6 +29,13 @@ impl LoudnessMeter {
     /// # Errors
     /// [`Error::Config`] for a rate the meter cannot filter at.
     pub fn new(sample_rate_hz: u32) -> Result<Self> {
+        // K-weighting's shelf sits at 1.5 kHz: below 8 kHz the filters fold over Nyquist and
+        // the figure means nothing (a 2 kHz file measured +30 LUFS).
+        if sample_rate_hz < 8000 {
+            return Err(Error::Config(format!(
+                "loudness cannot be measured at {sample_rate_hz} Hz (EBU R128 needs 8000 Hz or more)"
+            )));
+        }
         let meter = ebur128::EbuR128::new(1, sample_rate_hz, ebur128::Mode::I | ebur128::Mode::HISTOGRAM)
             .map_err(|e| Error::Config(format!("loudness meter at {sample_rate_hz} Hz: {e}")))?;
         Ok(Self {

@@ -131,6 +131,25 @@ pub const SOURCE_VOICE_SECONDS: u32 = 30;
 
 /// Frames the model converts at a time (and Griffin-Lim's block): 10 s.
 pub const BLOCK_FRAMES: usize = 1000;
+
+/// The lowest source and output rate a conversion takes: below it a recording holds too little
+/// of speech's band (up to 4 kHz) for the model, and its loudness (EBU R128's K-weighting, a
+/// shelf at 1.5 kHz) cannot be measured, so it could not be matched.
+pub const MIN_CONVERT_RATE: u32 = 8000;
+
+/// Refuses a source or output rate below [`MIN_CONVERT_RATE`], naming the file.
+fn check_rates(src: &Path, src_rate: u32, out_rate: u32) -> Result<()> {
+    for (what, rate) in [("sample rate", src_rate), ("output rate", out_rate)] {
+        if rate < MIN_CONVERT_RATE {
+            return Err(Error::Input(format!(
+                "{}: {what} {rate} Hz is below the {MIN_CONVERT_RATE} Hz that conversion needs (speech reaches 4 kHz); \
+                 resample the source first (sox in.wav -r 16000 out.wav) or choose --rate {MIN_CONVERT_RATE} or more",
+                src.display()
+            )));
+        }
+    }
+    Ok(())
+}
 /// Frames of crossfaded overlap between Griffin-Lim blocks.
 pub const OVERLAP_FRAMES: usize = 20;
 /// Loudness is matched within this (LU) before the output is written...
@@ -157,6 +176,10 @@ pub fn convert_file(
 ) -> Result<FileReport> {
     let mut warnings = Vec::new();
     let fe: FrontendConfig = job.conv.config().frontend.clone();
+    {
+        let rate = AudioReader::open(src, job.mix)?.info().sample_rate;
+        check_rates(src, rate, job.rate.unwrap_or(rate))?;
+    }
     // Pass 1: the source's loudness, and its voice from its beginning.
     let keep = if job.adaptation.measures_source() {
         SOURCE_VOICE_SECONDS
@@ -449,6 +472,7 @@ pub fn stream_file(
     let src_rate = reader.info().sample_rate;
     let total = reader.info().frames;
     let out_rate = job.rate.unwrap_or(src_rate);
+    check_rates(src, src_rate, out_rate)?;
     let vocoder = job.stream_vocoder()?;
     let cfg = EngineConfig {
         adaptation: job.adaptation,
