@@ -7,6 +7,9 @@
 #   ASR=0 bash scripts/judge_oneshot.sh …       # speaker similarity only (no Whisper: much faster)
 #   CONVERT_ARGS="--contrast 0" bash scripts/judge_oneshot.sh …   # options for voxswap convert
 #   SELF=1 bash scripts/judge_oneshot.sh …      # each voice into itself (reconstruction)
+#   SHARED=2 bash scripts/judge_oneshot.sh …    # sentences every voice reads (default 40, as
+#                                                 # recipes/synth; recipes/kokoro: 2)
+#   F0=0 bash scripts/judge_oneshot.sh …        # without the intonation figures (vc --f0)
 #   NOISE_SNR=20 bash scripts/judge_oneshot.sh … # sources with white noise at 20 dB SNR
 #                                                 # (scripts/add_noise.py; the judge still
 #                                                 # compares with the clean source)
@@ -24,6 +27,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 py=${JUDGE_PY:-$root/../judge-venv/bin/python}
 judge=$root/../shared/judge/judge.py
 bin=${VOXSWAP_BIN:-$root/target/release/voxswap}
+SHARED=${SHARED:-40}
 mkdir -p "$out/converted" "$out/resynth"
 mapfile -t spk < <(find -L "$valid" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
 mapfile -t text < "$valid/sentences.txt"
@@ -36,9 +40,17 @@ for a in "${spk[@]}"; do
   if [[ ${SELF:-0} == 1 ]]; then targets=(); for b in "${spk[@]:1}"; do targets+=("$a"); done
   else targets=(); for b in "${spk[@]}"; do [[ $a == "$b" ]] || targets+=("$b"); done; fi
   for b in "${targets[@]}"; do
-    k=$((2 + n % 37))                     # shared sentences s0002..s0038
-    s=$(printf 's%04d' "$k")
-    t1=$(printf 's%04d' $((k + 1))); t2=$(printf 's%04d' $((k + 2)))
+    if ((SHARED >= 5)); then
+      k=$((2 + n % (SHARED - 3)))         # shared sentences s0002..s(SHARED-2)
+      s=$(printf 's%04d' "$k")
+      t1=$(printf 's%04d' $((k + 1))); t2=$(printf 's%04d' $((k + 2)))
+    else
+      # Few shared sentences (recipes/kokoro: 2): the source reads the second, the judge's
+      # targets are two of the target's own other sentences.
+      k=2; s=s0002
+      mapfile -t own < <(ls "$valid/$b" | grep -v -e '^s0001.wav$' -e '^s0002.wav$' | sort | head -n 2)
+      t1=${own[0]%.wav}; t2=${own[1]%.wav}
+    fi
     c=$out/converted/${a}__${b}__$s.wav
     src=$valid/$a/$s.wav
     if [[ -n ${NOISE_SNR:-} ]]; then
@@ -55,5 +67,5 @@ for a in "${spk[@]}"; do
   done
 done
 echo "$n conversions; judging"
-"$py" "$judge" vc "$out/vc.tsv" $([[ ${ASR:-1} == 0 ]] || echo --asr) --json "$out/vc.json" --per-pair "$out/vc_rows.jsonl" | tee "$out/vc.txt"
+"$py" "$judge" vc "$out/vc.tsv" $([[ ${ASR:-1} == 0 ]] || echo --asr) $([[ ${F0:-1} == 0 ]] || echo --f0) --json "$out/vc.json" --per-pair "$out/vc_rows.jsonl" | tee "$out/vc.txt"
 [[ ${CEILING:-1} == 0 ]] || "$py" "$judge" vc "$out/resynth.tsv" --asr --json "$out/resynth.json" | tee "$out/resynth.txt"

@@ -249,7 +249,18 @@ fn bad_references_sources_and_models_get_clear_errors() {
     std::fs::remove_file(&out).unwrap();
 
     let o = voxswap(&[&"convert", &data("speech_m.wav"), &"-o", &out, &"--model", &m]);
-    assert!(stderr(&o).contains("no reference given"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not provided") && stderr(&o).contains("--target") && stderr(&o).contains("--speaker"),
+        "{}",
+        stderr(&o)
+    );
+    // Every missing argument is named on the one line.
+    let o = voxswap(&[&"convert"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("<SOURCE>") && err.contains("--output"), "{err}");
     let o = voxswap(&[
         &"convert",
         &data("speech_m.wav"),

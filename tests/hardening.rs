@@ -577,6 +577,8 @@ fn messages_say_what_they_mean() {
         &m,
     ]);
     assert!(stderr(&o).contains("`nan` is not a number"), "{}", stderr(&o));
+    // ... as a bad flag, like any other (exit status 2).
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // `data check` names an unreadable file once.
     let corpus = dir.path().join("corpus");
     std::fs::create_dir_all(corpus.join("spk")).unwrap();

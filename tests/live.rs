@@ -138,7 +138,13 @@ fn live_needs_a_voice_and_says_what_is_missing() {
         &"--null-output",
         &"--no-tui",
     ]);
-    assert_clean_error(&o, std::path::Path::new(""), "no voice given");
+    // A missing voice is a missing flag: exit status 2, both ways of giving one named.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not provided") && stderr(&o).contains("--target") && stderr(&o).contains("--speaker"),
+        "{}",
+        stderr(&o)
+    );
     let missing = dir.path().join("nope.wav");
     let o = voxswap(&[
         &"live",

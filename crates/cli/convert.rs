@@ -17,6 +17,7 @@ use crate::io::{channel_mix, check_not_input, check_output, say, SynthArgs, Voco
 use crate::voice::{banks, embed_files, find_speaker, ModelArgs};
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("voice").required(true).multiple(true).args(["targets", "speaker"])))]
 pub struct Args {
     /// Source speech: an audio file, or a folder (every audio file in it, not recursing).
     source: PathBuf,
@@ -27,7 +28,7 @@ pub struct Args {
     #[arg(short = 't', long = "target", value_name = "REF", conflicts_with = "speaker")]
     targets: Vec<PathBuf>,
     /// Target speaker(s) from a speaker bank: `alice`, or a mix `alice:0.7,bob:0.3`.
-    #[arg(long, value_name = "NAME[:W],...")]
+    #[arg(long, value_name = "NAME[:W],...", value_parser = crate::voice::parse_speaker_spec)]
     speaker: Option<String>,
     /// Speaker bank folder for --speaker (default: the model folder's `speakers/`).
     #[arg(long, value_name = "DIR")]

@@ -26,13 +26,14 @@ use crate::io::{say, VocoderArgs};
 use crate::voice::{banks, embed_files, find_speaker, ModelArgs};
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("voice").required(true).multiple(true).args(["targets", "speaker"])))]
 pub struct Args {
     /// A reference recording of a target voice: each -t is one voice (keys 1-9 switch).
     #[arg(short = 't', long = "target", value_name = "REF", conflicts_with = "speaker")]
     targets: Vec<PathBuf>,
     /// A voice from a speaker bank, `alice` or a mix `alice:0.7,bob:0.3`: each --speaker is one
     /// voice (keys 1-9 switch).
-    #[arg(long, value_name = "NAME[:W],...")]
+    #[arg(long, value_name = "NAME[:W],...", value_parser = crate::voice::parse_speaker_spec)]
     speaker: Vec<String>,
     /// Speaker bank folder for --speaker (default: yours and the model's).
     #[arg(long, value_name = "DIR")]

@@ -107,9 +107,20 @@ fn parse() -> Result<Cli, ExitCode> {
         }
         _ => {
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("error: bad arguments").trim_end();
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or("error: bad arguments").trim_end();
+            // "the following required arguments were not provided:" lists them on the lines
+            // below: name them on the one line.
+            let listed: Vec<&str> = match first.ends_with(':') {
+                true => lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect(),
+                false => Vec::new(),
+            };
+            let first = match listed.is_empty() {
+                true => first.to_string(),
+                false => format!("{first} {}", listed.join(", ")),
+            };
             let first = if first.starts_with("error:") {
-                first.to_string()
+                first
             } else {
                 format!("error: {first}")
             };

@@ -197,3 +197,13 @@ pub fn normalise_speech(x: &mut [f32], sample_rate_hz: u32) -> anyhow::Result<()
     x.iter_mut().for_each(|v| *v *= gain);
     Ok(())
 }
+
+/// `--speaker`'s value, checked when the command line is parsed (a bad mix is a bad flag:
+/// exit status 2, before any model loads): `alice`, or `alice:0.7,bob:0.3`.
+///
+/// # Errors
+/// What [`voxswap_model::bank::parse_mix`] finds wrong.
+pub fn parse_speaker_spec(s: &str) -> Result<String, String> {
+    voxswap_model::bank::parse_mix(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}

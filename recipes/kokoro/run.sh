@@ -59,6 +59,8 @@ if stage 1 "prepare data"; then
     mv "$sentences.tmp" "$sentences"
   fi
   mapfile -t text <"$sentences"
+  cp -p "$sentences" "$CORPUS/train/sentences.txt"
+  cp -p "$sentences" "$CORPUS/valid/sentences.txt"
   jobs_file=$WORK/jobs.tsv
   : >"$jobs_file"
   declare -A wanted=()
