@@ -173,7 +173,7 @@ pub fn load_store(
 }
 
 /// [`load_store`] for a model that reads the source's pitch: a store of its own
-/// (`cache/<frontend hash>-f0/`) whose frames hold the log-mel, then the pitch channels
+/// (`cache/<frontend hash>-f0v<version>/`) whose frames hold the log-mel, then the pitch channels
 /// ([`compute_features`]).
 ///
 /// # Errors
@@ -186,7 +186,12 @@ pub fn load_pitch_store(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<(FeatureStore, Vec<usize>, UpdateReport)> {
     let bands = cfg.n_mels + voxswap_audio::pitch::PITCH_CHANNELS;
-    let mut store = FeatureStore::open(&cache.join(format!("{}-f0", frontend_hash(cfg))), bands)?;
+    let dir = format!(
+        "{}-f0v{}",
+        frontend_hash(cfg),
+        voxswap_audio::pitch::PITCH_FEATURES_VERSION
+    );
+    let mut store = FeatureStore::open(&cache.join(dir), bands)?;
     let compute = |u: &Utterance, _: &str, _: (u64, u64)| -> Result<(Mel, bool)> {
         Ok((compute_features(&u.path, cfg, true)?, false))
     };
