@@ -702,3 +702,96 @@ fn source_filter_vocoder_converts_offline_and_streamed() {
         );
     }
 }
+
+/// A stereo source comes out stereo (both channels the conversion) at the loudness of the two
+/// channels together, offline; streamed, it keeps the layout and says how loud it came out
+/// beside the source. It once came out mono, matched to the mono mix (3 LU too quiet) while
+/// saying "as the source's".
+#[test]
+fn stereo_keeps_its_layout_and_loudness() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let speech = read_mono(data("speech_m.wav"), ChannelMix::Downmix).unwrap();
+    let src = dir.path().join("stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: speech.sample_rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&src, spec).unwrap();
+    for &v in &speech.samples {
+        w.write_sample((v * 30000.0) as i16).unwrap();
+        w.write_sample((v * 15000.0) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let stereo_lufs = |p: &Path| -> (u16, f64) {
+        let mut r = hound::WavReader::open(p).unwrap();
+        let spec = r.spec();
+        let x: Vec<f32> = match spec.sample_format {
+            hound::SampleFormat::Int => r.samples::<i16>().map(|v| f32::from(v.unwrap()) / 32768.0).collect(),
+            hound::SampleFormat::Float => r.samples::<f32>().map(|v| v.unwrap()).collect(),
+        };
+        let mut meter =
+            voxswap_audio::LoudnessMeter::with_channels(spec.sample_rate, usize::from(spec.channels)).unwrap();
+        meter.push_interleaved(&x);
+        (spec.channels, meter.lufs().unwrap())
+    };
+    let (_, want) = stereo_lufs(&src);
+    let out = dir.path().join("out.wav");
+    let o = voxswap(&[
+        &"convert",
+        &src,
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (channels, got) = stereo_lufs(&out);
+    assert_eq!(channels, 2);
+    assert!((got - want).abs() < 0.5, "output {got:.2} LUFS, source {want:.2}");
+    assert!(stdout(&o).contains("2 identical channels"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("loudness {want:.1} LUFS")),
+        "{}",
+        stdout(&o)
+    );
+    // Streamed: the same layout, and the output's loudness said beside the source's.
+    let o = voxswap(&[
+        &"convert",
+        &src,
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+        &"--stream",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (channels, got) = stereo_lufs(&out);
+    assert_eq!(channels, 2);
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("loudness {got:.1} LUFS, the source's {want:.1}")),
+        "{text}"
+    );
+    // --channel picks one: mono out.
+    let o = voxswap(&[
+        &"convert",
+        &src,
+        &"-t",
+        &data("speech_f.wav"),
+        &"-o",
+        &out,
+        &"--model",
+        &m,
+        &"--channel",
+        &"1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stereo_lufs(&out).0, 1);
+}

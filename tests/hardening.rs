@@ -659,3 +659,54 @@ fn a_single_long_file_shows_progress_on_a_terminal() {
     assert!(text.contains("converting"), "no progress shown: {text}");
     assert!(out.is_file());
 }
+
+/// An interrupted folder conversion keeps the files it finished and says so (it once said
+/// "nothing written" with them on disk), and leaves nothing of the file it was writing.
+#[test]
+fn interrupted_folder_conversion_says_what_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let src = dir.path().join("in");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(data("speech_m.wav"), src.join("a.wav")).unwrap();
+    long_speech(&src.join("b.wav"), 60);
+    let out = dir.path().join("out");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"))
+        .args(
+            [
+                &"convert" as &dyn AsRef<std::ffi::OsStr>,
+                &src,
+                &"-t",
+                &data("speech_f.wav"),
+                &"-o",
+                &out,
+                &"--model",
+                &m,
+            ]
+            .map(|a| a.as_ref().to_owned()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !(out.join("a.wav").exists() && !hidden(&out).is_empty()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the second file never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let k = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the 1 finished before it are kept"), "{err}");
+    assert!(out.join("a.wav").exists() && !out.join("b.wav").exists());
+    assert!(hidden(&out).is_empty(), "left {:?}", hidden(&out));
+}

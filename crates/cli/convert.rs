@@ -195,10 +195,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         String::new()
     };
     say(format!(
-        "wrote {} ({:.2} s at {} Hz, {loudness}: gain {:+.1} dB{limited})",
+        "wrote {} ({:.2} s at {} Hz{}, {loudness}: gain {:+.1} dB{limited})",
         a.output.display(),
         done.seconds,
         done.rate,
+        channels_note(done.channels),
         done.gain_db
     ))?;
     if done.clipped > 0 {
@@ -259,10 +260,15 @@ fn run_folder(src: &Path, out: &Path, references: &[PathBuf], job: &Job) -> anyh
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
-        if let Err(e) = convert_file(f, dest, job) {
-            // On stderr whether or not it is a terminal (a hidden bar's println prints nothing).
-            bar.suspend(|| eprintln!("error: {e:#}"));
-            failed += 1;
+        match convert_file(f, dest, job) {
+            Ok(_) => {
+                crate::io::FINISHED_OUTPUTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Err(e) => {
+                // On stderr whether or not it is a terminal (a hidden bar's println prints nothing).
+                bar.suspend(|| eprintln!("error: {e:#}"));
+                failed += 1;
+            }
         }
         bar.inc(1);
     }
@@ -282,6 +288,15 @@ fn run_folder(src: &Path, out: &Path, references: &[PathBuf], job: &Job) -> anyh
 
 /// `convert --stream`: the file through the live engine, 10 ms at a time; the output aligned
 /// with the source (the engine's latency cut off) and as long.
+/// ", 2 identical channels" for an output of several channels (the source's layout), nothing
+/// for mono.
+fn channels_note(channels: u16) -> String {
+    match channels {
+        1 => String::new(),
+        n => format!(", {n} identical channels"),
+    }
+}
+
 fn stream_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<ExitCode> {
     let bar = progress_bar("streaming", job.progress);
     let r = voxswap_stream::file::stream_file(src, out, &job.file(), &mut |done, total| {
@@ -289,11 +304,19 @@ fn stream_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<ExitCode> {
         bar.set_position(done);
     })?;
     bar.finish_and_clear();
+    let loudness = match (r.lufs, r.source_lufs) {
+        (Some(o), Some(s)) => format!(
+            "; loudness {o:.1} LUFS, the source's {s:.1} ({:+.1} LU: a stream is not loudness-matched)",
+            o - s
+        ),
+        _ => String::new(),
+    };
     say(format!(
-        "wrote {} ({:.2} s at {} Hz, streamed in 10 ms chunks)",
+        "wrote {} ({:.2} s at {} Hz{}, streamed in 10 ms chunks{loudness})",
         out.display(),
         r.seconds,
-        r.rate
+        r.rate,
+        channels_note(r.channels)
     ))?;
     say(format!("algorithmic latency {:.1} ms:", r.latency_ms))?;
     for s in &r.stages {

@@ -140,12 +140,19 @@ pub fn check_not_input(output: &Path, inputs: &[&Path]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Outputs a command finished writing (a folder conversion counts them), for the message on
+/// an interrupt.
+pub static FINISHED_OUTPUTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// On Ctrl-C or SIGTERM, deletes the partial outputs being written and exits with 130 (for
 /// every command but `train`, which checkpoints first).
 pub fn remove_partial_files_on_signal() -> anyhow::Result<()> {
     ctrlc::set_handler(|| {
         voxswap_audio::partial::remove_all();
-        eprintln!("\ninterrupted: nothing written");
+        match FINISHED_OUTPUTS.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => eprintln!("\ninterrupted: nothing written"),
+            n => eprintln!("\ninterrupted: the file being written was removed; the {n} finished before it are kept"),
+        }
         std::process::exit(130);
     })
     .context("installing the Ctrl-C handler")

@@ -10,11 +10,18 @@ use std::collections::VecDeque;
 
 use crate::{Error, Result};
 
-/// Integrated loudness of a mono signal, fed in chunks.
+/// Integrated loudness of a signal of one or more channels, fed in chunks, as BS.1770 sums
+/// them (channel powers added, all weighted 1: the front channels of any layout up to stereo).
 pub struct LoudnessMeter {
     meter: ebur128::EbuR128,
+    channels: usize,
+    /// Frames fed.
     samples: u64,
+    /// Sum over frames of the frame's channel powers.
     sum_sq: f64,
+    /// A mono signal to be played as this many identical channels (see
+    /// [`LoudnessMeter::as_copies`]): its loudness is 10·log10 of it above the mono figure.
+    copies: usize,
 }
 
 impl std::fmt::Debug for LoudnessMeter {
@@ -29,6 +36,18 @@ impl LoudnessMeter {
     /// # Errors
     /// [`Error::Config`] for a rate the meter cannot filter at.
     pub fn new(sample_rate_hz: u32) -> Result<Self> {
+        Self::with_channels(sample_rate_hz, 1)
+    }
+
+    /// A meter for `channels` interleaved channels at `sample_rate_hz` (fed through
+    /// [`push_interleaved`](Self::push_interleaved)).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a rate the meter cannot filter at or no channel.
+    pub fn with_channels(sample_rate_hz: u32, channels: usize) -> Result<Self> {
+        if channels == 0 {
+            return Err(Error::Config("a loudness meter needs a channel".into()));
+        }
         // K-weighting's shelf sits at 1.5 kHz: below 8 kHz the filters fold over Nyquist and
         // the figure means nothing (a 2 kHz file measured +30 LUFS).
         if sample_rate_hz < 8000 {
@@ -36,33 +55,60 @@ impl LoudnessMeter {
                 "loudness cannot be measured at {sample_rate_hz} Hz (EBU R128 needs 8000 Hz or more)"
             )));
         }
-        let meter = ebur128::EbuR128::new(1, sample_rate_hz, ebur128::Mode::I | ebur128::Mode::HISTOGRAM)
+        let ch = u32::try_from(channels).map_err(|_| Error::Config(format!("{channels} channels")))?;
+        let meter = ebur128::EbuR128::new(ch, sample_rate_hz, ebur128::Mode::I | ebur128::Mode::HISTOGRAM)
             .map_err(|e| Error::Config(format!("loudness meter at {sample_rate_hz} Hz: {e}")))?;
         Ok(Self {
             meter,
+            channels,
             samples: 0,
             sum_sq: 0.0,
+            copies: 1,
         })
     }
 
-    /// Adds samples.
+    /// This (mono) meter's signal as it will be heard when written as `copies` identical
+    /// channels: its loudness then reads 10·log10(`copies`) dB higher, as BS.1770 adds the
+    /// channels' powers.
+    #[must_use]
+    pub fn as_copies(mut self, copies: usize) -> Self {
+        self.copies = copies.max(1);
+        self
+    }
+
+    fn copies_db(&self) -> f64 {
+        10.0 * (self.copies as f64).log10()
+    }
+
+    /// Adds samples of a mono meter.
     pub fn push(&mut self, samples: &[f32]) {
-        // ebur128 only fails for a frame count that is not a multiple of the channels (1 here).
-        let _ = self.meter.add_frames_f32(samples);
-        self.samples += samples.len() as u64;
-        self.sum_sq += samples.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+        self.push_interleaved(samples);
+    }
+
+    /// Adds interleaved frames (a whole number of them).
+    pub fn push_interleaved(&mut self, frames: &[f32]) {
+        // ebur128 only fails for a sample count that is not a multiple of the channels.
+        let _ = self.meter.add_frames_f32(frames);
+        self.samples += (frames.len() / self.channels) as u64;
+        self.sum_sq += frames.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
     }
 
     /// Gated integrated loudness in LUFS; `None` when nothing passed the gates (silence, or
     /// less than one 400 ms block).
     pub fn lufs(&self) -> Option<f64> {
-        self.meter.loudness_global().ok().filter(|v| v.is_finite())
+        let copies = self.copies_db();
+        self.meter
+            .loudness_global()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(|v| v + copies)
     }
 
-    /// Plain RMS level in dBFS (for inputs too short to gate), `None` for digital silence.
+    /// Plain RMS level in dBFS (for inputs too short to gate; channel powers added), `None`
+    /// for digital silence.
     pub fn rms_db(&self) -> Option<f64> {
         let ms = self.sum_sq / self.samples.max(1) as f64;
-        (ms > 0.0).then(|| 10.0 * ms.log10())
+        (ms > 0.0).then(|| 10.0 * ms.log10() + self.copies_db())
     }
 
     /// The gain in dB that brings this signal to the loudness of `other`: integrated loudness
@@ -287,6 +333,28 @@ pub fn speech_level(samples: &[f32], sample_rate_hz: u32) -> SpeechLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two identical channels read 3.01 dB above one of them, whether measured as stereo or as
+    /// a mono signal to be written twice.
+    #[test]
+    fn identical_channels_add_their_power() {
+        let x: Vec<f32> = (0..48000 * 3).map(|i| 0.1 * (i as f32 * 0.05).sin()).collect();
+        let mut mono = LoudnessMeter::new(48000).unwrap();
+        mono.push(&x);
+        let mut stereo = LoudnessMeter::with_channels(48000, 2).unwrap();
+        let inter: Vec<f32> = x.iter().flat_map(|&v| [v, v]).collect();
+        stereo.push_interleaved(&inter);
+        let (m, st) = (mono.lufs().unwrap(), stereo.lufs().unwrap());
+        assert!((st - m - 3.0103).abs() < 0.01, "{m} {st}");
+        let copies = {
+            let mut c = LoudnessMeter::new(48000).unwrap().as_copies(2);
+            c.push(&x);
+            c
+        };
+        assert!((copies.lufs().unwrap() - st).abs() < 1e-6);
+        assert!((copies.rms_db().unwrap() - stereo.rms_db().unwrap()).abs() < 1e-6);
+        assert!(copies.gain_to_match(&stereo).unwrap().abs() < 1e-6);
+    }
 
     #[test]
     fn a_sine_at_minus_20_dbfs_reads_as_bs1770_says() {

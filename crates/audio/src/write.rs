@@ -35,8 +35,11 @@ pub struct WavWriter {
     format: WavFormat,
     writer: Option<hound::WavWriter<BufWriter<std::fs::File>>>,
     tmp: Option<PartialFile>,
+    /// Frames written.
     samples: u64,
     clipped: u64,
+    /// Identical channels each sample is written to.
+    channels: u16,
 }
 
 impl std::fmt::Debug for WavWriter {
@@ -54,6 +57,18 @@ impl WavWriter {
     /// # Errors
     /// [`Error::Write`] when the folder does not exist or is not writable, or `path` is a folder.
     pub fn create(path: impl AsRef<Path>, sample_rate: u32, format: WavFormat) -> Result<Self> {
+        Self::create_copies(path, sample_rate, format, 1)
+    }
+
+    /// [`create`](Self::create) for a file of `channels` identical channels: every sample
+    /// written goes to each of them (a mono signal in a source's channel layout).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create); [`Error::Config`] for no channel or more than 8.
+    pub fn create_copies(path: impl AsRef<Path>, sample_rate: u32, format: WavFormat, channels: u16) -> Result<Self> {
+        if !(1..=8).contains(&channels) {
+            return Err(Error::Config(format!("{channels} output channels (1 to 8)")));
+        }
         let path = path.as_ref().to_path_buf();
         let werr = |source| Error::Write {
             path: path.clone(),
@@ -68,7 +83,7 @@ impl WavWriter {
         };
         let tmp = PartialFile::create(&dir, ".voxswap-", ".wav.part").map_err(werr)?;
         let spec = hound::WavSpec {
-            channels: 1,
+            channels,
             sample_rate,
             bits_per_sample: match format {
                 WavFormat::Pcm16 => 16,
@@ -88,6 +103,7 @@ impl WavWriter {
             tmp: Some(tmp),
             samples: 0,
             clipped: 0,
+            channels,
         })
     }
 
@@ -119,12 +135,16 @@ impl WavWriter {
                         self.clipped += 1;
                     }
                     let q = (v.clamp(-1.0, 1.0) * 32767.0).round() as i16;
-                    w.write_sample(q).map_err(werr)?;
+                    for _ in 0..self.channels {
+                        w.write_sample(q).map_err(werr)?;
+                    }
                 }
             }
             WavFormat::Float32 => {
                 for &v in samples {
-                    w.write_sample(v).map_err(werr)?;
+                    for _ in 0..self.channels {
+                        w.write_sample(v).map_err(werr)?;
+                    }
                 }
             }
         }

@@ -113,7 +113,10 @@ pub struct FileReport {
     pub seconds: f64,
     /// Sample rate written.
     pub rate: u32,
-    /// The source's loudness (LUFS), when it is long enough to gate.
+    /// Channels written (the source's layout, each the converted mix; one with `--channel`).
+    pub channels: u16,
+    /// The source's loudness (LUFS, all its channels as BS.1770 adds them), when it is long
+    /// enough to gate.
     pub lufs: Option<f64>,
     /// Gain applied, dB.
     pub gain_db: f64,
@@ -222,9 +225,10 @@ pub fn convert_file(
         .unwrap_or(Path::new("."));
     let tmp_path = voxswap_audio::partial::PartialFile::create(dir, ".voxswap-convert-", ".wav")
         .map_err(|e| Error::Input(format!("{}: cannot write a temporary file: {e}", dir.display())))?;
+    let channels = out_channels(src, job.mix)?;
     let mut sink = Sink {
         writer: WavWriter::create(tmp_path.path(), fe.sample_rate, WavFormat::Float32)?,
-        loud: LoudnessMeter::new(fe.sample_rate)?,
+        loud: LoudnessMeter::new(fe.sample_rate)?.as_copies(usize::from(channels)),
         n: 0,
         peak: 0.0,
     };
@@ -315,7 +319,7 @@ pub fn convert_file(
         // less than a dB of loudness).
         let mut last: Option<(f64, f64)> = None;
         for _ in 0..LOUDNESS_STEPS {
-            let (after, _) = gain_and_limit(tmp_path.path(), gain_db, fe.sample_rate, None)?;
+            let (after, _) = gain_and_limit(tmp_path.path(), gain_db, fe.sample_rate, None, channels)?;
             let Some(d) = after.gain_to_match(&src_loud) else { break };
             short_lu = d;
             if d.abs() <= LOUDNESS_TOLERANCE_LU || gain_db >= initial_gain_db + MAX_LIMITING_DB {
@@ -337,13 +341,14 @@ pub fn convert_file(
             out.display()
         ));
     }
-    let mut writer = WavWriter::create(out, out_rate, job.format)?;
-    let (_, limiter) = gain_and_limit(tmp_path.path(), gain_db, out_rate, Some(&mut writer))?;
+    let mut writer = WavWriter::create_copies(out, out_rate, job.format, channels)?;
+    let (_, limiter) = gain_and_limit(tmp_path.path(), gain_db, out_rate, Some(&mut writer), channels)?;
     let report = writer.finish()?;
     drop(tmp_path);
     Ok(FileReport {
         seconds: report.samples as f64 / f64::from(out_rate),
         rate: out_rate,
+        channels,
         lufs: src_loud.lufs(),
         gain_db,
         limited_db: -20.0 * limiter.min_gain().log10(),
@@ -354,18 +359,20 @@ pub fn convert_file(
 
 /// Reads the conversion at the model's rate from `tmp`, applies `gain_db`, resamples it to
 /// `rate` and limits its peaks; writes it to `writer` when given. Returns the loudness of the
-/// result and the limiter (which knows how far it acted).
+/// result as heard from `channels` identical channels, and the limiter (which knows how far it
+/// acted).
 fn gain_and_limit(
     tmp: &Path,
     gain_db: f64,
     rate: u32,
     mut writer: Option<&mut WavWriter>,
+    channels: u16,
 ) -> Result<(LoudnessMeter, Limiter)> {
     let gain = 10f64.powf(gain_db / 20.0) as f32;
     let mut r = AudioReader::open(tmp, ChannelMix::Downmix)?;
     let mut resampler = ChunkResampler::new(r.info().sample_rate, rate)?;
     let mut limiter = Limiter::output(rate)?;
-    let mut meter = LoudnessMeter::new(rate)?;
+    let mut meter = LoudnessMeter::new(rate)?.as_copies(usize::from(channels));
     let mut skip = limiter.latency();
     let (mut buf, mut y, mut z) = (Vec::new(), Vec::new(), Vec::new());
     let mut emit = |z: &mut Vec<f32>, skip: &mut usize| -> Result<()> {
@@ -415,25 +422,67 @@ impl Sink {
     }
 }
 
-/// Sample rate, loudness and peak of a file's mono mix (or channel), read in chunks, and its
-/// first `head_seconds` of samples.
+/// Channels a conversion of `src` writes: the source's layout when its channels are mixed
+/// (each output channel the converted mix), one when `--channel` picks one.
+fn out_channels(src: &Path, mix: ChannelMix) -> Result<u16> {
+    Ok(match mix {
+        ChannelMix::Downmix => u16::try_from(AudioReader::open(src, mix)?.info().channels).unwrap_or(1),
+        ChannelMix::Select(_) => 1,
+    })
+}
+
+/// Loudness of a file as a listener hears it: all its channels together when they are mixed
+/// (BS.1770 adds their powers), the one picked otherwise.
+fn loudness_of(path: &Path, mix: ChannelMix) -> Result<LoudnessMeter> {
+    let info = AudioReader::open(path, mix)?.info().clone();
+    if matches!(mix, ChannelMix::Select(_)) || info.channels == 1 {
+        let mut r = AudioReader::open(path, mix)?;
+        let mut m = LoudnessMeter::new(info.sample_rate)?;
+        r.for_each_chunk(|buf| m.push(buf))?;
+        return Ok(m);
+    }
+    // One reader a channel, read in step and interleaved.
+    let mut readers = (0..info.channels)
+        .map(|c| AudioReader::open(path, ChannelMix::Select(c)))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut m = LoudnessMeter::with_channels(info.sample_rate, info.channels)?;
+    let mut bufs = vec![Vec::new(); info.channels];
+    let mut frames = Vec::new();
+    loop {
+        let mut n = usize::MAX;
+        for (r, b) in readers.iter_mut().zip(&mut bufs) {
+            b.clear();
+            n = n.min(r.read(b, 1 << 15)?);
+        }
+        if n == 0 {
+            break;
+        }
+        frames.clear();
+        for t in 0..n {
+            frames.extend(bufs.iter().map(|b| b[t]));
+        }
+        m.push_interleaved(&frames);
+    }
+    Ok(m)
+}
+
+/// Sample rate, loudness (see [`loudness_of`]) and peak of a file's mono mix (or channel), read
+/// in chunks, and its first `head_seconds` of samples.
 fn level(path: &Path, mix: ChannelMix, head_seconds: u32) -> Result<(u32, LoudnessMeter, f32, Vec<f32>)> {
     let mut r = AudioReader::open(path, mix)?;
     let rate = r.info().sample_rate;
-    let mut loud = LoudnessMeter::new(rate)?;
     let mut peak = 0f32;
     let head_len = rate as usize * head_seconds as usize;
     let mut head = Vec::new();
     let n = r.for_each_chunk(|buf| {
         peak = buf.iter().fold(peak, |m, v| m.max(v.abs()));
-        loud.push(buf);
         let room = head_len - head.len();
         head.extend_from_slice(&buf[..room.min(buf.len())]);
     })?;
     if n == 0 {
         return Err(Error::Input(format!("{}: no audio in the file", path.display())));
     }
-    Ok((rate, loud, peak, head))
+    Ok((rate, loudness_of(path, mix)?, peak, head))
 }
 
 /// What a streamed conversion did.
@@ -443,6 +492,13 @@ pub struct StreamReport {
     pub seconds: f64,
     /// Sample rate written.
     pub rate: u32,
+    /// Channels written (the source's layout, each the converted mix; one with `--channel`).
+    pub channels: u16,
+    /// The output's integrated loudness (a stream cannot match the source's: it would need
+    /// the whole source first), and the source's, LUFS.
+    pub lufs: Option<f64>,
+    /// The source's integrated loudness, LUFS.
+    pub source_lufs: Option<f64>,
     /// Samples clipped to [−1, 1] by an integer output format.
     pub clipped: u64,
     /// The engine's algorithmic latency, ms, and its stages.
@@ -480,13 +536,16 @@ pub fn stream_file(
     };
     let mut engine = Engine::new(job.conv, job.voice, vocoder, cfg)?;
     let mut skip = engine.latency_samples();
-    let mut writer = WavWriter::create(out, out_rate, job.format)?;
+    let channels = out_channels(src, job.mix)?;
+    let mut writer = WavWriter::create_copies(out, out_rate, job.format, channels)?;
+    let mut loud = LoudnessMeter::new(out_rate)?.as_copies(usize::from(channels));
     let chunk = (src_rate / 100).max(1) as usize;
     let (mut buf, mut y) = (Vec::new(), Vec::new());
     let mut write = |y: &mut Vec<f32>, skip: &mut usize| -> Result<()> {
         let k = (*skip).min(y.len());
         *skip -= k;
         writer.write(&y[k..])?;
+        loud.push(&y[k..]);
         y.clear();
         Ok(())
     };
@@ -509,6 +568,9 @@ pub fn stream_file(
     Ok(StreamReport {
         seconds,
         rate: out_rate,
+        channels,
+        lufs: loud.lufs(),
+        source_lufs: loudness_of(src, job.mix)?.lufs(),
         clipped: report.clipped,
         latency_ms: engine.latency_ms(),
         stages: engine.stages(),
