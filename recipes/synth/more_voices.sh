@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Development step, run once; its output, voices_more.tsv, is committed. More training voices for
-# the synthetic corpus (issue 17: the model renders its 67 training voices far better than unseen
+# the synthetic corpus (the model renders its 67 training voices far better than unseen
 # ones): every espeak-ng and mbrola candidate at a low and a high base pitch (candidates.sh
 # --pitch), kept when the judge tells it apart from every voice of voices.tsv and every one added
 # before it (select_voices.py --keep). voices.tsv's voices and splits stay as they are, so the
