@@ -274,3 +274,46 @@ fn live_feeds_a_virtual_microphone_and_removes_it() {
         stdout(&o)
     );
 }
+
+/// When the conversion thread fails, the run ends at once with its error (exit 1) instead of
+/// counting on until the user presses q (with a file input it never ended).
+#[test]
+fn a_failing_conversion_ends_the_run_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"))
+        .args(
+            [
+                &"live" as &dyn AsRef<std::ffi::OsStr>,
+                &"--model",
+                &m,
+                &"-t",
+                &data("speech_f.wav"),
+                &"--input-file",
+                &data("speech_m.wav"),
+                &"--null-output",
+                &"--no-tui",
+            ]
+            .map(|a| a.as_ref().to_owned()),
+        )
+        .env("VOXSWAP_TEST_DSP_FAILS_AFTER_MS", "300")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the run went on after its conversion thread failed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("conversion (DSP) thread failed") && err.contains("injected failure"),
+        "{err}"
+    );
+}

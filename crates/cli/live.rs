@@ -234,6 +234,10 @@ impl Shared {
 
 static SHARED: std::sync::OnceLock<Arc<Shared>> = std::sync::OnceLock::new();
 
+/// Set to a number of milliseconds, the DSP thread fails that long after it starts: how the
+/// tests check that a failing conversion ends the run with its error.
+const DSP_FAULT_ENV: &str = "VOXSWAP_TEST_DSP_FAILS_AFTER_MS";
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let shared = Arc::new(Shared::default());
     let _ = SHARED.set(shared.clone());
@@ -246,6 +250,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     })
     .context("installing the Ctrl-C handler")?;
+    // Fault injection for the tests: the DSP thread fails after this many ms (read before any
+    // thread starts).
+    let dsp_fails_after = std::env::var(DSP_FAULT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
     if a.targets.is_empty() && a.speaker.is_empty() {
         bail!("no voice given: pass -t REF (a few seconds of a voice; one -t per voice) or --speaker NAME");
     }
@@ -404,9 +414,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 voxswap_model::par::flush_denormals();
                 let mut input = Vec::with_capacity(in_rate as usize);
                 let mut output = Vec::with_capacity(out_rate as usize * 2);
+                let t_start = Instant::now();
                 loop {
                     if shared.quit.load(Ordering::SeqCst) {
                         break;
+                    }
+                    if dsp_fails_after.is_some_and(|d| t_start.elapsed() >= d) {
+                        bail!("injected failure ({DSP_FAULT_ENV})");
                     }
                     // Commands from keys.
                     match shared.voice_cmd.swap(0, Ordering::SeqCst) {
@@ -572,6 +586,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let mut failure = None;
     while !shared.quit.load(Ordering::SeqCst) {
+        // The DSP thread only returns on quit, or with an error: end the run with it.
+        if dsp.is_finished() {
+            shared.quit.store(true, Ordering::SeqCst);
+            break;
+        }
         if let Some(e) = device_failure(&shared) {
             failure = Some(e);
             shared.quit.store(true, Ordering::SeqCst);
@@ -621,7 +640,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     }
     drop(tui);
-    let engine = dsp.join().map_err(|_| anyhow::anyhow!("the DSP thread panicked"))??;
+    let engine = dsp
+        .join()
+        .map_err(|_| anyhow::anyhow!("the DSP thread panicked"))?
+        .context("live conversion stopped: the conversion (DSP) thread failed")?;
     recorder
         .join()
         .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))??;
