@@ -25,13 +25,23 @@ pub struct GriffinLimConfig {
 pub enum GlMethod {
     /// Fast Griffin-Lim (Perraudin et al. 2013) as librosa runs it; momentum 0 is the original
     /// Griffin-Lim, 0.99 librosa's default.
-    Fast { momentum: f32 },
+    Fast {
+        /// Momentum of the update (librosa: 0.99).
+        momentum: f32,
+    },
     /// Accelerated Griffin-Lim (Peer, Welker & Gerkmann 2022, arXiv 2203.07902): the fast
     /// variant's momentum plus a relaxed, extrapolated projection. With γ = 1 it is fast
     /// Griffin-Lim; voxswap's default over-relaxes (α 0.99, β 1.1, γ 1.2), which on the test
     /// clips converges further than librosa's fast Griffin-Lim at 32 and at 100 iterations
     /// (γ 1.3 diverges: keep γ ≤ 1.2).
-    Accelerated { alpha: f32, beta: f32, gamma: f32 },
+    Accelerated {
+        /// Step size of the projection's extrapolation.
+        alpha: f32,
+        /// Step size of the estimate's extrapolation.
+        beta: f32,
+        /// Weight of the previous extrapolation.
+        gamma: f32,
+    },
 }
 
 /// Where Griffin-Lim's phase estimate starts.
@@ -41,7 +51,10 @@ pub enum PhaseInit {
     Zero,
     /// Uniformly random phases from a seeded generator (librosa's default, `init="random"`):
     /// it converges further than zero phase, whose frames all start aligned.
-    Random { seed: u64 },
+    Random {
+        /// Seed of the random phases.
+        seed: u64,
+    },
     /// The phase a stationary sinusoid at each bin's centre frequency would have:
     /// `2π · k · hop · t / n_fft`. Frames start consistent with each other, as voiced speech is.
     Linear,

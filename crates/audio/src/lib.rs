@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! voxswap's audio frontend: everything between a file and the model's features, and back.
 //!
 //! - [`decode`]: WAV (hound), FLAC, MP3 and Ogg Vorbis (Symphonia) to mono `f32`, chunked.

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Objective metrics for voice conversion on parallel pairs (the same sentence, converted and
 //! spoken by the target): mel-cepstral distortion after dynamic time warping, and F0 error and
 //! correlation along the same alignment, with F0 from a YIN pitch tracker.

@@ -14,12 +14,20 @@ pub enum Error {
     Config(String),
     /// A file of a model folder could not be read or written.
     #[error("{}: {detail}", path.display())]
-    File { path: PathBuf, detail: String },
+    File {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A checkpoint tensor is missing or has the wrong shape.
     #[error("{}: tensor `{name}`: {detail}", path.display())]
     Tensor {
+        /// The file or folder.
         path: PathBuf,
+        /// The tensor's name.
         name: String,
+        /// What is wrong.
         detail: String,
     },
     /// An input has the wrong shape or values.

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! voxswap's models in candle: AdaIN-VC ([`adain_vc`]) with its configuration ([`config`]), and
 //! a neural vocoder ([`vocoder`]).
 //!

@@ -17,13 +17,28 @@ pub enum Error {
     Audio(#[from] voxswap_audio::Error),
     /// The recipe is invalid (found before any work).
     #[error("{}: {detail}", path.display())]
-    Recipe { path: PathBuf, detail: String },
+    Recipe {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A file or folder could not be read or written.
     #[error("{}: {detail}", path.display())]
-    File { path: PathBuf, detail: String },
+    File {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// The corpus cannot be trained on.
     #[error("corpus {}: {detail}", path.display())]
-    Corpus { path: PathBuf, detail: String },
+    Corpus {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// The training device computes gradients that differ from the CPU's (see
     /// [`crate::selfcheck`]).
     #[error(
@@ -31,14 +46,25 @@ pub enum Error {
          over {gradients} gradients): training there would be wrong; train on the CPU (--device cpu)"
     )]
     DeviceMismatch {
+        /// The device.
         device: String,
+        /// The largest relative difference of a gradient.
         worst: f64,
+        /// The parameter it belongs to.
         param: String,
+        /// Gradients compared.
         gradients: usize,
     },
     /// The loss stopped being a finite number.
     #[error("training diverged at step {step}: loss is {loss}; the last good checkpoint is kept ({checkpoint})")]
-    Diverged { step: u64, loss: f32, checkpoint: String },
+    Diverged {
+        /// The step reached.
+        step: u64,
+        /// The loss that diverged.
+        loss: f32,
+        /// The last good checkpoint.
+        checkpoint: String,
+    },
 }
 
 /// Result with the training crate's [`Error`].

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Training for voxswap: corpora and the feature cache ([`data`]), corpus checks ([`check`]), the loss ([`loss`]), Adam
 //! with AMSGrad ([`optim`]), checkpoints ([`checkpoint`]), recipes ([`recipe`]), the loop
 //! ([`trainer`]), one step sharded across threads ([`step`]), loss curves (`voxswap_audio::plot`) and the

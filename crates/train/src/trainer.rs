@@ -165,9 +165,19 @@ impl Observer for Quiet {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// All steps done; the last checkpoint.
-    Finished { step: u64, checkpoint: PathBuf },
+    Finished {
+        /// The step reached.
+        step: u64,
+        /// The checkpoint written last.
+        checkpoint: PathBuf,
+    },
     /// Stopped on request (Ctrl-C) after writing a checkpoint.
-    Interrupted { step: u64, checkpoint: PathBuf },
+    Interrupted {
+        /// The step reached.
+        step: u64,
+        /// The checkpoint written on the way out.
+        checkpoint: PathBuf,
+    },
 }
 
 /// The run folder's layout.
