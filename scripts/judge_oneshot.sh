@@ -6,7 +6,8 @@
 #   CEILING=0 bash scripts/judge_oneshot.sh …   # skip the Griffin-Lim ceiling (model-independent)
 #   ASR=0 bash scripts/judge_oneshot.sh …       # speaker similarity only (no Whisper: much faster)
 #   CONVERT_ARGS="--contrast 0" bash scripts/judge_oneshot.sh …   # options for voxswap convert
-#   SELF=1 bash scripts/judge_oneshot.sh …      # each voice into itself (reconstruction)
+#   SELF=1 bash scripts/judge_oneshot.sh …      # each voice into itself (reconstruction), two
+#                                                 # sentences a voice (SELF_PER_VOICE=N for more)
 #   SHARED=2 bash scripts/judge_oneshot.sh …    # sentences every voice reads (default 40, as
 #                                                 # recipes/synth; recipes/kokoro: 2)
 #   F0=0 bash scripts/judge_oneshot.sh …        # without the intonation figures (vc --f0)
@@ -35,9 +36,9 @@ printf 'converted\ttargets\tsource\ttext\n' > "$out/vc.tsv"
 printf 'converted\ttargets\tsource\ttext\n' > "$out/resynth.tsv"
 n=0
 for a in "${spk[@]}"; do
-  # SELF=1: the source's own voice as the target (another utterance as the reference), as many
-  # times as there are other voices: what the model does when there is nothing to convert.
-  if [[ ${SELF:-0} == 1 ]]; then targets=(); for b in "${spk[@]:1}"; do targets+=("$a"); done
+  # SELF=1: the source's own voice as the target (another utterance as the reference),
+  # SELF_PER_VOICE times: what the model does when there is nothing to convert.
+  if [[ ${SELF:-0} == 1 ]]; then targets=(); for b in "${spk[@]:1:${SELF_PER_VOICE:-2}}"; do targets+=("$a"); done
   else targets=(); for b in "${spk[@]}"; do [[ $a == "$b" ]] || targets+=("$b"); done; fi
   for b in "${targets[@]}"; do
     if ((SHARED >= 5)); then
