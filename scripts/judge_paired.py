@@ -5,7 +5,8 @@ Development tool; plain Python 3 with numpy (the judge's venv has it).
     ../judge-venv/bin/python scripts/judge_paired.py RUN_A/vc_rows.jsonl RUN_B/vc_rows.jsonl [MAX_SOURCE_WER]
 
 Rows are matched by the converted file's name. Prints, for similarity to the target, similarity
-to the source and (when the rows have it) the row's WER: both means, the mean of B − A over the
+to the source and (when the rows have them) the row's WER, log-F0 correlation with the source
+and voiced share (`vc --f0`): both means, the mean of B − A over the
 pairs with its standard error, and t; for acceptance, the pairs only one run gets accepted (the
 discordant pairs) and McNemar's exact two-sided p. A difference of means over the same pairs is
 far less noisy than two separate means. With rows from `--asr` runs, the WER is also given over
@@ -41,15 +42,19 @@ keys = sorted(set(a) & set(b))
 if not keys:
     sys.exit("no converted file names in common: were both runs made on the same pairs?")
 print(f"pairs in both runs: {len(keys)}")
-for field, name in (("secs", "similarity to target"), ("source_cos", "similarity to source"), ("wer", "WER")):
-    if not all(field in a[k] and field in b[k] for k in keys):
+for field, name in (("secs", "similarity to target"), ("source_cos", "similarity to source"), ("wer", "WER"),
+                    ("f0_corr", "log-F0 correlation with the source"), ("voiced_converted", "voiced share")):
+    # Rows the judge could score in both runs (vc --f0 leaves rows with too few voiced frames
+    # without a correlation).
+    ks = [k for k in keys if a[k].get(field) is not None and b[k].get(field) is not None]
+    if len(ks) < 2:
         continue
-    va = np.array([a[k][field] for k in keys])
-    vb = np.array([b[k][field] for k in keys])
+    va = np.array([a[k][field] for k in ks])
+    vb = np.array([b[k][field] for k in ks])
     d = vb - va
     se = d.std(ddof=1) / np.sqrt(len(d))
     t = d.mean() / se if se > 0 else float("nan")
-    print(f"{name}: A {va.mean():.4f}, B {vb.mean():.4f}; B - A {d.mean():+.4f} +- {se:.4f} "
+    print(f"{name} ({len(ks)} pairs): A {va.mean():.4f}, B {vb.mean():.4f}; B - A {d.mean():+.4f} +- {se:.4f} "
           f"(standard error), t = {t:.2f}, B higher in {(d > 0).sum()}, lower in {(d < 0).sum()}")
 max_src = float(sys.argv[3]) if len(sys.argv) > 3 else 0.25
 clear = [k for k in keys if "source_wer" in a[k] and a[k]["source_wer"] <= max_src and "wer" in b[k]]
