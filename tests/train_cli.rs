@@ -40,6 +40,11 @@ fn train_runs_and_writes_its_run_folder() {
     let log = std::fs::read_to_string(run.join("train.jsonl")).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"kind\":\"train\"")).count(), 8);
     assert!(log.contains("\"kind\":\"valid\""));
+    // Without a terminal (stderr is a pipe here) progress still shows: a line of the step and
+    // its loss, and each validation.
+    let err = stderr(&o);
+    assert!(err.contains("step 5/40: loss"), "{err}");
+    assert!(err.contains("step 20: validation rec"), "{err}");
     // A bad recipe fails fast with the file and the key named.
     std::fs::write(&recipe, "[data]\ncorpus = \"c\"\ncache = \"x\"\nsegment_framez = 3\n").unwrap();
     let o = voxswap(&[&"train", &"--config", &recipe]);

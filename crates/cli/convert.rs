@@ -324,7 +324,7 @@ fn stream_file(src: &Path, out: &Path, job: &Job) -> anyhow::Result<ExitCode> {
     }
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     say(format!(
-        "compute per {:.0} ms frame: mean {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.1}× faster than real time",
+        "compute per {:.0} ms frame: mean {:.2} ms, p99 {:.2} ms, max {:.2} ms; the whole stream (reading, features, writing too) ran {:.1}× faster than real time",
         job.conv.config().frontend.hop_ms(),
         ms(r.compute.mean()),
         ms(r.compute.quantile(0.99)),

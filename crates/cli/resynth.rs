@@ -64,7 +64,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             };
             (
                 mel_to_audio(&cfg, &mel, gl)?,
-                format!("{} Griffin-Lim iterations", a.synth.iterations),
+                format!(
+                    "{} Griffin-Lim iteration{}",
+                    a.synth.iterations,
+                    if a.synth.iterations == 1 { "" } else { "s" }
+                ),
             )
         }
     };

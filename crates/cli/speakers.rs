@@ -143,7 +143,8 @@ pub fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
     let mut s = String::new();
     for d in &dirs {
         let here: Vec<&BankEntry> = entries.iter().filter(|(b, _)| b == d).map(|(_, e)| e).collect();
-        s.push_str(&format!("{} ({} speakers)\n", d.display(), here.len()));
+        let plural = if here.len() == 1 { "" } else { "s" };
+        s.push_str(&format!("{} ({} speaker{plural})\n", d.display(), here.len()));
         for e in here {
             s.push_str(&format!(
                 "  {:<24} {:>6.1} s  {} reference{}\n",

@@ -69,6 +69,38 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 struct Bar {
     bar: ProgressBar,
+    /// Without a terminal the bar is hidden: a line of progress is printed instead, at most
+    /// once per [`QUIET_LINE_EVERY`].
+    last_line: Option<std::time::Instant>,
+}
+
+/// How often training without a terminal prints its progress.
+const QUIET_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Bar {
+    fn new(bar: ProgressBar) -> Self {
+        Self { bar, last_line: None }
+    }
+
+    /// A line above the bar, or on stderr when the bar is hidden (no terminal), where the bar
+    /// would swallow it.
+    fn say(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    /// Without a terminal, the bar's state as a line now and then.
+    fn line_if_hidden(&mut self, step: u64, what: &str) {
+        if !self.bar.is_hidden() || self.last_line.is_some_and(|t| t.elapsed() < QUIET_LINE_EVERY) {
+            return;
+        }
+        self.last_line = Some(std::time::Instant::now());
+        let total = self.bar.length().unwrap_or(0);
+        eprintln!("step {step}/{total}: {what}");
+    }
 }
 
 impl Observer for Bar {
@@ -77,8 +109,7 @@ impl Observer for Bar {
         self.bar.set_position(start);
         self.bar.reset_eta();
         if let Some(p) = resumed {
-            self.bar
-                .println(format!("resuming from {} (step {start})", p.display()));
+            self.say(format!("resuming from {} (step {start})", p.display()));
         }
     }
 
@@ -104,13 +135,12 @@ impl Observer for Bar {
                 if let Some(v) = vq {
                     phone.push_str(&format!(", vq {v:.3}"));
                 }
-                self.bar.set_message(format!(
-                    "loss {loss:.4} (rec {rec:.4}, kl {kl:.3}{phone}), {steps_per_s:.2} steps/s"
-                ));
+                let msg = format!("loss {loss:.4} (rec {rec:.4}, kl {kl:.3}{phone}), {steps_per_s:.2} steps/s");
+                self.line_if_hidden(*step, &msg);
+                self.bar.set_message(msg);
             }
             LogRecord::Valid { step, rec, kl, .. } => {
-                self.bar
-                    .println(format!("step {step}: validation rec {rec:.4}, kl {kl:.3}"));
+                self.say(format!("step {step}: validation rec {rec:.4}, kl {kl:.3}"));
             }
             LogRecord::VocoderTrain {
                 step,
@@ -129,20 +159,19 @@ impl Observer for Bar {
                     _ => String::new(),
                 };
                 let f0 = f0.map(|f| format!(", F0 {:.0} cents", cents(f))).unwrap_or_default();
-                self.bar.set_message(format!(
-                    "loss {loss:.4} (mel {mel:.4}, stft {stft:.3}{gan}{f0}), {steps_per_s:.2} steps/s"
-                ));
+                let msg = format!("loss {loss:.4} (mel {mel:.4}, stft {stft:.3}{gan}{f0}), {steps_per_s:.2} steps/s");
+                self.line_if_hidden(*step, &msg);
+                self.bar.set_message(msg);
             }
             LogRecord::VocoderValid { step, mel, stft, f0 } => {
                 let f0 = f0.map(|f| format!(", F0 {:.0} cents", cents(f))).unwrap_or_default();
-                self.bar
-                    .println(format!("step {step}: validation mel {mel:.4}, stft {stft:.3}{f0}"));
+                self.say(format!("step {step}: validation mel {mel:.4}, stft {stft:.3}{f0}"));
             }
         }
     }
 
     fn checkpoint(&mut self, p: &Path) {
-        self.bar.println(format!("checkpoint {}", p.display()));
+        self.say(format!("checkpoint {}", p.display()));
     }
 
     fn note(&mut self, text: &str) {
@@ -228,7 +257,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed} elapsed, {eta} left]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut observer = Bar { bar: bar.clone() };
+    let mut observer = Bar::new(bar.clone());
     let (outcome, run_dir, what) = if a.vocoder {
         let dir = recipe
             .vocoder_dir()

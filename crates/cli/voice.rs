@@ -50,7 +50,8 @@ impl ModelArgs {
         if let Some(d) = &self.model {
             return Ok(d.clone());
         }
-        if let Some(d) = std::env::var_os("VOXSWAP_MODEL") {
+        // An empty VOXSWAP_MODEL= counts as unset.
+        if let Some(d) = std::env::var_os("VOXSWAP_MODEL").filter(|d| !d.is_empty()) {
             return Ok(PathBuf::from(d));
         }
         let candidates = Self::candidates();
