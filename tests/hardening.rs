@@ -264,24 +264,8 @@ fn an_interrupted_conversion_leaves_nothing_behind() {
         let out_dir = dir.path().join(format!("out-{signal}"));
         std::fs::create_dir_all(&out_dir).unwrap();
         let out = out_dir.join("out.wav");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"))
-            .args(
-                [
-                    &"convert" as &dyn AsRef<std::ffi::OsStr>,
-                    &src,
-                    &"-t",
-                    &data("speech_f.wav"),
-                    &"-o",
-                    &out,
-                    &"--model",
-                    &m,
-                ]
-                .map(|a| a.as_ref().to_owned()),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let reference = data("speech_f.wav");
+        let mut child = spawn_voxswap(&[&"convert", &src, &"-t", &reference, &"-o", &out, &"--model", &m], &[]);
         // Wait until it writes its partial files, then signal it.
         let t0 = Instant::now();
         while hidden(&out_dir).is_empty() {
@@ -671,24 +655,8 @@ fn interrupted_folder_conversion_says_what_it_kept() {
     std::fs::copy(data("speech_m.wav"), src.join("a.wav")).unwrap();
     long_speech(&src.join("b.wav"), 60);
     let out = dir.path().join("out");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"))
-        .args(
-            [
-                &"convert" as &dyn AsRef<std::ffi::OsStr>,
-                &src,
-                &"-t",
-                &data("speech_f.wav"),
-                &"-o",
-                &out,
-                &"--model",
-                &m,
-            ]
-            .map(|a| a.as_ref().to_owned()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let reference = data("speech_f.wav");
+    let mut child = spawn_voxswap(&[&"convert", &src, &"-t", &reference, &"-o", &out, &"--model", &m], &[]);
     let t0 = Instant::now();
     while !out.join("a.wav").exists() || hidden(&out).is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(120), "the second file never started");

@@ -281,26 +281,21 @@ fn live_feeds_a_virtual_microphone_and_removes_it() {
 fn a_failing_conversion_ends_the_run_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     let m = tiny_model(dir.path());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"))
-        .args(
-            [
-                &"live" as &dyn AsRef<std::ffi::OsStr>,
-                &"--model",
-                &m,
-                &"-t",
-                &data("speech_f.wav"),
-                &"--input-file",
-                &data("speech_m.wav"),
-                &"--null-output",
-                &"--no-tui",
-            ]
-            .map(|a| a.as_ref().to_owned()),
-        )
-        .env("VOXSWAP_TEST_DSP_FAILS_AFTER_MS", "300")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (reference, source) = (data("speech_f.wav"), data("speech_m.wav"));
+    let mut child = spawn_voxswap(
+        &[
+            &"live",
+            &"--model",
+            &m,
+            &"-t",
+            &reference,
+            &"--input-file",
+            &source,
+            &"--null-output",
+            &"--no-tui",
+        ],
+        &[("VOXSWAP_TEST_DSP_FAILS_AFTER_MS", "300")],
+    );
     let t0 = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > std::time::Duration::from_secs(30) {

@@ -148,3 +148,19 @@ pub fn modes(path: &Path) -> (u32, u32) {
     std::fs::remove_file(&probe).unwrap();
     (std::fs::metadata(path).unwrap().permissions().mode() & 0o777, want)
 }
+
+/// Starts the binary with `args` and `env`, stdout discarded and stderr piped, for tests that
+/// signal it or watch it while it runs.
+pub fn spawn_voxswap(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_voxswap"));
+    for a in args {
+        cmd.arg(a);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}

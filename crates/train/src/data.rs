@@ -150,9 +150,7 @@ pub fn compute_features(path: &Path, cfg: &FrontendConfig, pitch: bool) -> Resul
 
 /// Log-mel of one file at the frontend's rate.
 pub fn compute_mel(path: &Path, cfg: &FrontendConfig) -> Result<Mel> {
-    let audio = read_mono(path, ChannelMix::Downmix)?;
-    let x = resample(&audio.samples, audio.sample_rate, cfg.sample_rate)?;
-    Ok(LogMel::new(cfg)?.compute(&x))
+    compute_features(path, cfg, false)
 }
 
 /// The feature store of `utts` for frontend `cfg` in `cache` (`cache/<frontend hash>/`),
