@@ -1,6 +1,6 @@
 //! Frontend benchmarks on real speech (the committed clips, repeated): log-mel of 60 s,
 //! STFT and iSTFT of 60 s, Griffin-Lim on 10 s (32 iterations), resampling 60 s 48k→16k.
-//! `scripts/bench_vs_librosa.sh` runs these and librosa on the same inputs and prints ratios.
+//! `scripts/dev/bench_vs_librosa.sh` runs these and librosa on the same inputs and prints ratios.
 
 use std::hint::black_box;
 use std::time::Duration;

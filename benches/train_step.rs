@@ -1,7 +1,7 @@
 //! Model benchmarks: a training step (forward, backward, AMSGrad Adam; the trainer's step, one
 //! batch shard per thread) on a batch of
 //! 16 × 80 mels × 128 frames, and converting 10 s (1000 frames), for the paper and the stream
-//! presets. `scripts/bench_vs_pytorch.sh` runs these and the PyTorch reference in one go.
+//! presets. `scripts/dev/bench_vs_pytorch.sh` runs these and the PyTorch reference in one go.
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Parity with librosa, against the fixtures that `scripts/make_fixtures.py` made
+//! Parity with librosa, against the fixtures that `scripts/dev/make_fixtures.py` made
 //! (tests/data/fixtures; the script, the librosa version and the shapes are in fixtures.json).
 
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,5 @@
-//! Parity with the PyTorch reference (scripts/torch_reference/adain_vc.py), against the fixture
-//! that scripts/torch_reference/make_fixtures.py made: same weights, same input and noise; the
+//! Parity with the PyTorch reference (scripts/dev/torch_reference/adain_vc.py), against the fixture
+//! that scripts/dev/torch_reference/make_fixtures.py made: same weights, same input and noise; the
 //! forward outputs agree within 1e-4 and every parameter's gradient of the loss within 1e-3
 //! relative (max-norm of the difference over max-norm of the reference). The reference runs in
 //! float64, so these bounds measure voxswap's float32 error and nothing else.

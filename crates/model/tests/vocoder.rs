@@ -1,5 +1,5 @@
 //! The neural vocoder: forward and gradient parity with the PyTorch reference
-//! (scripts/torch_reference/vocoder.py, fixture by make_vocoder_fixture.py), and its stream
+//! (scripts/dev/torch_reference/vocoder.py, fixture by make_vocoder_fixture.py), and its stream
 //! equal to the offline pass whatever the chunking.
 #![allow(clippy::unwrap_used)]
 

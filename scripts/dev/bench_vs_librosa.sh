@@ -4,11 +4,11 @@
 # Needs a Python venv with librosa: VENV=../refvenv (made by: python3 -m venv ../refvenv &&
 # ../refvenv/bin/pip install numpy scipy librosa soundfile).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 VENV=${VENV:-../refvenv}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 RAYON_NUM_THREADS=1
 cargo bench --bench frontend -- --noplot >/dev/null
-"$VENV/bin/python" scripts/bench_librosa.py > target/librosa_bench.json
+"$VENV/bin/python" scripts/dev/bench_librosa.py > target/librosa_bench.json
 python3 - <<'PY'
 import json
 lib = json.load(open("target/librosa_bench.json"))

@@ -3,8 +3,8 @@
 
 Run in the throwaway venv of make_fixtures.py:
     cargo run -p voxswap-model --example dump_vocoder_config -- tiny > tests/data/model/vocoder_tiny.json
-    (cd scripts/torch_reference && ../../../torchvenv/bin/python make_vocoder_fixture.py)
-    (cd scripts/torch_reference && ../../../torchvenv/bin/python make_vocoder_fixture.py integrated)
+    (cd scripts/dev/torch_reference && ../../../torchvenv/bin/python make_vocoder_fixture.py)
+    (cd scripts/dev/torch_reference && ../../../torchvenv/bin/python make_vocoder_fixture.py integrated)
 Writes tests/data/model/vocoder_tiny.safetensors (with `integrated`: vocoder_tiny_integrated.json,
 the same size with `"phase": "integrated"`, and vocoder_tiny_integrated.safetensors): `param.<name>`, `grad.<name>` (gradient of the
 loss), `input` (two 40-frame log-mel segments of the committed speech clip), `out.audio` and
@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from vocoder import Vocoder
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
 DATA = os.path.join(ROOT, "tests", "data", "model")
 
 cfg = json.load(open(os.path.join(DATA, "vocoder_tiny.json")))

@@ -2,10 +2,10 @@
 frame rate (10 ms), the buzz of a vocoder whose phases do not advance from frame to frame.
 Development tool (numpy, soundfile: the judge's venv).
 
-    python scripts/vocoder/periodicity.py ROWS.tsv NAME [NAME ...]
+    python scripts/dev/vocoder/periodicity.py ROWS.tsv NAME [NAME ...]
 
 ROWS.tsv: one row per utterance, tab-separated: the original, then one resynthesis per NAME
-(scripts/vocoder/judge_resynth.sh writes such rows to OUT/pairs.tsv: original, Griffin-Lim,
+(scripts/dev/vocoder/judge_resynth.sh writes such rows to OUT/pairs.tsv: original, Griffin-Lim,
 neural). For every voiced 64 ms window of the original (RMS above 0.02, normalised
 autocorrelation above 0.5 at its strongest lag between 2.5 and 20 ms, that lag not within 8
 samples of 10 ms), the mean normalised autocorrelation of each signal at the original's pitch

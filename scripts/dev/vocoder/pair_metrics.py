@@ -2,7 +2,7 @@
 originals, and their paired differences. Development tool, run with the judge's venv; it imports
 the judge's own `pair_metrics` (../shared/judge/judge.py), never a copy of it.
 
-    ../judge-venv/bin/python scripts/vocoder/pair_metrics.py PAIRS.tsv
+    ../judge-venv/bin/python scripts/dev/vocoder/pair_metrics.py PAIRS.tsv
 
 PAIRS.tsv: lines `original<TAB>system A's file<TAB>system B's file` (no header). Prints, per
 metric, A's and B's means and the mean of B − A with its standard error (higher is better for
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "judge"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4] / "shared" / "judge"))
 from judge import pair_metrics  # noqa: E402
 
 METRICS = ["pesq_wb_trunc", "stoi_trunc", "mcd_db", "f0_rmse_cent", "vuv_err", "dvec_cos"]

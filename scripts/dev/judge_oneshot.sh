@@ -2,17 +2,17 @@
 # One-shot conversion quality by the independent judge (../shared/judge), on speakers the model
 # never saw. Development tool: needs the judge's venv (../judge-venv, see its README).
 #
-#   bash scripts/judge_oneshot.sh MODEL_DIR VALID_CORPUS OUT_DIR
-#   CEILING=0 bash scripts/judge_oneshot.sh …   # skip the Griffin-Lim ceiling (model-independent)
-#   ASR=0 bash scripts/judge_oneshot.sh …       # speaker similarity only (no Whisper: much faster)
-#   CONVERT_ARGS="--contrast 0" bash scripts/judge_oneshot.sh …   # options for voxswap convert
-#   SELF=1 bash scripts/judge_oneshot.sh …      # each voice into itself (reconstruction), two
+#   bash scripts/dev/judge_oneshot.sh MODEL_DIR VALID_CORPUS OUT_DIR
+#   CEILING=0 bash scripts/dev/judge_oneshot.sh …   # skip the Griffin-Lim ceiling (model-independent)
+#   ASR=0 bash scripts/dev/judge_oneshot.sh …       # speaker similarity only (no Whisper: much faster)
+#   CONVERT_ARGS="--contrast 0" bash scripts/dev/judge_oneshot.sh …   # options for voxswap convert
+#   SELF=1 bash scripts/dev/judge_oneshot.sh …      # each voice into itself (reconstruction), two
 #                                                 # sentences a voice (SELF_PER_VOICE=N for more)
-#   SHARED=2 bash scripts/judge_oneshot.sh …    # sentences every voice reads (default 40, as
+#   SHARED=2 bash scripts/dev/judge_oneshot.sh …    # sentences every voice reads (default 40, as
 #                                                 # recipes/synth; recipes/kokoro: 2)
-#   F0=0 bash scripts/judge_oneshot.sh …        # without the intonation figures (vc --f0)
-#   NOISE_SNR=20 bash scripts/judge_oneshot.sh … # sources with white noise at 20 dB SNR
-#                                                 # (scripts/add_noise.py; the judge still
+#   F0=0 bash scripts/dev/judge_oneshot.sh …        # without the intonation figures (vc --f0)
+#   NOISE_SNR=20 bash scripts/dev/judge_oneshot.sh … # sources with white noise at 20 dB SNR
+#                                                 # (scripts/dev/add_noise.py; the judge still
 #                                                 # compares with the clean source)
 #
 # Every ordered pair (A, B) of validation speakers, A != B: A's recording of one shared sentence
@@ -21,10 +21,10 @@
 # with A's recording (leakage), and runs ASR on both (word error rate of the conversion vs the
 # source's). The same is done for Griffin-Lim resynthesis of B's own recording of the sentence:
 # the ceiling that the Griffin-Lim vocoder allows. OUT/vc_rows.jsonl holds the judge's score of
-# every pair, for scripts/judge_paired.py.
+# every pair, for scripts/dev/judge_paired.py.
 set -euo pipefail
 model=$1 valid=$2 out=$3
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 py=${JUDGE_PY:-$root/../judge-venv/bin/python}
 judge=$root/../shared/judge/judge.py
 bin=${VOXSWAP_BIN:-$root/target/release/voxswap}
@@ -57,7 +57,7 @@ for a in "${spk[@]}"; do
     if [[ -n ${NOISE_SNR:-} ]]; then
       mkdir -p "$out/noisy"
       src=$out/noisy/${a}__$s.wav
-      [[ -s $src ]] || "$py" "$root/scripts/add_noise.py" "$valid/$a/$s.wav" "$src" "$NOISE_SNR" "$n"
+      [[ -s $src ]] || "$py" "$root/scripts/dev/add_noise.py" "$valid/$a/$s.wav" "$src" "$NOISE_SNR" "$n"
     fi
     [[ -s $c ]] || "$bin" convert "$src" -t "$valid/$b/s0001.wav" -o "$c" --model "$model" ${CONVERT_ARGS:-} > /dev/null
     r=$out/resynth/${b}__$s.wav

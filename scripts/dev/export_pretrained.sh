@@ -2,9 +2,9 @@
 # Exports a checkpoint into pretrained/ (in half precision; HALF=0 for single) and builds its
 # speaker bank (pretrained/speakers/): every training voice of the synthetic corpus, embedded
 # from 5 of its utterances.
-#   bash scripts/export_pretrained.sh CHECKPOINT_DIR [TRAIN_CORPUS]
+#   bash scripts/dev/export_pretrained.sh CHECKPOINT_DIR [TRAIN_CORPUS]
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 ckpt=$1
 corpus=${2:-$root/recipes/synth/data/corpus/train}
 bin=${VOXSWAP_BIN:-$root/target/release/voxswap}

@@ -1,8 +1,8 @@
 """Paired comparison of two systems judged on the same pairs, from the rows the independent judge
-writes with `vc --per-pair` (scripts/judge_oneshot.sh writes them to OUT/vc_rows.jsonl).
+writes with `vc --per-pair` (scripts/dev/judge_oneshot.sh writes them to OUT/vc_rows.jsonl).
 Development tool; plain Python 3 with numpy (the judge's venv has it).
 
-    ../judge-venv/bin/python scripts/judge_paired.py RUN_A/vc_rows.jsonl RUN_B/vc_rows.jsonl [MAX_SOURCE_WER]
+    ../judge-venv/bin/python scripts/dev/judge_paired.py RUN_A/vc_rows.jsonl RUN_B/vc_rows.jsonl [MAX_SOURCE_WER]
 
 Rows are matched by the converted file's name. Prints, for similarity to the target, similarity
 to the source and (when the rows have them) the row's WER, log-F0 correlation with the source

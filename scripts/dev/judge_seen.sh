@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # One-shot conversion into voices the model WAS trained on: sources are the 11 validation voices,
 # targets every 6th training voice (12), each given ONE reference utterance (s0001); 44 pairs,
-# otherwise the protocol of scripts/judge_oneshot.sh (judge: ../shared/judge, its venv in
+# otherwise the protocol of scripts/dev/judge_oneshot.sh (judge: ../shared/judge, its venv in
 # ../judge-venv). Tells a model that cannot generalise to new voices from one that cannot
 # convert at all. Development tool.
 #
-#   bash scripts/judge_seen.sh MODEL_DIR OUT_DIR
+#   bash scripts/dev/judge_seen.sh MODEL_DIR OUT_DIR
 set -euo pipefail
 model=$1 out=$2
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 valid=$root/recipes/synth/data/corpus/valid
 train=$root/recipes/synth/data/corpus/train
 mkdir -p "$out/converted"

@@ -4,8 +4,8 @@
 # source's. Development tool: needs the judge's venv (../judge-venv) and the synthesisers of
 # recipes/synth (espeak-ng with mbrola-us1/us2, festival with kal, rab and the CMU slt HTS voice).
 #
-#   bash scripts/judge_words.sh MODEL_DIR VALID_CORPUS OUT_DIR
-#   ../judge-venv/bin/python scripts/judge_paired.py A/vc_rows.jsonl B/vc_rows.jsonl 1
+#   bash scripts/dev/judge_words.sh MODEL_DIR VALID_CORPUS OUT_DIR
+#   ../judge-venv/bin/python scripts/dev/judge_paired.py A/vc_rows.jsonl B/vc_rows.jsonl 1
 #
 # The validation sources read too badly for Whisper tiny.en (83% WER on their own) to show lost
 # words. These five read 10–40% (`judge.py asr`): mbrola us1 (a validation voice) and four voices
@@ -16,7 +16,7 @@
 # into OUT_DIR/../word_sources (shared by the runs judged beside it).
 set -euo pipefail
 model=$1 valid=$2 out=$3
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 py=${JUDGE_PY:-$root/../judge-venv/bin/python}
 bin=${VOXSWAP_BIN:-$root/target/release/voxswap}
 synth=$root/recipes/synth/synth_one.sh

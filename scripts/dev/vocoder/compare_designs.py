@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Compute cost of candidate neural vocoders on this CPU, before choosing one (issue: neural
 vocoder; BENCHMARKS.md "Neural vocoder: choosing the design"). Untrained weights: only the cost
-is measured. PyTorch in a throwaway venv (see scripts/torch_reference/make_fixtures.py):
+is measured. PyTorch in a throwaway venv (see scripts/dev/torch_reference/make_fixtures.py):
 
-    ../torchvenv/bin/python scripts/vocoder/compare_designs.py
+    ../torchvenv/bin/python scripts/dev/vocoder/compare_designs.py
 
 For each design: parameters, multiply-accumulates per second of 16 kHz audio (counted by hooks on
 every convolution and linear layer), and the real-time factor on ONE thread, offline (10 s of

@@ -7,7 +7,7 @@
 # VM the two-thread figures drift by up to 30% over minutes, for both libraries alike, so
 # compare within a round.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 VENV=${TORCH_VENV:-../torchvenv}
 mkdir -p target/bench
 for p in paper stream; do
@@ -20,7 +20,7 @@ for t in 1 2; do
   for d in target/criterion/model/*/; do
     n=$(basename "$d"); cp "$d/new/estimates.json" "target/bench/candle-$t/$n.json"
   done
-  OMP_NUM_THREADS=$t "$VENV/bin/python" scripts/torch_reference/bench.py $t target/bench/paper_config.json \
+  OMP_NUM_THREADS=$t "$VENV/bin/python" scripts/dev/torch_reference/bench.py $t target/bench/paper_config.json \
     target/bench/stream_config.json > target/bench/torch-$t.json
 done
 echo "round $round ($(date -u +%H:%M:%S) UTC)"

@@ -7,7 +7,7 @@ vocoder's square-root-Hann window. That is what the vocoder's real per-bin gains
 they were perfect, at a perfect F0 (librosa's pYIN on the original), so no trained vocoder of
 that design can resynthesise better. Development tool (the judge's venv).
 
-    python scripts/vocoder/oracle_source.py VARIANT [VARIANT ...] -- IN.wav [IN.wav ...]
+    python scripts/dev/vocoder/oracle_source.py VARIANT [VARIANT ...] -- IN.wav [IN.wav ...]
 
 A VARIANT is MODE@N_FFT (frame length in samples at 16 kHz; the vocoder's is 320, 2 hops):
   mixed     harmonic phases in pYIN's voiced frames, noise phases elsewhere (what the vocoder does)

@@ -2,7 +2,7 @@
 power), for judging conversions of noisy sources. Development tool, run with the judge's venv
 (numpy, soundfile).
 
-    ../judge-venv/bin/python scripts/add_noise.py IN.wav OUT.wav SNR_DB [SEED]
+    ../judge-venv/bin/python scripts/dev/add_noise.py IN.wav OUT.wav SNR_DB [SEED]
 """
 import sys
 

@@ -5,7 +5,7 @@ Run in a throwaway venv, outside the repository:
     python3 -m venv ../torchvenv && ../torchvenv/bin/pip install numpy torch safetensors
     for p in tiny tiny-stream tiny-attn tiny-vq; do
       cargo run -p voxswap-model --example dump_config -- $p > tests/data/model/${p}_config.json
-      (cd scripts/torch_reference && ../../../torchvenv/bin/python make_fixtures.py $p)
+      (cd scripts/dev/torch_reference && ../../../torchvenv/bin/python make_fixtures.py $p)
     done
 Writes tests/data/model/adain_vc_<preset>.safetensors: `param.<name>` (weights), `grad.<name>`
 (gradient of the loss for that weight), `input` (a log-mel batch from the committed speech clip),
@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from adain_vc import AE, loss_fn
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..")
 DATA = os.path.join(ROOT, "tests", "data", "model")
 
 import sys

@@ -4,7 +4,7 @@
 # The sentences are Harvard sentences (IEEE 1969, public domain).
 # The outputs are committed; tests never run this script.
 set -euo pipefail
-cd "$(dirname "$0")/../tests/data"
+cd "$(dirname "$0")/../../tests/data"
 
 say() { # voice, text, out.wav (16 kHz mono 16-bit)
   espeak-ng -v "$1" -s 150 -w /tmp/voxswap_say.wav "$2"

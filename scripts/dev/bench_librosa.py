@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """librosa on the same inputs as benches/frontend.rs, one thread; prints mean seconds as JSON.
 
-Run by scripts/bench_vs_librosa.sh in a throwaway venv (numpy scipy librosa soundfile soxr).
+Run by scripts/dev/bench_vs_librosa.sh in a throwaway venv (numpy scipy librosa soundfile soxr).
 """
 import json
 import os
@@ -12,7 +12,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
+data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data")
 clips = np.concatenate([sf.read(os.path.join(data, n), dtype="float32")[0]
                         for n in ["speech_m.wav", "speech_f.wav", "speech_s.wav"]])
 

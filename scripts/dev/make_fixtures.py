@@ -3,7 +3,7 @@
 
 Run in a throwaway venv, outside the repository:
     python3 -m venv ../refvenv && ../refvenv/bin/pip install numpy scipy librosa soundfile
-    ../refvenv/bin/python scripts/make_fixtures.py
+    ../refvenv/bin/python scripts/dev/make_fixtures.py
 Writes tests/data/fixtures/: raw little-endian f32 arrays (*.f32) and fixtures.json, which gives
 each array's shape and the scalar references. The tests never need Python.
 """
@@ -14,7 +14,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "data", "fixtures")
 os.makedirs(OUT, exist_ok=True)
 meta = {"librosa": librosa.__version__, "numpy": np.__version__, "arrays": {}, "values": {}}
