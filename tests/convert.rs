@@ -550,7 +550,9 @@ fn the_shipped_model_converts_out_of_the_box() {
 
     let o = voxswap(&[&"speakers", &"--json"]);
     let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 67);
+    // The shipped bank: Kokoro's 44 training base voices and the 67 synthetic ones.
+    assert_eq!(v.as_array().unwrap().len(), 111);
+    assert!(v.as_array().unwrap().iter().any(|s| s["name"] == "af_heart"));
     let first = v[0]["name"].as_str().unwrap().to_string();
     let second = v[1]["name"].as_str().unwrap().to_string();
     let o = voxswap(&[&"convert", &data("speech_m.wav"), &"--speaker", &first, &"-o", &out]);
