@@ -345,7 +345,8 @@ mod tests {
         let inter: Vec<f32> = x.iter().flat_map(|&v| [v, v]).collect();
         stereo.push_interleaved(&inter);
         let (m, st) = (mono.lufs().unwrap(), stereo.lufs().unwrap());
-        assert!((st - m - 3.0103).abs() < 0.01, "{m} {st}");
+        // The meter's histogram mode reads loudness in steps of 0.01 LU or so.
+        assert!((st - m - 3.0103).abs() < 0.05, "{m} {st}");
         let copies = {
             let mut c = LoudnessMeter::new(48000).unwrap().as_copies(2);
             c.push(&x);
