@@ -5,6 +5,8 @@
 #   voxswap ARGS...      the workspace's release binary, built on first use
 #   as_root CMD...       runs CMD as root (directly, or through sudo)
 #   run_common_stages CORPUS   stages 2 to 6, the same in every recipe
+#   prune_corpus CORPUS  removes the WAV files of CORPUS/{train,valid}/SPEAKER/ that the caller's
+#                        associative array `wanted` (paths as keys) does not name, and empty folders
 #   write_phonemes SPLIT_DIR   SPLIT_DIR/transcripts.tsv (corpus-relative path TAB text) to
 #                        SPLIT_DIR/phonemes.tsv for the phonetic head (skipped without espeak-ng)
 #   apt_private_install PKG...   apt-get install with Debian's contrib and non-free components
@@ -97,6 +99,17 @@ SRC
     -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o "APT::Sandbox::User=root")
   as_root apt-get "${opts[@]}" update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y -qq --no-install-recommends "$@"
+}
+
+prune_corpus() {
+  local corpus=$1 f removed=0
+  while IFS= read -r -d '' f; do
+    [[ -n ${wanted[$f]-} ]] && continue
+    rm -f "$f"
+    removed=$((removed + 1))
+  done < <(find "$corpus/train" "$corpus/valid" -mindepth 2 -maxdepth 2 -name '*.wav' -print0)
+  find "$corpus/train" "$corpus/valid" -mindepth 1 -maxdepth 1 -type d -empty -delete
+  ((removed == 0)) || echo "removed $removed files that the voices and settings no longer name"
 }
 
 write_phonemes() {

@@ -96,14 +96,7 @@ if stage 1 "prepare data"; then
     done
     i=$((i + 1))
   done <"$VOICES"
-  removed=0
-  while IFS= read -r -d '' f; do
-    [[ -n ${wanted[$f]-} ]] && continue
-    rm -f "$f"
-    removed=$((removed + 1))
-  done < <(find "$CORPUS/train" "$CORPUS/valid" -mindepth 2 -maxdepth 2 -name '*.wav' -print0)
-  find "$CORPUS/train" "$CORPUS/valid" -mindepth 1 -maxdepth 1 -type d -empty -delete
-  ((removed == 0)) || echo "removed $removed files that the voices and settings no longer name"
+  prune_corpus "$CORPUS"
   echo "$i voices, $total utterances, $todo to synthesise ($JOBS jobs)"
   if ((todo)); then
     start=$SECONDS
