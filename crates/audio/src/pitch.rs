@@ -249,6 +249,26 @@ pub fn pitch_features(x: &[f32], cfg: &crate::FrontendConfig) -> Vec<f32> {
     PitchNormalizer::normalize(&yin.track_ending(x, lookahead))
 }
 
+/// `mel` (the log-mel of `x`, at `cfg`) with the [`pitch_features`] of `x` appended as
+/// [`PITCH_CHANNELS`] more rows: what a model with F0 conditioning reads.
+///
+/// # Errors
+/// [`crate::Error::Config`] when the pitch track and the mel disagree on the frame count (a mel
+/// of other samples or another frontend).
+pub fn append_pitch_rows(mel: &mut crate::Mel, x: &[f32], cfg: &crate::FrontendConfig) -> crate::Result<()> {
+    let p = pitch_features(x, cfg);
+    if p.len() != PITCH_CHANNELS * mel.frames {
+        return Err(crate::Error::Config(format!(
+            "a pitch track of {} frames for a log-mel of {}",
+            p.len() / PITCH_CHANNELS,
+            mel.frames
+        )));
+    }
+    mel.data.extend_from_slice(&p);
+    mel.n_mels += PITCH_CHANNELS;
+    Ok(())
+}
+
 /// [`pitch_features`] as samples arrive: push samples, pull each frame's values when its last
 /// sample is in. Real-time safe after it is built.
 #[derive(Debug, Clone)]
@@ -286,12 +306,8 @@ impl PitchFeatures {
     /// Ends a stream of `total` samples: `emit` receives the values of its remaining frames
     /// (read with zeros past the end), up to as many frames in all as its log-mel has.
     pub fn finish(&mut self, total: usize, mut emit: impl FnMut([f32; PITCH_CHANNELS])) {
-        let frames = total / self.track.yin.hop + 1;
-        while self.track.frames < frames {
-            if let Some(f) = self.track.push(0.0) {
-                emit(self.norm.push(f));
-            }
-        }
+        let norm = &mut self.norm;
+        self.track.finish(total, |f| emit(norm.push(f)));
     }
 }
 
@@ -358,13 +374,13 @@ impl PitchStream {
         None
     }
 
-    /// Ends a stream of `total` samples: the F0 of its remaining frames (up to `total / hop + 1`
-    /// in all), read with zeros past the end, into `out`. Allocates.
-    pub fn finish(&mut self, total: usize, out: &mut Vec<f64>) {
+    /// Ends a stream of `total` samples: `emit` receives the F0 of its remaining frames (up to
+    /// `total / hop + 1` in all), read with zeros past the end.
+    pub fn finish(&mut self, total: usize, mut emit: impl FnMut(f64)) {
         let frames = total / self.yin.hop + 1;
         while self.frames < frames {
             if let Some(f) = self.push(0.0) {
-                out.push(f);
+                emit(f);
             }
         }
     }
@@ -417,7 +433,7 @@ mod tests {
                 on.extend(s.push(v));
             }
         }
-        s.finish(x.len(), &mut on);
+        s.finish(x.len(), |f| on.push(f));
         assert_eq!(on, off);
     }
 

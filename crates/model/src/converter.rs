@@ -299,11 +299,7 @@ impl VoiceConverter {
             .map_err(|e| Error::Config(e.to_string()))?
             .compute(x);
         if self.model.uses_pitch() {
-            let p = voxswap_audio::pitch::pitch_features(x, fe);
-            if p.len() == crate::config::PITCH_CHANNELS * mel.frames {
-                mel.data.extend_from_slice(&p);
-                mel.n_mels += crate::config::PITCH_CHANNELS;
-            }
+            voxswap_audio::pitch::append_pitch_rows(&mut mel, x, fe).map_err(|e| Error::Config(e.to_string()))?;
         }
         Ok(mel)
     }

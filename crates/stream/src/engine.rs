@@ -19,11 +19,10 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use voxswap_audio::{ChunkResampler, FrontendConfig, Limiter};
-
-use crate::features::FeatureFrames;
 use voxswap_model::{FrameModel, SpeakerEmbedding, StreamingConverter, VoiceConverter};
 
 use crate::adapt::{adapt, measure_source, Adaptation};
+use crate::features::FeatureFrames;
 use crate::stats::ComputeStats;
 use crate::vocoder::Vocoder;
 use crate::{Error, Result};
@@ -404,42 +403,38 @@ impl Engine {
         let sr16 = f64::from(self.fe.sample_rate);
         let out = f64::from(self.cfg.output_rate);
         let hop = self.fe.hop_length as f64;
-        let mut v = vec![
-            StageLatency {
-                stage: format!("resampling {} → {} Hz", self.cfg.input_rate, self.fe.sample_rate),
+        let m = self.fe.sample_rate;
+        let mut v = Vec::new();
+        // A resampler between equal rates passes samples through: no stage.
+        if self.cfg.input_rate != m {
+            v.push(StageLatency {
+                stage: format!("resampling {} → {m} Hz", self.cfg.input_rate),
                 seconds: self.to_model.latency_samples() as f64 / sr16,
-            },
-            StageLatency {
-                stage: "framing (a frame every hop) and the analysis window's look-ahead".into(),
-                seconds: (hop - 1.0 + self.features.latency_samples() as f64) / sr16,
-            },
-            StageLatency {
-                stage: format!("model steps of {} frame(s)", self.cfg.model_frames),
-                seconds: (self.cfg.model_frames - 1) as f64 * hop / sr16,
-            },
-            StageLatency {
-                stage: format!("vocoder: {}", self.vocoder.name()),
-                seconds: self.vocoder.latency_samples() as f64 / sr16,
-            },
-            StageLatency {
-                stage: format!("resampling {} → {} Hz", self.fe.sample_rate, self.cfg.output_rate),
+            });
+        }
+        v.push(StageLatency {
+            stage: "framing (a frame every hop) and the analysis window's look-ahead".into(),
+            seconds: (hop - 1.0 + self.features.latency_samples() as f64) / sr16,
+        });
+        v.push(StageLatency {
+            stage: format!("model steps of {} frame(s)", self.cfg.model_frames),
+            seconds: (self.cfg.model_frames - 1) as f64 * hop / sr16,
+        });
+        v.push(StageLatency {
+            stage: format!("vocoder: {}", self.vocoder.name()),
+            seconds: self.vocoder.latency_samples() as f64 / sr16,
+        });
+        if self.cfg.output_rate != m {
+            v.push(StageLatency {
+                stage: format!("resampling {m} → {} Hz", self.cfg.output_rate),
                 seconds: self.from_model.latency_samples() as f64 / out,
-            },
-        ];
+            });
+        }
         if self.cfg.limiter {
             v.push(StageLatency {
                 stage: "limiter look-ahead".into(),
                 seconds: self.limiter.latency() as f64 / out,
             });
-        }
-        // A resampler between equal rates passes samples through: no stage (the first and the
-        // fifth of the list).
-        let m = self.fe.sample_rate;
-        if self.cfg.output_rate == m {
-            v.remove(4);
-        }
-        if self.cfg.input_rate == m {
-            v.remove(0);
         }
         v
     }

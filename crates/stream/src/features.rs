@@ -102,18 +102,6 @@ impl FeatureFrames {
         let p = self.pitch_channels();
         self.pitch_frames.drain(..n * p);
     }
-
-    /// Forgets the stream.
-    pub fn reset(&mut self, fe: &FrontendConfig) -> Result<()> {
-        self.logmel = StreamingLogMel::new(fe)?;
-        if let Some(p) = &mut self.pitch {
-            p.reset();
-        }
-        self.mel.clear();
-        self.pitch_frames.clear();
-        self.samples = 0;
-        Ok(())
-    }
 }
 
 /// `n` frames of log-mel (frame-major) and pitch (frame-major, maybe empty) as the model's

@@ -179,17 +179,16 @@ pub fn convert_file(
 ) -> Result<FileReport> {
     let mut warnings = Vec::new();
     let fe: FrontendConfig = job.conv.config().frontend.clone();
-    {
-        let rate = AudioReader::open(src, job.mix)?.info().sample_rate;
-        check_rates(src, rate, job.rate.unwrap_or(rate))?;
-    }
+    let info = AudioReader::open(src, job.mix)?.info().clone();
+    let src_rate = info.sample_rate;
+    check_rates(src, src_rate, job.rate.unwrap_or(src_rate))?;
     // Pass 1: the source's loudness, and its voice from its beginning.
     let keep = if job.adaptation.measures_source() {
         SOURCE_VOICE_SECONDS
     } else {
         0
     };
-    let (src_rate, src_loud, src_peak, head) = level(src, job.mix, keep)?;
+    let (src_loud, src_peak, head) = level(src, job.mix, keep)?;
     if src_peak < 1e-3 {
         return Err(Error::Input(format!(
             "{}: source is silent (peak {:.1} dBFS); nothing to convert",
@@ -225,7 +224,7 @@ pub fn convert_file(
         .unwrap_or(Path::new("."));
     let tmp_path = voxswap_audio::partial::PartialFile::create(dir, ".voxswap-convert-", ".wav")
         .map_err(|e| Error::Input(format!("{}: cannot write a temporary file: {e}", dir.display())))?;
-    let channels = out_channels(src, job.mix)?;
+    let channels = out_channels(&info, job.mix);
     let mut sink = Sink {
         writer: WavWriter::create(tmp_path.path(), fe.sample_rate, WavFormat::Float32)?,
         loud: LoudnessMeter::new(fe.sample_rate)?.as_copies(usize::from(channels)),
@@ -422,26 +421,18 @@ impl Sink {
     }
 }
 
-/// Channels a conversion of `src` writes: the source's layout when its channels are mixed
-/// (each output channel the converted mix), one when `--channel` picks one.
-fn out_channels(src: &Path, mix: ChannelMix) -> Result<u16> {
-    Ok(match mix {
-        ChannelMix::Downmix => u16::try_from(AudioReader::open(src, mix)?.info().channels).unwrap_or(1),
+/// Channels a conversion of a file with `info` writes: the source's layout when its channels
+/// are mixed (each output channel the converted mix), one when `--channel` picks one.
+fn out_channels(info: &voxswap_audio::AudioInfo, mix: ChannelMix) -> u16 {
+    match mix {
+        ChannelMix::Downmix => u16::try_from(info.channels).unwrap_or(1),
         ChannelMix::Select(_) => 1,
-    })
+    }
 }
 
-/// Loudness of a file as a listener hears it: all its channels together when they are mixed
-/// (BS.1770 adds their powers), the one picked otherwise.
-fn loudness_of(path: &Path, mix: ChannelMix) -> Result<LoudnessMeter> {
-    let info = AudioReader::open(path, mix)?.info().clone();
-    if matches!(mix, ChannelMix::Select(_)) || info.channels == 1 {
-        let mut r = AudioReader::open(path, mix)?;
-        let mut m = LoudnessMeter::new(info.sample_rate)?;
-        r.for_each_chunk(|buf| m.push(buf))?;
-        return Ok(m);
-    }
-    // One reader a channel, read in step and interleaved.
+/// Loudness of a file of several channels as a listener hears them together (BS.1770 adds
+/// their powers): one reader a channel, read in step and interleaved.
+fn loudness_of_channels(path: &Path, info: &voxswap_audio::AudioInfo) -> Result<LoudnessMeter> {
     let mut readers = (0..info.channels)
         .map(|c| AudioReader::open(path, ChannelMix::Select(c)))
         .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -466,23 +457,37 @@ fn loudness_of(path: &Path, mix: ChannelMix) -> Result<LoudnessMeter> {
     Ok(m)
 }
 
-/// Sample rate, loudness (see [`loudness_of`]) and peak of a file's mono mix (or channel), read
-/// in chunks, and its first `head_seconds` of samples.
-fn level(path: &Path, mix: ChannelMix, head_seconds: u32) -> Result<(u32, LoudnessMeter, f32, Vec<f32>)> {
+/// Whether a file's loudness needs all its channels read apart (they are mixed, and several).
+fn several_channels(info: &voxswap_audio::AudioInfo, mix: ChannelMix) -> bool {
+    matches!(mix, ChannelMix::Downmix) && info.channels > 1
+}
+
+/// Loudness as a listener hears it (see [`loudness_of_channels`]), peak of the mono mix (or
+/// channel), and its first `head_seconds` of samples, in one pass over a mono file (a second
+/// one, a channel apart, for several channels).
+fn level(path: &Path, mix: ChannelMix, head_seconds: u32) -> Result<(LoudnessMeter, f32, Vec<f32>)> {
     let mut r = AudioReader::open(path, mix)?;
-    let rate = r.info().sample_rate;
+    let info = r.info().clone();
+    let several = several_channels(&info, mix);
+    let mut loud = LoudnessMeter::new(info.sample_rate)?;
     let mut peak = 0f32;
-    let head_len = rate as usize * head_seconds as usize;
+    let head_len = info.sample_rate as usize * head_seconds as usize;
     let mut head = Vec::new();
     let n = r.for_each_chunk(|buf| {
         peak = buf.iter().fold(peak, |m, v| m.max(v.abs()));
+        if !several {
+            loud.push(buf);
+        }
         let room = head_len - head.len();
         head.extend_from_slice(&buf[..room.min(buf.len())]);
     })?;
     if n == 0 {
         return Err(Error::Input(format!("{}: no audio in the file", path.display())));
     }
-    Ok((rate, loudness_of(path, mix)?, peak, head))
+    if several {
+        loud = loudness_of_channels(path, &info)?;
+    }
+    Ok((loud, peak, head))
 }
 
 /// What a streamed conversion did.
@@ -536,7 +541,12 @@ pub fn stream_file(
     };
     let mut engine = Engine::new(job.conv, job.voice, vocoder, cfg)?;
     let mut skip = engine.latency_samples();
-    let channels = out_channels(src, job.mix)?;
+    let info = reader.info().clone();
+    let channels = out_channels(&info, job.mix);
+    // The source's loudness as the listener hears it, measured as it streams past (its
+    // channels apart, after, when there are several).
+    let several = several_channels(&info, job.mix);
+    let mut src_loud = LoudnessMeter::new(src_rate)?;
     let mut writer = WavWriter::create_copies(out, out_rate, job.format, channels)?;
     let mut loud = LoudnessMeter::new(out_rate)?.as_copies(usize::from(channels));
     let chunk = (src_rate / 100).max(1) as usize;
@@ -556,6 +566,9 @@ pub fn stream_file(
         if reader.read(&mut buf, chunk)? == 0 {
             break;
         }
+        if !several {
+            src_loud.push(&buf);
+        }
         engine.push(&buf, &mut y)?;
         write(&mut y, &mut skip)?;
         progress(reader.frames_read(), total);
@@ -570,7 +583,11 @@ pub fn stream_file(
         rate: out_rate,
         channels,
         lufs: loud.lufs(),
-        source_lufs: loudness_of(src, job.mix)?.lufs(),
+        source_lufs: if several {
+            loudness_of_channels(src, &info)?.lufs()
+        } else {
+            src_loud.lufs()
+        },
         clipped: report.clipped,
         latency_ms: engine.latency_ms(),
         stages: engine.stages(),

@@ -135,15 +135,7 @@ pub fn compute_features(path: &Path, cfg: &FrontendConfig, pitch: bool) -> Resul
     let x = resample(&audio.samples, audio.sample_rate, cfg.sample_rate)?;
     let mut mel = LogMel::new(cfg)?.compute(&x);
     if pitch {
-        let p = voxswap_audio::pitch::pitch_features(&x, cfg);
-        if p.len() != voxswap_audio::pitch::PITCH_CHANNELS * mel.frames {
-            return Err(file_err(
-                path,
-                format!("pitch track of {} values for {} mel frames", p.len(), mel.frames),
-            ));
-        }
-        mel.data.extend_from_slice(&p);
-        mel.n_mels += voxswap_audio::pitch::PITCH_CHANNELS;
+        voxswap_audio::pitch::append_pitch_rows(&mut mel, &x, cfg).map_err(|e| file_err(path, e.to_string()))?;
     }
     Ok(mel)
 }
